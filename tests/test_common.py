@@ -1,0 +1,41 @@
+"""Atomic outputs and deterministic JSON: a failed block leaves the previous output untouched."""
+from __future__ import annotations
+
+import pytest
+
+from stages.common import atomic_dir, atomic_file, load_params, write_json
+
+
+def test_atomic_file_replaces_only_on_success(tmp_path):
+    target = tmp_path / "out" / "stats.json"
+    write_json(target, {"b": 1, "a": [1, 2]})
+    assert target.read_text() == '{\n  "a": [\n    1,\n    2\n  ],\n  "b": 1\n}\n'
+    with pytest.raises(RuntimeError):
+        with atomic_file(target) as tmp:
+            tmp.write_text("partial")
+            raise RuntimeError("killed")
+    assert target.read_text().startswith('{\n  "a"')
+    assert [p.name for p in target.parent.iterdir()] == ["stats.json"]
+
+
+def test_atomic_dir_swaps_whole_directory(tmp_path):
+    target = tmp_path / "shards"
+    with atomic_dir(target) as tmp:
+        (tmp / "old.tar").write_text("v1")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "new.tar").write_text("partial")
+            raise RuntimeError("killed")
+    assert sorted(p.name for p in target.iterdir()) == ["old.tar"]
+    with atomic_dir(target) as tmp:
+        (tmp / "new.tar").write_text("v2")
+    assert sorted(p.name for p in target.iterdir()) == ["new.tar"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]
+
+
+def test_load_params_group(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  epochs: 3\npack: {}\n")
+    assert load_params("train", path) == {"epochs": 3}
+    assert load_params("missing", path) == {}
+    assert load_params(None, path)["train"]["epochs"] == 3
