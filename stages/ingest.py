@@ -1,0 +1,304 @@
+"""Stage `ingest`: native dataset releases -> Step_2/data_manifest.jsonl + Step_2/ocr.jsonl.
+
+Datasets are read in the fixed order of records.DATASETS, each in its adapter's (file) order, so
+the same releases give byte-identical files. Image files need not exist yet. Rows an adapter
+cannot use, and ids seen twice, are counted skips with reasons (see the summary); a release that
+cannot be read at all is an error naming the file and line.
+
+Users with Step 2 files of their own set `ingest.step2_manifest` / `ingest.step2_ocr`: they are
+validated with the one Step 2 validator (records.read_manifest / read_ocr) and copied with image
+paths made repo-relative.
+
+    python -m stages.ingest                                   # datasets from params.yaml
+    python -m stages.ingest --dataset olid=Datasets/olid --manifest m.jsonl --ocr o.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+from stages import records
+from stages.common import REPO_ROOT, atomic_file, load_params, setup_logging
+from stages.records import ContractError, ManifestRecord, OcrRecord
+from stages.releases import ADAPTERS, Example, ReleaseError, Skip
+
+log = logging.getLogger(__name__)
+NO_SPLIT = "(none)"  # how counts show records whose split is None
+SKIP_EXAMPLES = 3
+
+
+@dataclass
+class IngestResult:
+    manifest_path: Path
+    ocr_path: Path
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # dataset -> split -> examples
+    labeled: dict[str, dict[str, int]] = field(default_factory=dict)  # dataset -> split -> with labels
+    ocr_counts: dict[str, int] = field(default_factory=dict)  # dataset -> OCR records
+    skips: dict[str, int] = field(default_factory=dict)  # "<dataset>: <reason>" -> count
+    skip_examples: dict[str, list[str]] = field(default_factory=dict)  # same key -> a few "file:line: detail"
+
+    @property
+    def examples(self) -> int:
+        return sum(n for splits in self.counts.values() for n in splits.values())
+
+    @property
+    def skipped(self) -> int:
+        return sum(self.skips.values())
+
+
+# ---------------------------------------------------------------- native releases
+
+
+def ingest(datasets: dict[str, Path], manifest_out: Path, ocr_out: Path, root: Path,
+           progress: bool = False) -> IngestResult:
+    """Read every release with its adapter and write both Step 2 files (atomically, together)."""
+    unknown = sorted(set(datasets) - set(ADAPTERS))
+    if unknown:
+        raise ValueError(f"unknown dataset(s) {unknown}; valid names: {', '.join(records.DATASETS)}")
+    result = IngestResult(Path(manifest_out), Path(ocr_out))
+    ordered = [(name, Path(datasets[name])) for name in records.DATASETS if name in datasets]
+    with ExitStack() as stack:
+        manifest_tmp = stack.enter_context(atomic_file(manifest_out))
+        ocr_tmp = stack.enter_context(atomic_file(ocr_out))
+        with open(manifest_tmp, "w", encoding="utf-8", newline="\n") as manifest_f, \
+                open(ocr_tmp, "w", encoding="utf-8", newline="\n") as ocr_f:
+            items = _all_items(ordered, progress)
+            for name, item in _unique(items):
+                if isinstance(item, Skip):
+                    _count_skip(result, name, item)
+                    continue
+                manifest, ocr = _normalised(item.manifest, root), item.ocr and _normalised(item.ocr, root)
+                _write_line(manifest_f, manifest)
+                if ocr:
+                    _write_line(ocr_f, ocr)
+                _count_example(result, manifest, ocr is not None)
+    return result
+
+
+def _all_items(ordered: list[tuple[str, Path]], progress: bool) -> Iterator[tuple[str, Example | Skip]]:
+    from rich.progress import Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(f"{task.finished_speed or task.speed or 0:,.0f} examples/s")
+
+    columns = [TextColumn("[bold]{task.description:<14}"), TextColumn("{task.completed:>9,.0f} records"), Rate(),
+               TimeElapsedColumn()]
+    with Progress(*columns, disable=not progress) as bar:
+        for name, folder in ordered:
+            if not folder.is_dir():
+                raise ReleaseError(folder, None, f"dataset folder for {name!r} does not exist")
+            task = bar.add_task(name, total=None)
+            for item in ADAPTERS[name](folder):
+                yield name, item
+                bar.advance(task)
+            bar.stop_task(task)
+
+
+def _unique(items: Iterable[tuple[str, Example | Skip]]) -> Iterator[tuple[str, Example | Skip]]:
+    """Pass items through, turning a second example with an already used id into a counted Skip."""
+    first_at: dict[str, str] = {}
+    for name, item in items:
+        if isinstance(item, Example):
+            if item.manifest.dataset != name:
+                raise ReleaseError(item.where, None, f"adapter {name!r} produced a record of dataset "
+                                   f"{item.manifest.dataset!r}")
+            record_id = item.manifest.id
+            if record_id in first_at:
+                file, _, line = item.where.rpartition(":")
+                file, line = (file, int(line)) if line.isdigit() else (item.where, 0)
+                item = Skip(file, line, "duplicate id",
+                            f"{record_id} (first at {first_at[record_id]}; this one is skipped)")
+            else:
+                first_at[record_id] = item.where or record_id
+        yield name, item
+
+
+def _normalised(record: ManifestRecord | OcrRecord, root: Path):
+    if record.image_path is None:
+        return record
+    return dataclasses.replace(record, image_path=repo_path(record.image_path, root))
+
+
+def repo_path(path: str | Path, root: Path) -> str:
+    """Relative to `root` when under it (without resolving symlinks first), else records' rule."""
+    p = Path(os.path.abspath(path))  # lexical: removes "..", keeps symlinked folders under root
+    try:
+        return p.relative_to(Path(root).absolute()).as_posix()
+    except ValueError:
+        return records.relative_image_path(p, root)
+
+
+def _write_line(f: IO[str], record: ManifestRecord | OcrRecord) -> None:
+    # the same serialisation as records.write_jsonl
+    f.write(json.dumps(record.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+def _count_example(result: IngestResult, record: ManifestRecord, has_ocr: bool) -> None:
+    split = record.split or NO_SPLIT
+    per_split = result.counts.setdefault(record.dataset, {})
+    per_split[split] = per_split.get(split, 0) + 1
+    labeled = result.labeled.setdefault(record.dataset, {})
+    labeled[split] = labeled.get(split, 0) + (record.labels_raw is not None)
+    result.ocr_counts[record.dataset] = result.ocr_counts.get(record.dataset, 0) + has_ocr
+
+
+def _count_skip(result: IngestResult, name: str, skip: Skip) -> None:
+    key = f"{name}: {skip.reason}"
+    result.skips[key] = result.skips.get(key, 0) + 1
+    examples = result.skip_examples.setdefault(key, [])
+    if len(examples) < SKIP_EXAMPLES:
+        where = f"{skip.file}:{skip.line}" if skip.line else skip.file
+        examples.append(where + (f": {skip.detail}" if skip.detail else ""))
+    log.info("skipped %s:%s (%s) %s", skip.file, skip.line, skip.reason, skip.detail)
+
+
+# ---------------------------------------------------------------- user-supplied Step 2 files
+
+
+def import_step2(manifest_in: Path, ocr_in: Path, manifest_out: Path, ocr_out: Path, root: Path) -> IngestResult:
+    """Validate a user's own Step 2 files and copy them with repo-relative image paths.
+
+    Any contract break is an error (file, line, field); every OCR record must belong to a
+    manifest record of the same dataset and split.
+    """
+    result = IngestResult(Path(manifest_out), Path(ocr_out))
+    known: dict[str, ManifestRecord] = {}
+    with ExitStack() as stack:
+        manifest_tmp = stack.enter_context(atomic_file(manifest_out))
+        ocr_tmp = stack.enter_context(atomic_file(ocr_out))
+        with open(manifest_tmp, "w", encoding="utf-8", newline="\n") as f:
+            for record in records.read_manifest(manifest_in):
+                record = _normalised(record, root)
+                _write_line(f, record)
+                known[record.id] = record
+                _count_example(result, record, False)
+        with open(ocr_tmp, "w", encoding="utf-8", newline="\n") as f:
+            for line, record in enumerate(records.read_ocr(ocr_in), start=1):
+                owner = known.get(record.id)
+                if owner is None or (owner.dataset, owner.split) != (record.dataset, record.split):
+                    problem = "not in the manifest" if owner is None else (
+                        f"dataset/split {record.dataset}/{record.split} differ from the manifest's "
+                        f"{owner.dataset}/{owner.split}")
+                    raise ContractError(ocr_in, _line_of(ocr_in, record.id), "id", f"{record.id!r}: {problem}")
+                _write_line(f, _normalised(record, root))
+                result.ocr_counts[record.dataset] = result.ocr_counts.get(record.dataset, 0) + 1
+    return result
+
+
+def _line_of(path: Path, record_id: str) -> int:
+    """The line holding `record_id` (only used to word an error message)."""
+    with open(path, encoding="utf-8") as f:
+        for number, text in enumerate(f, start=1):
+            try:
+                if json.loads(text).get("id") == record_id:
+                    return number
+            except (json.JSONDecodeError, AttributeError):
+                continue
+    return 0
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def print_summary(result: IngestResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"Step 2: {result.examples} examples -> {result.manifest_path}, {result.ocr_path}")
+    for column in ("dataset", "split", "examples", "labeled", "OCR records"):
+        table.add_column(column, justify="left" if column in ("dataset", "split") else "right")
+    for dataset, splits in result.counts.items():
+        for i, (split, n) in enumerate(splits.items()):
+            ocr = str(result.ocr_counts.get(dataset, 0)) if i == 0 else ""
+            table.add_row(dataset if i == 0 else "", split, str(n), str(result.labeled[dataset][split]), ocr)
+    if any(NO_SPLIT in splits for splits in result.counts.values()):
+        table.caption = f"{NO_SPLIT}: no original split (e.g. HateXplain posts in no division); the split stage assigns one"
+    console.print(table)
+    if result.skips:
+        skips = Table(title=f"{result.skipped} skipped rows")
+        for column in ("dataset: reason", "count", "examples"):
+            skips.add_column(column, justify="right" if column == "count" else "left")
+        for key, n in result.skips.items():
+            skips.add_row(key, str(n), "\n".join(result.skip_examples[key]))
+        console.print(skips)
+
+
+def parse_dataset_options(options: list[str]) -> dict[str, Path]:
+    datasets: dict[str, Path] = {}
+    for option in options:
+        name, sep, folder = option.partition("=")
+        if not sep or not name or not folder:
+            raise SystemExit(f"--dataset expects NAME=DIR, got {option!r}")
+        if name in datasets:
+            raise SystemExit(f"--dataset {name} given twice")
+        datasets[name] = Path(folder)
+    return datasets
+
+
+def check_datasets(datasets: dict[str, Path]) -> None:
+    unknown = sorted(set(datasets) - set(records.DATASETS))
+    if unknown:
+        raise SystemExit(f"unknown dataset name(s) {unknown}; valid names: {', '.join(records.DATASETS)}")
+    for name, folder in datasets.items():
+        if not folder.is_dir():
+            raise SystemExit(f"dataset folder for {name!r} does not exist: {folder}")
+
+
+def main(argv: list[str] | None = None) -> IngestResult:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", action="append", default=[], metavar="NAME=DIR",
+                        help=f"a release folder (repeatable); names: {', '.join(records.DATASETS)}. "
+                             "Default: params ingest.datasets")
+    parser.add_argument("--manifest", help="output manifest (default: params ingest.manifest)")
+    parser.add_argument("--ocr", help="output OCR file (default: params ingest.ocr)")
+    parser.add_argument("--step2-manifest", help="your own Step 2 manifest to validate and copy instead of "
+                        "reading releases (default: params ingest.step2_manifest unless --dataset is given)")
+    parser.add_argument("--step2-ocr", help="your own Step 2 OCR file (give both or neither)")
+    parser.add_argument("--params", default="params.yaml", help="params file (group `ingest`)")
+    parser.add_argument("--verbose", action="store_true", help="log every skipped row")
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+
+    if not Path(args.params).is_file():
+        raise SystemExit(f"params file not found: {args.params}")
+    params = load_params("ingest", args.params)
+    manifest_out = Path(args.manifest or params.get("manifest") or "Step_2/data_manifest.jsonl")
+    ocr_out = Path(args.ocr or params.get("ocr") or "Step_2/ocr.jsonl")
+    step2_manifest = args.step2_manifest or (None if args.dataset else params.get("step2_manifest"))
+    step2_ocr = args.step2_ocr or (None if args.dataset else params.get("step2_ocr"))
+    try:
+        if step2_manifest or step2_ocr:
+            if not (step2_manifest and step2_ocr):
+                raise SystemExit("give both Step 2 files (step2_manifest and step2_ocr), or neither")
+            if args.dataset:
+                raise SystemExit("--dataset and --step2-manifest/--step2-ocr exclude each other")
+            for path in (step2_manifest, step2_ocr):
+                if not Path(path).is_file():
+                    raise SystemExit(f"Step 2 file not found: {path}")
+            result = import_step2(Path(step2_manifest), Path(step2_ocr), manifest_out, ocr_out, REPO_ROOT)
+        else:
+            datasets = parse_dataset_options(args.dataset) if args.dataset else \
+                {name: Path(folder) for name, folder in (params.get("datasets") or {}).items()}
+            if not datasets:
+                raise SystemExit("no datasets: give --dataset NAME=DIR or set ingest.datasets in params.yaml")
+            check_datasets(datasets)
+            result = ingest(datasets, manifest_out, ocr_out, REPO_ROOT, progress=True)
+    except (ReleaseError, ContractError) as e:
+        raise SystemExit(f"ingest failed: {e}") from None
+    print_summary(result)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Native-release adapters: one small module per dataset turns its release into Step 2 records.
+
+Each adapter's `read_release(folder)` streams `Example`s (a manifest record plus, for memes, the
+transcription shipped with the release as an OCR record) and `Skip`s (a row it could not use,
+with file, line and reason) in file order. Adapters never need the image files to exist.
+
+Files are located by name anywhere below the dataset folder (`ReleaseFiles`), so both the
+pilot's layout and an unzipped real release work.
+"""
+from __future__ import annotations
+
+import csv
+import filecmp
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from stages.records import ManifestRecord, OcrLine, OcrRecord
+
+
+@dataclass(frozen=True)
+class Example:
+    manifest: ManifestRecord
+    ocr: OcrRecord | None
+    where: str = ""  # "file:line" of the record, for messages about it (e.g. duplicate ids)
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A row an adapter could not use. `reason` is a category (counted); `detail` the specifics."""
+    file: str
+    line: int
+    reason: str
+    detail: str = ""
+
+
+class ReleaseError(ValueError):
+    """A release cannot be read at all (missing/ambiguous file, broken header, invalid JSON file)."""
+
+    def __init__(self, path: str | Path, line: int | None, problem: str):
+        self.path, self.line, self.problem = str(path), line, problem
+        super().__init__(f"{path}:{line}: {problem}" if line else f"{path}: {problem}")
+
+
+Item = Example | Skip
+
+
+# ---------------------------------------------------------------- locating files
+
+
+class ReleaseFiles:
+    """The `wanted` files and every folder below a dataset folder, by name (one sorted walk).
+
+    Only wanted names are kept: a real release holds ~10^5 images we must not index.
+    """
+
+    def __init__(self, folder: Path, wanted: Iterable[str]):
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise ReleaseError(folder, None, "dataset folder does not exist")
+        self.folder = folder
+        self._files: dict[str, list[Path]] = {name: [] for name in wanted}
+        self._dirs: dict[str, list[Path]] = {}
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames.sort()
+            base = Path(dirpath)
+            for name in dirnames:
+                self._dirs.setdefault(name, []).append(base / name)
+            for name in filenames:
+                if name in self._files:
+                    self._files[name].append(base / name)
+
+    def file(self, *names: str) -> Path | None:
+        """The file with the first of `names` present; two different files of one name -> error."""
+        for name in names:
+            paths = sorted(self._files[name])  # KeyError: `name` was not declared as wanted
+            if paths:
+                first = paths[0]
+                for other in paths[1:]:
+                    if not filecmp.cmp(first, other, shallow=False):
+                        raise ReleaseError(self.folder, None, f"two different files named {name!r}: "
+                                           f"{first} and {other}; keep one")
+                return first
+        return None
+
+    def dir(self, name: str, default: Path) -> Path:
+        """The first folder called `name` (sorted), else `default` (images may not be there yet)."""
+        paths = sorted(self._dirs.get(name, []))
+        return paths[0] if paths else default
+
+    def require_any(self, names: Iterable[str]) -> None:
+        names = list(names)
+        if not any(self._files[name] for name in names):
+            raise ReleaseError(self.folder, None, "unknown layout: none of the expected files was found "
+                               f"(expected any of: {', '.join(names)})")
+
+
+# ---------------------------------------------------------------- reading rows
+
+
+def csv_rows(path: Path, delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
+    """(first line number, fields) per record; RFC-4180 quoting, CRLF and embedded newlines, BOM."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        start = 1
+        try:
+            for fields in reader:
+                yield start, fields
+                start = reader.line_num + 1
+        except csv.Error as e:
+            raise ReleaseError(path, start, f"unreadable CSV: {e}") from None
+
+
+def header_index(path: Path, header: list[str], required: Iterable[str]) -> dict[str, int]:
+    """Column positions by (stripped) name; a missing required column is an error naming the file."""
+    index = {name.strip(): i for i, name in enumerate(header) if name.strip()}
+    missing = [name for name in required if name not in index]
+    if missing:
+        raise ReleaseError(path, 1, f"header lacks column(s) {missing}; header is {header}")
+    return index
+
+
+def short_row_skip(path: Path, line: int, fields: list[str], needed: int) -> Skip | None:
+    if len(fields) < needed:
+        return Skip(str(path), line, "row with missing columns", f"{len(fields)} of {needed} columns")
+    return None
+
+
+def load_json_file(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ReleaseError(path, e.lineno, f"invalid JSON: {e.msg} at column {e.colno}") from None
+
+
+def check_values(labels: dict[str, Any], allowed: dict[str, Iterable]) -> str | None:
+    """The first present label whose value is outside the release's documented vocabulary, as a message."""
+    for key, values in allowed.items():
+        if key in labels and labels[key] not in values:
+            return f"{key}={labels.get(key)!r:.80} is not one of {sorted(values, key=str)}"
+    return None
+
+
+def transcription(record: ManifestRecord, text: str | None) -> OcrRecord | None:
+    """A release's own meme text as a one-line OCR record (none when the text is empty)."""
+    if text is None or not text.strip():
+        return None
+    return OcrRecord(id=record.id, dataset=record.dataset, split=record.split, image_path=record.image_path,
+                     lines=(OcrLine(text=text),), source="dataset_transcription")
+
+
+# ---------------------------------------------------------------- registry
+
+from stages.releases import (hateful_memes, hatexplain, mami, memotion1, memotion2,  # noqa: E402
+                             mmhs150k, olid)
+
+_MODULES = {"hateful_memes": hateful_memes, "mami": mami, "mmhs150k": mmhs150k, "memotion1": memotion1,
+            "memotion2": memotion2, "hatexplain": hatexplain, "olid": olid}
+ADAPTERS: dict[str, Callable[[Path], Iterator[Item]]] = {name: m.read_release for name, m in _MODULES.items()}
+# The original split names each release uses (what the split stage maps to train/val/test).
+ORIGINAL_SPLITS: dict[str, tuple[str, ...]] = {name: m.SPLITS for name, m in _MODULES.items()}
+
+
+def read_release(name: str, folder: Path) -> Iterator[Item]:
+    if name not in ADAPTERS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(ADAPTERS)}")
+    return ADAPTERS[name](Path(folder))

@@ -1,0 +1,156 @@
+"""Memotion 1.0 (SemEval-2020 Task 8).
+
+train: memotion_dataset_7k/labels.csv (leading unnamed index column, image_name, text_ocr,
+       text_corrected, 5 labels; CRLF, quoted fields with newlines) + images/<image_name>;
+       or the data_6512.csv variant (Image_name, Image_URL, OCR_extracted_text, Corrected_text,
+       Humour, ...) of the same annotations, used when labels.csv is absent.
+test:  2000_testdata.csv (Image_name, Image_URL, OCR_extracted_text, corrected_text) joined with
+       Meme_groundTruth.csv (also shipped as "Meme_groundTruth .csv") whose Labels code
+       `<sentiment -1|0|1>_<4 binary>_<4 intensities>` is decoded into the train vocabulary.
+Ids key on the full image name (extensions are mixed, so the stem alone need not be unique).
+Values outside the documented vocabulary (one full-file row has a corrupted sentiment) are
+counted skips.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Iterator
+
+from stages.records import ManifestRecord, make_id
+from stages.releases import (Example, ReleaseError, ReleaseFiles, Skip, check_values, csv_rows, short_row_skip,
+                             transcription)
+
+DATASET = "memotion1"
+SPLITS = ("train", "test")
+TRAIN_FILES = ("labels.csv", "data_6512.csv")
+TEST_FILE = "2000_testdata.csv"
+GOLD_FILES = ("Meme_groundTruth.csv", "Meme_groundTruth .csv")
+HUMOUR = ("not_funny", "funny", "very_funny", "hilarious")
+SARCASM = ("not_sarcastic", "general", "twisted_meaning", "very_twisted")
+OFFENSIVE = ("not_offensive", "slight", "very_offensive", "hateful_offensive")
+MOTIVATIONAL = ("not_motivational", "motivational")
+ALLOWED = {"humour": set(HUMOUR), "sarcasm": set(SARCASM), "offensive": set(OFFENSIVE),
+           "motivational": set(MOTIVATIONAL),
+           "overall_sentiment": {"very_negative", "negative", "neutral", "positive", "very_positive"}}
+# the variants' column names -> the official ones (after lower-casing)
+ALIASES = {"ocr_extracted_text": "text_ocr", "corrected_text": "text_corrected"}
+GOLD_CODE = re.compile(r"^(-1|0|1)_([01]{4})_([0-3])([0-3])([0-3])([01])$")
+
+log = logging.getLogger(__name__)
+
+
+def read_release(folder: Path) -> Iterator[Example | Skip]:
+    files = ReleaseFiles(folder, [*TRAIN_FILES, TEST_FILE, *GOLD_FILES])
+    files.require_any([*TRAIN_FILES, TEST_FILE])
+    train = files.file(TRAIN_FILES[0]) or files.file(TRAIN_FILES[1])
+    if train:
+        if train.name == TRAIN_FILES[0] and files.file(TRAIN_FILES[1]):
+            log.warning("%s: both labels.csv and data_6512.csv found; using labels.csv (same annotations)", folder)
+        yield from _read_train(train, files.dir("images", train.parent / "images"))
+    test = files.file(TEST_FILE)
+    if test:
+        gold_path = files.file(*GOLD_FILES)
+        gold = _read_gold(gold_path) if gold_path else None
+        if gold is None:
+            log.warning("%s: no Meme_groundTruth.csv found; the test memes are ingested unlabeled", folder)
+        yield from _read_test(test, gold_path, gold, files.dir("2000_data", test.parent / "2000_data"))
+
+
+def _table(path: Path, required: list[str]) -> Iterator[tuple[int, list[str] | Skip, dict[str, int]]]:
+    """Rows of a comma CSV with columns by normalised name; short rows come out as Skips."""
+    rows = csv_rows(path)
+    first = next(rows, None)
+    if first is None:
+        raise ReleaseError(path, 1, "empty file (expected a header)")
+    names = [ALIASES.get(h.strip().lower(), h.strip().lower()) for h in first[1]]
+    col = {name: i for i, name in enumerate(names) if name and not name.startswith("unnamed")}
+    missing = [name for name in required if name not in col]
+    if missing:
+        raise ReleaseError(path, 1, f"header lacks column(s) {missing}; header is {first[1]}")
+    needed = max(col[name] for name in required) + 1
+    for line, fields in rows:
+        if fields:
+            yield line, short_row_skip(path, line, fields, needed) or fields, col
+
+
+def _example(split: str, image_name: str, image_dir: Path, labels: dict | None, fields: list[str],
+             col: dict[str, int], where: str) -> Example:
+    text = fields[col["text_corrected"]]
+    if not text.strip():
+        text = fields[col["text_ocr"]]
+    record = ManifestRecord(id=make_id(DATASET, split, image_name), dataset=DATASET, split=split,
+                            image_path=str(image_dir / image_name), text_raw=None, labels_raw=labels)
+    return Example(record, transcription(record, text), where)
+
+
+def _read_train(path: Path, image_dir: Path) -> Iterator[Example | Skip]:
+    for line, fields, col in _table(path, ["image_name", "text_ocr", "text_corrected", *ALLOWED]):
+        if isinstance(fields, Skip):
+            yield fields
+            continue
+        image_name = fields[col["image_name"]].strip()
+        if not image_name:
+            yield Skip(str(path), line, "empty id")
+            continue
+        labels = {name: fields[col[name]] for name in ALLOWED}
+        bad = check_values(labels, ALLOWED)
+        if bad:
+            yield Skip(str(path), line, "label value outside the documented set", bad)
+            continue
+        yield _example("train", image_name, image_dir, labels, fields, col, f"{path}:{line}")
+
+
+def _read_gold(path: Path) -> dict[str, tuple[int, str]]:
+    """Image_name -> (line, Labels code)."""
+    gold: dict[str, tuple[int, str]] = {}
+    for line, fields, col in _table(path, ["image_name", "labels"]):
+        if isinstance(fields, Skip) or not fields[col["image_name"]].strip():
+            raise ReleaseError(path, line, f"expected Image_name,Labels, got {fields}")
+        name = fields[col["image_name"]].strip()
+        if name in gold:
+            raise ReleaseError(path, line, f"duplicate Image_name {name!r} (first on line {gold[name][0]})")
+        gold[name] = (line, fields[col["labels"]].strip())
+    return gold
+
+
+def decode_gold(code: str) -> dict[str, str] | None:
+    """`1_1101_2101` -> the train vocabulary (sentiment -1/0/1 -> negative/neutral/positive)."""
+    match = GOLD_CODE.match(code)
+    if not match:
+        return None
+    sentiment, _, humour, sarcasm, offensive, motivational = match.groups()
+    return {"humour": HUMOUR[int(humour)], "sarcasm": SARCASM[int(sarcasm)], "offensive": OFFENSIVE[int(offensive)],
+            "motivational": MOTIVATIONAL[int(motivational)],
+            "overall_sentiment": {"-1": "negative", "0": "neutral", "1": "positive"}[sentiment]}
+
+
+def _read_test(path: Path, gold_path: Path | None, gold: dict | None, image_dir: Path) -> Iterator[Example | Skip]:
+    seen = set()
+    for line, fields, col in _table(path, ["image_name", "text_ocr", "text_corrected"]):
+        if isinstance(fields, Skip):
+            yield fields
+            continue
+        image_name = fields[col["image_name"]].strip()
+        if not image_name:
+            yield Skip(str(path), line, "empty id")
+            continue
+        seen.add(image_name)
+        labels = None
+        if gold is not None:
+            if image_name not in gold:
+                yield Skip(str(path), line, "test id without a gold label", f"{image_name} not in {gold_path}")
+                continue
+            gold_line, code = gold[image_name]
+            labels = decode_gold(code)
+            if labels is None:
+                yield Skip(str(gold_path), gold_line, "label value outside the documented set",
+                           f"Labels={code!r:.60} is not <-1|0|1>_<4 binary>_<4 intensities>")
+                continue
+        yield _example("test", image_name, image_dir, labels, fields, col, f"{path}:{line}")
+    if gold:
+        unknown = sorted(set(gold) - seen)
+        if unknown:
+            log.warning("%s: %d gold label(s) for memes not in %s, e.g. %s", gold_path, len(unknown), TEST_FILE,
+                        unknown[:3])
