@@ -1,0 +1,388 @@
+"""Unified labels: interpret Step_3/label_taxonomy.json, a declarative mapping from each dataset's
+`labels_raw` (Step 2 contract) to the shared fields abuse_hate / offensive / target_type /
+target_group plus dataset-specific auxiliary labels.
+
+    taxonomy = Taxonomy.load("Step_3/label_taxonomy.json")
+    labels = taxonomy.map(record)          # record: ManifestRecord -> UnifiedLabels
+    labels.to_json()                       # {"labels": {...}, "aux": {...}}
+
+Every mapping decision lives in the JSON; this module only knows the small rule language
+(documented in the JSON's `rule_language` section):
+  const   {"rule": "const", "value": V}
+  map     {"rule": "map", "from": RAW_FIELD, "map": {RAW_VALUE: V}}
+  vote    {"rule": "vote", "from": RAW_LIST, "key": ITEM_KEY?, "map": {RAW_VALUE: V}, "tie": V}
+          each annotator's value is mapped first; the mapped value held by more than half of
+          the annotators wins, otherwise the written `tie` value is used
+  targets {"rule": "targets", "from": RAW_LIST, "key": ITEM_KEY?, "min_annotators": N}
+          normalised groups (dataset `target_vocab`) named by at least N annotators, sorted
+  copy    {"rule": "copy", "from": RAW_FIELD}            carried through verbatim
+  cond    {"rule": "cond", "cases": [{"when": TEST, "then": RULE}, ...], "else": RULE}
+          TEST = {"raw": RAW_FIELD | "field": EARLIER_UNIFIED_FIELD,
+                  "is": V | "in": [V, ...] | "nonempty": true|false}
+Raw values are compared by their text (JSON int 1 and CSV string "1" both match key "1").
+A raw value the taxonomy does not list is a LabelError naming dataset, id, field and value.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stages.records import ManifestRecord
+
+# Evaluation order: a `cond` rule may test unified fields computed before it.
+UNIFIED_FIELDS = ("abuse_hate", "offensive", "target_group", "target_type")
+TARGET_TYPES = ("none", "individual", "group", "other")
+RULES = ("const", "map", "vote", "targets", "copy", "cond")
+
+
+class LabelError(ValueError):
+    """A record's raw labels do not fit the taxonomy; names dataset, id, field and value."""
+
+    def __init__(self, dataset: str, record_id: str, field_name: str, value: Any, problem: str = "unknown value"):
+        self.dataset, self.id, self.field, self.value = dataset, record_id, field_name, value
+        super().__init__(f"{dataset} id {record_id!r}: labels_raw field '{field_name}': {problem} {value!r:.80}")
+
+
+class TaxonomyError(ValueError):
+    """The taxonomy file itself is malformed; names the file and the JSON location."""
+
+    def __init__(self, source: str, where: str, problem: str):
+        super().__init__(f"{source}: {where}: {problem}")
+
+
+@dataclass(frozen=True)
+class UnifiedLabels:
+    abuse_hate: int | None = None
+    offensive: int | None = None
+    target_type: str | None = None
+    target_group: tuple[str, ...] | None = None
+    aux: dict[str, Any] = field(default_factory=dict)
+    labeled: bool = False  # False only when labels_raw is None (unlabeled example)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "labels": {
+                "abuse_hate": self.abuse_hate, "offensive": self.offensive, "target_type": self.target_type,
+                "target_group": None if self.target_group is None else list(self.target_group),
+            },
+            "aux": {name: self.aux[name] for name in sorted(self.aux)},
+        }
+
+
+def raw_key(value: Any) -> str:
+    """The text a raw value is matched by: strings as they are, ints as digits, else JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return json.dumps(value, sort_keys=True)
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+@dataclass
+class _Context:
+    dataset: str
+    record_id: str
+    raw: dict[str, Any]
+    spec: dict[str, Any]              # the dataset's entry in `datasets`
+    out: dict[str, Any]               # unified fields computed so far
+
+    def error(self, field_name: str, value: Any, problem: str = "unknown value") -> LabelError:
+        return LabelError(self.dataset, self.record_id, field_name, value, problem)
+
+
+def _lookup(table: dict[str, Any], value: Any, ctx: _Context, where: str) -> Any:
+    key = raw_key(value)
+    if key not in table:
+        raise ctx.error(where, value)
+    return table[key]
+
+
+def _annotator_values(rule: dict, ctx: _Context) -> list[tuple[str, Any]]:
+    """(location, value) of each annotator's item: raw[from][i] or raw[from][i][key]."""
+    name, key = rule["from"], rule.get("key")
+    items = ctx.raw[name]
+    if not isinstance(items, list) or not items:
+        raise ctx.error(name, items, "expected a non-empty list of annotations, got")
+    values = []
+    for i, item in enumerate(items):
+        if key is None:
+            values.append((f"{name}[{i}]", item))
+        elif isinstance(item, dict) and key in item:
+            values.append((f"{name}[{i}].{key}", item[key]))
+        else:
+            raise ctx.error(f"{name}[{i}]", item, f"expected an object with '{key}', got")
+    return values
+
+
+def _vote(rule: dict, ctx: _Context) -> Any:
+    votes = [_lookup(rule["map"], value, ctx, where) for where, value in _annotator_values(rule, ctx)]
+    winner, count = Counter(raw_key(v) for v in votes).most_common(1)[0]
+    if 2 * count > len(votes):
+        return next(v for v in votes if raw_key(v) == winner)
+    return rule.get("tie")
+
+
+def _targets(rule: dict, ctx: _Context) -> tuple[str, ...]:
+    vocab = ctx.spec["target_vocab"]
+    annotators_naming: Counter = Counter()
+    for where, value in _annotator_values(rule, ctx):
+        named = value if isinstance(value, list) else [value]
+        groups = {_lookup(vocab, name, ctx, where) for name in named}
+        annotators_naming.update(g for g in groups if g is not None)  # one vote per annotator per group
+    return tuple(sorted(g for g, n in annotators_naming.items() if n >= rule["min_annotators"]))
+
+
+def _test(when: dict, ctx: _Context) -> bool:
+    if "raw" in when:
+        value = ctx.raw.get(when["raw"])
+        key = None if value is None else raw_key(value)
+        if "is" in when:
+            return value is not None and key == raw_key(when["is"])
+        if "in" in when:
+            return value is not None and key in {raw_key(v) for v in when["in"]}
+        return bool(value) == when["nonempty"]
+    value = ctx.out[when["field"]]
+    value = list(value) if isinstance(value, tuple) else value
+    if "is" in when:
+        return value == when["is"]
+    if "in" in when:
+        return value in when["in"]
+    return (value is not None and len(value) > 0) == when["nonempty"]
+
+
+def _evaluate(rule: dict, ctx: _Context) -> Any:
+    kind = rule["rule"]
+    if kind == "const":
+        value = rule["value"]
+        return tuple(value) if isinstance(value, list) else value
+    if kind == "cond":
+        for case in rule["cases"]:
+            if _test(case["when"], ctx):
+                return _evaluate(case["then"], ctx)
+        return _evaluate(rule["else"], ctx)
+    source = rule["from"]
+    if source not in ctx.raw:  # only optional raw fields get here (required ones are checked first)
+        return None
+    if kind == "map":
+        return _lookup(rule["map"], ctx.raw[source], ctx, source)
+    if kind == "vote":
+        return _vote(rule, ctx)
+    if kind == "targets":
+        return _targets(rule, ctx)
+    return ctx.raw[source]  # copy
+
+
+def _check_raw_fields(ctx: _Context) -> None:
+    """Every declared raw field, annotator items included, before any rule runs: an unknown
+    value is an error even where a `cond` would not read it."""
+    for name, decl in ctx.spec["raw_fields"].items():
+        if name not in ctx.raw:
+            if not decl.get("optional", False):
+                raise ctx.error(name, None, "missing field, got")
+            continue
+        value = ctx.raw[name]
+        if decl.get("type") == "list":
+            if not isinstance(value, list):
+                raise ctx.error(name, value, "expected a list, got")
+            for i, item in enumerate(value):
+                _check_item(item, decl.get("items", {}), f"{name}[{i}]", ctx)
+        else:
+            _check_value(value, decl, name, ctx)
+
+
+def _check_item(item: Any, decl: dict, where: str, ctx: _Context) -> None:
+    if "fields" not in decl:
+        _check_value(item, decl, where, ctx)
+        return
+    if not isinstance(item, dict):
+        raise ctx.error(where, item, "expected an object, got")
+    for key, key_decl in decl["fields"].items():
+        if key not in item:
+            raise ctx.error(f"{where}.{key}", None, "missing field, got")
+        _check_value(item[key], key_decl, f"{where}.{key}", ctx)
+
+
+def _check_value(value: Any, decl: dict, where: str, ctx: _Context) -> None:
+    """`values`: the allowed values; `vocab`: the keys of a dataset table (e.g. target_vocab).
+    A list value (an annotator's several targets) is checked element by element."""
+    if "values" in decl:
+        allowed = {raw_key(v) for v in decl["values"]}
+    elif "vocab" in decl:
+        allowed = set(ctx.spec[decl["vocab"]])
+    else:
+        return
+    for element in value if isinstance(value, list) and "vocab" in decl else [value]:
+        if raw_key(element) not in allowed:
+            raise ctx.error(where, element)
+
+
+def _check_output(name: str, value: Any, ctx: _Context) -> None:
+    """Guard against a taxonomy whose rules produce values outside the unified schema."""
+    if value is None:
+        return
+    if name in ("abuse_hate", "offensive"):
+        ok = value in (0, 1) and not isinstance(value, bool)
+    elif name == "target_type":
+        ok = value in TARGET_TYPES
+    else:
+        ok = isinstance(value, tuple) and all(isinstance(g, str) for g in value)
+    if not ok:
+        raise ctx.error(name, value, "taxonomy rule produced an invalid unified value")
+
+
+# ------------------------------------------------------------------ the taxonomy
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    spec: dict[str, Any]
+    source: str = "<taxonomy>"
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Taxonomy":
+        try:
+            spec = json.loads(Path(path).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise TaxonomyError(str(path), f"line {e.lineno}", f"invalid JSON: {e.msg}") from None
+        return cls.from_dict(spec, str(path))
+
+    @classmethod
+    def from_dict(cls, spec: dict[str, Any], source: str = "<taxonomy>") -> "Taxonomy":
+        _validate_spec(spec, source)
+        return cls(spec=spec, source=source)
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        return tuple(sorted(self.spec["datasets"]))
+
+    @property
+    def target_groups(self) -> tuple[str, ...]:
+        return tuple(sorted(self.spec["fields"]["target_group"]["vocabulary"]))
+
+    def aux_names(self, dataset: str) -> tuple[str, ...]:
+        return tuple(sorted(self.spec["datasets"][dataset].get("aux", {})))
+
+    def map(self, record: ManifestRecord) -> UnifiedLabels:
+        spec = self.spec["datasets"].get(record.dataset)
+        if spec is None:
+            raise LabelError(record.dataset, record.id, "dataset", record.dataset, "dataset not in the taxonomy:")
+        aux_rules = spec.get("aux", {})
+        if record.labels_raw is None:
+            return UnifiedLabels(aux={name: None for name in aux_rules}, labeled=False)
+        if not isinstance(record.labels_raw, dict):
+            raise LabelError(record.dataset, record.id, "<labels_raw>", record.labels_raw, "expected an object, got")
+        ctx = _Context(record.dataset, record.id, record.labels_raw, spec, out={})
+        _check_raw_fields(ctx)
+        for name in UNIFIED_FIELDS:
+            ctx.out[name] = _evaluate(spec["labels"][name], ctx)
+            _check_output(name, ctx.out[name], ctx)
+        aux = {name: _evaluate(rule, ctx) for name, rule in aux_rules.items()}
+        return UnifiedLabels(**ctx.out, aux=aux, labeled=True)
+
+
+# ------------------------------------------------------------------ spec validation
+
+
+def _validate_spec(spec: Any, source: str) -> None:
+    def fail(where: str, problem: str):
+        raise TaxonomyError(source, where, problem)
+
+    if not isinstance(spec, dict):
+        fail("<top>", "expected a JSON object")
+    for key in ("fields", "datasets"):
+        if not isinstance(spec.get(key), dict):
+            fail(key, "missing or not an object")
+    vocabulary = spec["fields"].get("target_group", {}).get("vocabulary")
+    if not isinstance(vocabulary, dict) or not vocabulary:
+        fail("fields.target_group.vocabulary", "missing or empty")
+    aux_declared = spec.get("aux", {})
+    for dataset, dspec in spec["datasets"].items():
+        where = f"datasets.{dataset}"
+        if not isinstance(dspec, dict) or not isinstance(dspec.get("raw_fields"), dict):
+            fail(where, "needs a `raw_fields` object")
+        if not isinstance(dspec.get("labels"), dict):
+            fail(where, "needs a `labels` object")
+        missing = [f for f in UNIFIED_FIELDS if f not in dspec["labels"]]
+        if missing:
+            fail(f"{where}.labels", f"every unified field needs a rule (null = not annotated); missing {missing}")
+        unknown = sorted(set(dspec["labels"]) - set(UNIFIED_FIELDS))
+        if unknown:
+            fail(f"{where}.labels", f"unknown unified fields {unknown}")
+        for name, decl in dspec["raw_fields"].items():
+            items = decl.get("items", {}) if isinstance(decl, dict) else None
+            if items is None:
+                fail(f"{where}.raw_fields.{name}", "expected an object")
+            for check in [items, *items.get("fields", {}).values()]:
+                if "vocab" in check and not isinstance(dspec.get(check["vocab"]), dict):
+                    fail(f"{where}.raw_fields.{name}", f"vocab {check['vocab']!r} is not a table of this dataset")
+        for group in (dspec.get("target_vocab") or {}).values():
+            if group is not None and group not in vocabulary:
+                fail(f"{where}.target_vocab", f"{group!r} is not in fields.target_group.vocabulary")
+        for name in dspec.get("aux", {}):
+            if name not in aux_declared:
+                fail(f"{where}.aux.{name}", "aux label not declared in the top-level `aux` section")
+        for i, name in enumerate(UNIFIED_FIELDS):
+            _validate_rule(dspec["labels"][name], f"{where}.labels.{name}", dspec, UNIFIED_FIELDS[:i],
+                           name, vocabulary, fail)
+        for name, rule in dspec.get("aux", {}).items():
+            _validate_rule(rule, f"{where}.aux.{name}", dspec, UNIFIED_FIELDS, None, vocabulary, fail)
+
+
+def _validate_rule(rule, where, dspec, earlier, target_field, vocabulary, fail) -> None:
+    if not isinstance(rule, dict) or rule.get("rule") not in RULES:
+        fail(where, f"expected an object with `rule` one of {RULES}")
+    kind = rule["rule"]
+    if kind == "cond":
+        if not isinstance(rule.get("cases"), list) or "else" not in rule:
+            fail(where, "cond needs `cases` (a list) and `else`")
+        for i, case in enumerate(rule["cases"]):
+            when = case.get("when") if isinstance(case, dict) else None
+            if not isinstance(when, dict) or ("raw" in when) == ("field" in when):
+                fail(f"{where}.cases[{i}]", "`when` needs exactly one of `raw` / `field`")
+            if "field" in when and when["field"] not in earlier:
+                fail(f"{where}.cases[{i}]", f"`field` may only test earlier unified fields {list(earlier)}")
+            if "raw" in when and when["raw"] not in dspec["raw_fields"]:
+                fail(f"{where}.cases[{i}]", f"raw field {when['raw']!r} not declared in raw_fields")
+            if sum(k in when for k in ("is", "in", "nonempty")) != 1:
+                fail(f"{where}.cases[{i}]", "`when` needs exactly one of `is` / `in` / `nonempty`")
+            _validate_rule(case.get("then"), f"{where}.cases[{i}].then", dspec, earlier, target_field,
+                           vocabulary, fail)
+        _validate_rule(rule["else"], f"{where}.else", dspec, earlier, target_field, vocabulary, fail)
+        return
+    if kind == "const":
+        if "value" not in rule:
+            fail(where, "const needs `value`")
+        _validate_value(rule["value"], where, target_field, vocabulary, fail)
+        return
+    if rule.get("from") not in dspec["raw_fields"]:
+        fail(where, f"`from` {rule.get('from')!r} is not declared in raw_fields")
+    if kind in ("map", "vote"):
+        if not isinstance(rule.get("map"), dict) or not rule["map"]:
+            fail(where, f"{kind} needs a non-empty `map`")
+        for value in list(rule["map"].values()) + [rule.get("tie")]:
+            _validate_value(value, where, target_field, vocabulary, fail)
+    if kind == "targets":
+        if target_field not in (None, "target_group"):
+            fail(where, "a targets rule can only produce target_group")
+        if not isinstance(rule.get("min_annotators"), int) or rule["min_annotators"] < 1:
+            fail(where, "targets needs an integer `min_annotators` >= 1")
+        if not isinstance(dspec.get("target_vocab"), dict):
+            fail(where, "targets needs the dataset's `target_vocab`")
+
+
+def _validate_value(value, where, target_field, vocabulary, fail) -> None:
+    if value is None or target_field is None:
+        return
+    if target_field in ("abuse_hate", "offensive") and (value not in (0, 1) or isinstance(value, bool)):
+        fail(where, f"{target_field} values are 0, 1 or null, got {value!r}")
+    if target_field == "target_type" and value not in TARGET_TYPES:
+        fail(where, f"target_type values are {TARGET_TYPES} or null, got {value!r}")
+    if target_field == "target_group":
+        if not isinstance(value, list) or any(g not in vocabulary for g in value):
+            fail(where, f"target_group values are lists of vocabulary groups or null, got {value!r}")
