@@ -172,8 +172,12 @@ def ocr_record_from_json(obj: Any, path: str | Path = "<ocr>", line: int = 0) ->
 def _read_jsonl(path: Path, parse) -> Iterator:
     """Stream a JSONL file, validating each line; duplicate ids are a contract error."""
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as f:
-        for line_no, text in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ContractError(path, line_no, "<line>", f"invalid UTF-8 at byte {e.start}") from None
             if not text.strip():
                 continue
             try:

@@ -39,3 +39,16 @@ def test_load_params_group(tmp_path):
     assert load_params("train", path) == {"epochs": 3}
     assert load_params("missing", path) == {}
     assert load_params(None, path)["train"]["epochs"] == 3
+
+
+def test_atomic_outputs_get_ordinary_modes(tmp_path):
+    import os
+    mask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {})
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "x").write_text("x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

@@ -90,3 +90,10 @@ def test_image_paths_relative_to_root(tmp_path):
     assert relative_image_path("/elsewhere/1.png", tmp_path) == "/elsewhere/1.png"
     assert resolve_image_path("data/img/1.png", tmp_path) == inside
     assert resolve_image_path("/elsewhere/1.png", tmp_path).as_posix() == "/elsewhere/1.png"
+
+
+def test_invalid_utf8_is_a_contract_error(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(json.dumps(GOOD).encode() + b"\n" + b'{"id": "\xff"}\n')
+    with pytest.raises(ContractError, match=r"m\.jsonl:2: field '<line>': invalid UTF-8"):
+        list(read_manifest(path))
