@@ -1,0 +1,13 @@
+"""Step 3 entry point (the seed's command line): `python Step_3/pack_examples.py --help`.
+
+A thin wrapper around stages/pack.py, the `pack` stage of dvc.yaml.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from stages.pack import main  # noqa: E402
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Safe image preparation: open -> size check (header only) -> decode -> RGB -> resize -> encode.
+
+Any bad file becomes an ImageError with a reason the pack stats count:
+  missing_image      the path does not exist
+  not_a_file         a directory (or a FIFO, socket, ...) where an image should be
+  unreadable_image   the file exists but cannot be opened (permissions)
+  image_too_large    width x height above the decompression-bomb limit (read from the header)
+  undecodable_image  empty, truncated, corrupt or not an image format Pillow knows
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+RESIZE_MODES = ("squash", "pad")
+FORMATS = {"jpg": "JPEG", "png": "PNG"}
+# Letterbox fill: mid-grey is 0 after SigLIP's (x - 0.5) / 0.5 normalisation.
+PAD_COLOR = (128, 128, 128)
+BACKGROUND = (255, 255, 255)  # alpha is composited onto white
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+class ImageError(Exception):
+    def __init__(self, reason: str, detail: str):
+        self.reason, self.detail = reason, detail
+        super().__init__(reason, detail)
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    size: int = 384
+    resize: str = "squash"            # squash (SigLIP) | pad (letterbox to square)
+    format: str = "jpg"               # jpg | png
+    jpeg_quality: int = 95
+    max_pixels: int = 100_000_000     # decompression-bomb limit, checked before decoding
+
+    def __post_init__(self):
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
+        if self.format not in FORMATS:
+            raise ValueError(f"image format must be one of {tuple(FORMATS)}, got {self.format!r}")
+        if self.size < 1 or self.max_pixels < 1 or not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"invalid image spec {self}")
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    data: bytes          # the encoded image, as written to the shard
+    digest: bytes        # first 8 bytes of sha256(data): same source pixels -> same digest
+    source_mode: str     # Pillow mode of the file before conversion (RGB, RGBA, CMYK, P, I;16, ...)
+
+
+def load_image(path: Path, spec: ImageSpec) -> tuple[Image.Image, str]:
+    """Decode `path` into (RGB image with EXIF orientation applied, the file's Pillow mode).
+
+    Raises ImageError. JPEGs are decoded at the smallest DCT scale that keeps both sides >= the
+    target size (Pillow's draft mode, as Image.thumbnail does), which halves decode time.
+    """
+    if not path.exists():
+        raise ImageError("missing_image", "file does not exist")
+    if not path.is_file():
+        raise ImageError("not_a_file", "a directory or special file, not a regular file")
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise ImageError("unreadable_image", e.strerror or type(e).__name__) from None
+    with f:
+        return _decode(f, spec)
+
+
+def _decode(f, spec: ImageSpec) -> tuple[Image.Image, str]:
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above its own limit; ours (spec.max_pixels) is checked just below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(f)  # reads the header only
+    except Image.DecompressionBombError as e:
+        raise ImageError("image_too_large", str(e)) from None
+    except UnidentifiedImageError:
+        raise ImageError("undecodable_image", "not a recognised image format (or an empty file)") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageError("undecodable_image", f"{type(e).__name__}: {e}") from None
+    width, height = im.size
+    if width * height > spec.max_pixels:
+        raise ImageError("image_too_large", f"{width}x{height} = {width * height} pixels > {spec.max_pixels}")
+    if width == 0 or height == 0:
+        raise ImageError("undecodable_image", f"empty image {width}x{height}")
+    try:
+        if im.format == "JPEG":
+            im.draft("RGB", (spec.size, spec.size))
+        im.load()  # first frame only for GIF/APNG/TIFF
+        source_mode = im.mode
+        ImageOps.exif_transpose(im, in_place=True)  # in place: no copy when there is nothing to turn
+        return _to_rgb(im), source_mode
+    except MemoryError:
+        raise
+    except Exception as e:  # Pillow raises many types on corrupt data (OSError, struct.error, ...)
+        raise ImageError("undecodable_image", f"{type(e).__name__}: {e}") from None
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in SIXTEEN_BIT_MODES:  # scale 16-bit to 8-bit (a plain convert would clip to white)
+        im = im.convert("I").point(lambda v: v * (1 / 256)).convert("L")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGB", im.size, BACKGROUND)
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def resize(im: Image.Image, spec: ImageSpec) -> Image.Image:
+    target = (spec.size, spec.size)
+    if spec.resize == "pad":
+        return ImageOps.pad(im, target, method=Image.Resampling.BICUBIC, color=PAD_COLOR)
+    return im.resize(target, Image.Resampling.BICUBIC)
+
+
+def encode(im: Image.Image, spec: ImageSpec) -> bytes:
+    out = io.BytesIO()
+    if spec.format == "jpg":
+        im.save(out, "JPEG", quality=spec.jpeg_quality)
+    else:
+        im.save(out, "PNG")
+    return out.getvalue()
+
+
+def prepare_image(path: Path, spec: ImageSpec) -> PreparedImage:
+    """The whole per-image job: safe decode, resize, encode. Raises ImageError."""
+    im, source_mode = load_image(path, spec)
+    data = encode(resize(im, spec), spec)
+    return PreparedImage(data=data, digest=hashlib.sha256(data).digest()[:8], source_mode=source_mode)

@@ -1,0 +1,645 @@
+"""Stage `pack` (Step 3 §6-7): manifest + OCR + taxonomy + splits -> WebDataset shards + stats.
+
+    python -m stages.pack                      # defaults from params.yaml (ingest, split, pack)
+    python Step_3/pack_examples.py --manifest Step_2/data_manifest.jsonl --ocr Step_2/ocr.jsonl \
+        --output-dir Step_3/shards --label-taxonomy Step_3/label_taxonomy.json \
+        --splits Step_3/splits.json --examples-limit 5000
+
+The manifest is streamed in order; a Pool of workers decodes, resizes and encodes the images
+(ordered imap, so the shards do not depend on the worker count) while the main process writes
+the tars. Each example is packed or counted under one failure reason; ids missing from
+splits.json are excluded (not failures). Above `max_failure_rate` the stage exits non-zero and
+writes nothing: shards and stats are built in temporary places and moved in only on success.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import multiprocessing
+import multiprocessing.pool
+import os
+import signal
+import threading
+import time
+import traceback
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from rich.progress import ProgressColumn
+from rich.text import Text
+
+from stages.common import REPO_ROOT, atomic_dir, load_params, setup_logging, write_json
+from stages.images import ImageError, ImageSpec, PreparedImage, prepare_image
+from stages.records import ContractError, ManifestRecord, load_ocr_index, read_manifest, resolve_image_path, safe_key
+from stages.shards import SPLITS, ShardSetWriter
+from stages.taxonomy import LabelError, Taxonomy, TaxonomyError
+from stages.text import combine_text, has_content, normalize_lang, repair_unicode
+
+CHUNKSIZE = 8            # tasks per Pool message: amortises IPC, small enough to keep cores busy
+IN_FLIGHT_PER_WORKER = 4 * CHUNKSIZE
+
+
+class PackError(Exception):
+    """An input problem that stops the stage (bad manifest line, bad splits.json, ...)."""
+
+
+class PackFailed(Exception):
+    """Too many examples failed; carries the stats that would have been written."""
+
+    def __init__(self, message: str, stats: dict[str, Any]):
+        self.stats = stats
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class PackConfig:
+    manifest: Path
+    ocr: Path
+    output_dir: Path
+    stats: Path
+    label_taxonomy: Path
+    splits: Path
+    image: ImageSpec = field(default_factory=ImageSpec)
+    examples_per_shard: int = 5000
+    ocr_min_conf: float = 0.5
+    lang: str = "en"
+    require_images: bool = True
+    max_failure_rate: float = 0.005
+    examples_limit: int | None = None
+    workers: int = 0                  # 0 = all cores
+    balance_tolerance: float = 0.05
+    image_root: Path = REPO_ROOT      # relative manifest image paths are relative to this
+
+    def __post_init__(self):
+        if self.examples_per_shard < 1:
+            raise ValueError(f"examples_per_shard must be >= 1, got {self.examples_per_shard}")
+        if not 0 <= self.max_failure_rate <= 1:
+            raise ValueError(f"max_failure_rate must be in [0, 1], got {self.max_failure_rate}")
+        if self.examples_limit is not None and self.examples_limit < 0:
+            raise ValueError(f"examples_limit must be >= 0, got {self.examples_limit}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0 (0 = all cores), got {self.workers}")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One manifest record, prepared in the main process; workers add the image."""
+    id: str
+    dataset: str
+    split: str | None = None          # None: not in splits.json -> excluded
+    key: str = ""
+    text: str = ""
+    meta: dict[str, Any] | None = None
+    image_file: str | None = None     # resolved path, None for text-only records
+    failure: tuple[str, str] | None = None
+    ocr_lines_dropped: int = 0
+    ocr_repeats_caption: bool = False
+    abort: str | None = None          # an input error: the stage stops with this message
+
+
+@dataclass(frozen=True)
+class Outcome:
+    task: Task
+    image: PreparedImage | None = None
+    failure: tuple[str, str] | None = None
+    text_only_fallback: bool = False  # image missing, packed text-only (require_images false)
+
+    @property
+    def packed(self) -> bool:
+        return self.task.split is not None and self.failure is None
+
+
+# ------------------------------------------------------------------ inputs
+
+
+def load_splits(path: Path) -> dict[str, str]:
+    try:
+        splits = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PackError(f"{path}: splits file not found (run the split stage first)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PackError(f"{path}: not valid JSON: {e}") from None
+    if not isinstance(splits, dict):
+        raise PackError(f"{path}: expected an object {{id: split}}, got {type(splits).__name__}")
+    for example_id, split in splits.items():
+        if split not in SPLITS:
+            raise PackError(f"{path}: id {example_id!r}: split must be one of {SPLITS}, got {split!r}")
+    return splits
+
+
+def require_inputs(config: PackConfig) -> None:
+    for name in ("manifest", "ocr", "label_taxonomy", "splits"):
+        if not Path(getattr(config, name)).is_file():
+            raise PackError(f"{getattr(config, name)}: {name} file not found")
+
+
+def load_inputs(config: PackConfig) -> tuple[Taxonomy, dict, dict[str, str]]:
+    require_inputs(config)
+    try:
+        taxonomy = Taxonomy.load(config.label_taxonomy)
+        ocr_index = load_ocr_index(config.ocr)
+    except (TaxonomyError, ContractError) as e:
+        raise PackError(str(e)) from None
+    except UnicodeDecodeError as e:
+        raise PackError(f"{config.ocr}: not valid UTF-8 at byte {e.start}") from None
+    return taxonomy, ocr_index, load_splits(config.splits)
+
+
+# ------------------------------------------------------------------ per-example work
+
+
+def make_task(record: ManifestRecord, config: PackConfig, taxonomy: Taxonomy, ocr_index: dict,
+              splits: dict[str, str]) -> Task:
+    """Text, labels and metadata of one record (cheap; runs in the main process)."""
+    shown_id = repair_unicode(record.id)
+    split = splits.get(record.id)
+    if split is None:
+        return Task(id=shown_id, dataset=record.dataset)
+    try:
+        key = safe_key(record.id)
+    except UnicodeEncodeError:
+        return Task(id=shown_id, dataset=record.dataset, split=split,
+                    failure=("invalid_id", "id is not valid Unicode (lone surrogate)"))
+    try:
+        labels = taxonomy.map(record)
+    except LabelError as e:
+        return Task(id=shown_id, dataset=record.dataset, split=split, failure=("invalid_labels", str(e)))
+    ocr = ocr_index.get(record.id)
+    lang = normalize_lang(record.lang, config.lang)
+    combined = combine_text(ocr.lines if ocr else (), record.text_raw, lang, config.ocr_min_conf)
+    failure = None
+    if record.image_path is None and not has_content(combined.text):
+        failure = ("empty_example", "no image and no text")
+    meta = {"id": record.id, "key": key, "dataset": record.dataset, "orig_split": record.split,
+            "split": split, "lang": lang, "labeled": labels.labeled, **labels.to_json()}
+    image_file = None if record.image_path is None else str(resolve_image_path(record.image_path, config.image_root))
+    return Task(id=shown_id, dataset=record.dataset, split=split, key=key, text=combined.text, meta=meta,
+                image_file=image_file, failure=failure, ocr_lines_dropped=combined.ocr_lines_dropped,
+                ocr_repeats_caption=combined.ocr_repeats_caption)
+
+
+def make_tasks(config: PackConfig, taxonomy: Taxonomy, ocr_index: dict, splits: dict[str, str]) -> Iterator[Task]:
+    """Tasks in manifest order. Runs in Pool.imap's feeder thread, so it never raises: an input
+    error becomes a final `abort` task that the main thread turns into PackError in order."""
+    try:
+        records = read_manifest(config.manifest)
+        for record in islice(records, config.examples_limit):
+            yield make_task(record, config, taxonomy, ocr_index, splits)
+    except ContractError as e:
+        yield Task(id="", dataset="", abort=str(e))
+    except UnicodeDecodeError as e:
+        yield Task(id="", dataset="", abort=f"{config.manifest}: not valid UTF-8 at byte {e.start}")
+    except Exception:
+        yield Task(id="", dataset="", abort=f"unexpected error while reading {config.manifest}:\n{traceback.format_exc()}")
+
+
+def image_jobs(tasks: Iterable[Task], pending: deque) -> Iterator[str | None]:
+    """What the workers get: the image path of each task that needs one (None for the rest).
+    The task itself waits in `pending` (same order) so text and metadata never cross processes."""
+    for task in tasks:
+        pending.append(task)
+        needs_image = not (task.abort or task.split is None or task.failure)
+        yield task.image_file if needs_image else None
+
+
+def prepare(image_file: str | None, spec: ImageSpec) -> PreparedImage | tuple[str, str] | None:
+    """The worker's job: the prepared image, or (failure reason, detail); None when no image."""
+    if image_file is None:
+        return None
+    try:
+        return prepare_image(Path(image_file), spec)
+    except ImageError as e:
+        return e.reason, e.detail
+
+
+def outcome_of(task: Task, result: PreparedImage | tuple[str, str] | None, require_images: bool) -> Outcome:
+    if isinstance(result, PreparedImage):
+        return Outcome(task=task, image=result)
+    if result is None:
+        return Outcome(task=task, failure=task.failure)
+    reason, detail = result
+    if reason == "missing_image" and not require_images and has_content(task.text):
+        return Outcome(task=task, text_only_fallback=True)
+    return Outcome(task=task, failure=(reason, detail))
+
+
+# ------------------------------------------------------------------ statistics
+
+FAILURE_REASONS = ("missing_image", "not_a_file", "unreadable_image", "undecodable_image", "image_too_large",
+                   "invalid_labels", "invalid_id", "empty_example")
+CLASS_FIELDS = ("abuse_hate", "offensive", "target_type")
+SHOWN_EXAMPLES = 5
+
+
+def _examples_entry() -> dict[str, Any]:
+    return {"count": 0, "examples": []}
+
+
+def _count(entry: dict[str, Any], example_id: str, detail: str) -> None:
+    entry["count"] += 1
+    if len(entry["examples"]) < SHOWN_EXAMPLES:
+        entry["examples"].append({"id": example_id, "detail": repair_unicode(detail)})
+
+
+def class_balance(by_split: dict[str, Counter], tolerance: float) -> dict[str, Any]:
+    """Per-class share of the labeled examples in each split; ok when every class's share differs
+    by at most `tolerance` between the splits that have labels."""
+    shares = {}
+    for split, counts in by_split.items():
+        labeled = {cls: n for cls, n in counts.items() if cls != "unlabeled"}
+        if sum(labeled.values()):
+            shares[split] = {cls: n / sum(labeled.values()) for cls, n in labeled.items()}
+    classes = sorted(set().union(*shares.values())) if shares else []
+    spread = [max(s.get(c, 0.0) for s in shares.values()) - min(s.get(c, 0.0) for s in shares.values()) for c in classes]
+    max_diff = max(spread, default=0.0)
+    return {"shares": {split: {c: round(s.get(c, 0.0), 4) for c in classes} for split, s in shares.items()},
+            "max_diff": round(max_diff, 4), "ok": max_diff <= tolerance + 1e-9, "splits_compared": len(shares)}
+
+
+class PackStats:
+    """Counts outcomes in manifest order. Besides counters it keeps each packed key's split and
+    each packed image's 8-byte digest for the duplicate check: small per-example entries, like
+    the OCR index, and no example content."""
+
+    def __init__(self, config: PackConfig):
+        self.config = config
+        self.total = self.excluded = self.ocr_lines_dropped = self.ocr_repeats = 0
+        self.failures = {reason: _examples_entry() for reason in FAILURE_REASONS}
+        self.fallback = _examples_entry()
+        self.splits = {split: Counter(examples=0, with_image=0, text_only=0) for split in SPLITS}
+        self.classes = {split: {f: Counter() for f in CLASS_FIELDS + ("target_group",)} for split in SPLITS}
+        self.dataset_classes: dict[str, dict] = defaultdict(lambda: {s: {f: Counter() for f in CLASS_FIELDS} for s in SPLITS})
+        self.datasets: dict[str, Counter] = defaultdict(Counter)
+        self.key_split: dict[str, str] = {}
+        self.image_owner: dict[bytes, tuple[str, str]] = {}
+        self.duplicates = {"same_id": 0, "same_image": 0, "same_image_within_split": 0, "examples": []}
+        self.source_modes: Counter = Counter()
+        self.langs: Counter = Counter()
+
+    def add(self, outcome: Outcome) -> None:
+        task = outcome.task
+        self.total += 1
+        per_dataset = self.datasets[task.dataset]
+        if task.split is None:
+            self.excluded += 1
+            per_dataset["excluded"] += 1
+        elif outcome.failure:
+            reason, detail = outcome.failure
+            _count(self.failures.setdefault(reason, _examples_entry()), task.id, detail)
+            per_dataset["failed"] += 1
+        else:
+            self._add_packed(outcome)
+
+    def _add_packed(self, outcome: Outcome) -> None:
+        task, split = outcome.task, outcome.task.split
+        self.splits[split]["examples"] += 1
+        self.datasets[task.dataset][split] += 1
+        if outcome.image is not None:
+            self.splits[split]["with_image"] += 1
+            self.source_modes[outcome.image.source_mode] += 1
+            self._check_image(outcome.image.digest, split, task.id)
+        else:
+            self.splits[split]["text_only"] += 1
+            self.datasets[task.dataset]["text_only"] += 1
+        if outcome.text_only_fallback:
+            _count(self.fallback, task.id, "image file missing; packed text-only")
+        if self.key_split.setdefault(task.key, split) != split:
+            self.duplicates["same_id"] += 1
+        labels = task.meta["labels"]
+        for name in CLASS_FIELDS:
+            cls = "unlabeled" if labels[name] is None else str(labels[name])
+            self.classes[split][name][cls] += 1
+            self.dataset_classes[task.dataset][split][name][cls] += 1
+        groups = labels["target_group"]
+        self.classes[split]["target_group"].update(["unlabeled"] if groups is None else groups or ["(none)"])
+        self.langs[task.meta["lang"]] += 1
+        self.ocr_lines_dropped += task.ocr_lines_dropped
+        self.ocr_repeats += task.ocr_repeats_caption
+
+    def _check_image(self, digest: bytes, split: str, example_id: str) -> None:
+        owner = self.image_owner.setdefault(digest, (split, example_id))
+        if owner == (split, example_id):
+            return
+        if owner[0] == split:
+            self.duplicates["same_image_within_split"] += 1
+            return
+        self.duplicates["same_image"] += 1
+        if len(self.duplicates["examples"]) < SHOWN_EXAMPLES:
+            self.duplicates["examples"].append({"kind": "same_image", "ids": [owner[1], example_id],
+                                                "splits": [owner[0], split]})
+
+    def to_json(self, shard_counts: dict[str, dict[str, int]]) -> dict[str, Any]:
+        config, tolerance = self.config, self.config.balance_tolerance
+        failed = sum(entry["count"] for entry in self.failures.values())
+        packed = sum(s["examples"] for s in self.splits.values())
+        to_pack = self.total - self.excluded
+        balance = {name: class_balance({s: self.classes[s][name] for s in SPLITS}, tolerance) for name in CLASS_FIELDS}
+        by_dataset = {
+            dataset: {name: report for name in CLASS_FIELDS
+                      if (report := class_balance({s: per_split[s][name] for s in SPLITS}, tolerance))["splits_compared"]}
+            for dataset, per_split in sorted(self.dataset_classes.items())}
+        return {
+            "total_examples": self.total,
+            "packed_examples": packed,
+            "failed_examples": failed,
+            "failure_rate": round(failed / to_pack, 6) if to_pack else 0.0,
+            "excluded_examples": self.excluded,
+            "image_packed": sum(s["with_image"] for s in self.splits.values()),
+            "text_only_packed": sum(s["text_only"] for s in self.splits.values()),
+            "missing_image_packed_text_only": self.fallback,
+            "failures": self.failures,
+            "splits": {split: {**self.splits[split], "shards": shard_counts[split],
+                               "classes": {f: dict(c) for f, c in self.classes[split].items()}} for split in SPLITS},
+            "datasets": {name: {k: counts[k] for k in (*SPLITS, "text_only", "failed", "excluded")}
+                         for name, counts in sorted(self.datasets.items())},
+            "duplicates_across_splits": self.duplicates,
+            "balance": {"tolerance": tolerance, "ok": all(r["ok"] for r in balance.values()),
+                        "fields": balance, "by_dataset": by_dataset},
+            "image": {"format": config.image.format, "size": [config.image.size, config.image.size],
+                      "resize": config.image.resize, "max_pixels": config.image.max_pixels,
+                      "jpeg_quality": config.image.jpeg_quality if config.image.format == "jpg" else None,
+                      "source_modes": dict(self.source_modes)},
+            "text": {"ocr_min_conf": config.ocr_min_conf, "default_lang": config.lang, "langs": dict(self.langs),
+                     "ocr_lines_dropped_low_conf": self.ocr_lines_dropped,
+                     "ocr_dropped_as_caption_repeat": self.ocr_repeats},
+            "examples_per_shard": config.examples_per_shard,
+            "examples_limit": config.examples_limit,
+            "require_images": config.require_images,
+        }
+
+
+# ------------------------------------------------------------------ ordered, bounded parallel map
+
+
+class Window:
+    """Caps the tasks in flight. Pool.imap's feeder thread would otherwise read the whole
+    manifest ahead of the workers, and memory would grow with the dataset."""
+
+    def __init__(self, size: int):
+        self._slots = threading.Semaphore(size)
+        self._closed = threading.Event()
+
+    def gate(self, items: Iterable) -> Iterator:
+        for item in items:
+            while not self._slots.acquire(timeout=0.1):
+                if self._closed.is_set():
+                    return
+            if self._closed.is_set():
+                return
+            yield item
+
+    def release(self) -> None:
+        self._slots.release()
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+def _worker_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled once, by the main process
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # Pool.terminate() stops workers with SIGTERM
+
+
+@contextlib.contextmanager
+def worker_pool(workers: int, window: Window) -> Iterator[multiprocessing.pool.Pool | None]:
+    """A Pool for the image work, or None for one worker (the work then runs inline)."""
+    if workers == 1:
+        yield None
+        return
+    pool = multiprocessing.Pool(workers, initializer=_worker_signals)
+    try:
+        yield pool
+    finally:
+        window.close()  # unblock the feeder thread before terminate() joins it
+        pool.terminate()
+        pool.join()
+
+
+def resolve_workers(workers: int) -> int:
+    if workers:
+        return workers
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# ------------------------------------------------------------------ the stage
+
+
+def pack(config: PackConfig, advance: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Pack the manifest into shards; returns the stats (also written to config.stats).
+
+    Raises PackError on bad inputs and PackFailed above the failure gate; in both cases neither
+    the shard dir nor the stats file is touched.
+    """
+    workers = resolve_workers(config.workers)
+    window = Window(workers * IN_FLIGHT_PER_WORKER)
+    work = functools.partial(prepare, spec=config.image)
+    stats, pending = PackStats(config), deque()
+    with worker_pool(workers, window) as pool:  # forks before the inputs are loaded: lean workers
+        jobs = image_jobs(window.gate(make_tasks(config, *load_inputs(config))), pending)
+        results = pool.imap(work, jobs, chunksize=CHUNKSIZE) if pool else map(work, jobs)
+        with atomic_dir(config.output_dir) as tmp_dir, ShardSetWriter(tmp_dir, config.examples_per_shard) as writer:
+            for result in results:
+                window.release()
+                outcome = outcome_of(pending.popleft(), result, config.require_images)
+                if outcome.task.abort:
+                    raise PackError(outcome.task.abort)
+                if outcome.packed:
+                    _write(writer, outcome, config.image.format)
+                stats.add(outcome)
+                if advance:
+                    advance()
+            writer.close()
+            summary = stats.to_json(writer.shard_counts())
+            if summary["failure_rate"] > config.max_failure_rate:
+                raise PackFailed(failure_message(summary, config.max_failure_rate), summary)
+            write_json(config.stats, summary)
+    return summary
+
+
+def _write(writer: ShardSetWriter, outcome: Outcome, image_ext: str) -> None:
+    task = outcome.task
+    has_image = outcome.image is not None
+    meta = {**task.meta, "has_image": has_image}
+    writer.write(task.split, task.key, task.text, meta,
+                 image=outcome.image.data if has_image else None, image_ext=image_ext if has_image else None)
+
+
+def failure_message(summary: dict[str, Any], max_rate: float) -> str:
+    reasons = sorted(((r["count"], name) for name, r in summary["failures"].items() if r["count"]), reverse=True)
+    lines = [f"pack failed: failure rate {summary['failure_rate']:.2%} > max {max_rate:.2%} "
+             f"({summary['failed_examples']} of {summary['total_examples'] - summary['excluded_examples']} "
+             "examples); no outputs written. Top reasons:"]
+    for count, name in reasons[:5]:
+        shown = ", ".join(f"{e['id']} ({e['detail']})" for e in summary["failures"][name]["examples"][:3])
+        lines.append(f"  {name}: {count}  e.g. {shown}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ command line
+
+
+def count_lines(path: Path) -> int:
+    """Non-empty lines of the manifest, for the progress bar's total."""
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def print_summary(summary: dict[str, Any], console) -> None:
+    from rich.table import Table
+
+    table = Table(title="Step 3 pack")
+    for column in ("split", "examples", "with image", "text-only", "abuse_hate 0/1/?", "offensive 0/1/?", "shards"):
+        table.add_column(column, justify="right")
+    for split, s in summary["splits"].items():
+        ah, off = s["classes"]["abuse_hate"], s["classes"]["offensive"]
+        table.add_row(split, str(s["examples"]), str(s["with_image"]), str(s["text_only"]),
+                      f"{ah.get('0', 0)}/{ah.get('1', 0)}/{ah.get('unlabeled', 0)}",
+                      f"{off.get('0', 0)}/{off.get('1', 0)}/{off.get('unlabeled', 0)}",
+                      f"{s['shards']['image']}+{s['shards']['textonly']}")
+    console.print(table)
+    failures = Table(title="Failures (counted, not packed)")
+    for column in ("reason", "count", "e.g."):
+        failures.add_column(column)
+    for reason, entry in summary["failures"].items():
+        if entry["count"]:
+            failures.add_row(reason, str(entry["count"]), ", ".join(e["id"] for e in entry["examples"][:3]))
+    if failures.row_count:
+        console.print(failures)
+    image, dup, balance = summary["image"], summary["duplicates_across_splits"], summary["balance"]
+    console.print(
+        f"total {summary['total_examples']}  packed {summary['packed_examples']}  failed {summary['failed_examples']} "
+        f"(rate {summary['failure_rate']:.3%})  excluded {summary['excluded_examples']}  "
+        f"text-only {summary['text_only_packed']} (of which image missing: "
+        f"{summary['missing_image_packed_text_only']['count']})\n"
+        f"images: {image['format']} {image['size'][0]}x{image['size'][1]} ({image['resize']})  "
+        f"cross-split duplicates: same id {dup['same_id']}, same image {dup['same_image']}  "
+        f"balance (±{balance['tolerance']:.0%}): " + ", ".join(
+            f"{name} {'ok' if r['ok'] else 'OFF'} (max diff {r['max_diff']:.3f})" for name, r in balance["fields"].items()))
+
+
+class RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f} examples/s" if speed else "- examples/s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                epilog="Defaults come from params.yaml (ingest.manifest/ocr, split.label_taxonomy/"
+                                       "splits/balance_tolerance and the `pack` group).")
+    p.add_argument("--manifest", help="Step 2 manifest (JSONL)")
+    p.add_argument("--ocr", help="Step 2 OCR file (JSONL)")
+    p.add_argument("--output-dir", help="shard dir (replaced as a whole on success)")
+    p.add_argument("--label-taxonomy", help="Step_3/label_taxonomy.json")
+    p.add_argument("--splits", help="Step_3/splits.json ({id: train|val|test})")
+    p.add_argument("--stats", help="where to write the stats JSON")
+    p.add_argument("--examples-limit", type=int, help="pack only the first N manifest records (pilot runs)")
+    p.add_argument("--workers", type=int, help="image worker processes; 0 = all cores")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--resize", choices=("squash", "pad"))
+    p.add_argument("--image-format", choices=("jpg", "png"))
+    p.add_argument("--jpeg-quality", type=int)
+    p.add_argument("--examples-per-shard", type=int)
+    p.add_argument("--ocr-min-conf", type=float)
+    p.add_argument("--lang", help="language tag for records without one")
+    p.add_argument("--require-images", action=argparse.BooleanOptionalAction, default=None,
+                   help="--no-require-images packs an example whose image file is missing text-only")
+    p.add_argument("--max-failure-rate", type=float)
+    p.add_argument("--max-image-pixels", type=int)
+    p.add_argument("--image-root", help="folder relative image paths resolve against (default: the repo root)")
+    p.add_argument("--params", help="params file for the defaults (default: params.yaml if present)")
+    p.add_argument("--verbose", action="store_true")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> PackConfig:
+    if args.params is not None and not Path(args.params).is_file():
+        raise ValueError(f"params file {args.params} not found")
+    params_file = args.params or "params.yaml"
+    params = load_params(None, params_file) if Path(params_file).is_file() else {}
+    ingest, split, pack_params = (dict(params.get(g) or {}) for g in ("ingest", "split", "pack"))
+
+    def pick(name: str, default: Any, group: dict = pack_params) -> Any:
+        value = getattr(args, name)
+        return value if value is not None else group.get(name, default)
+
+    defaults = PackConfig.__dataclass_fields__
+    image = ImageSpec(size=pick("image_size", 384), resize=pick("resize", "squash"),
+                      format=pick("image_format", "jpg"), jpeg_quality=pick("jpeg_quality", 95),
+                      max_pixels=pick("max_image_pixels", 100_000_000))
+    return PackConfig(
+        manifest=Path(pick("manifest", "Step_2/data_manifest.jsonl", ingest)),
+        ocr=Path(pick("ocr", "Step_2/ocr.jsonl", ingest)),
+        output_dir=Path(pick("output_dir", "Step_3/shards")),
+        stats=Path(pick("stats", "Step_3/stats.json")),
+        label_taxonomy=Path(pick("label_taxonomy", "Step_3/label_taxonomy.json", split)),
+        splits=Path(pick("splits", "Step_3/splits.json", split)),
+        image=image,
+        examples_per_shard=pick("examples_per_shard", defaults["examples_per_shard"].default),
+        ocr_min_conf=float(pick("ocr_min_conf", defaults["ocr_min_conf"].default)),
+        lang=pick("lang", defaults["lang"].default),
+        require_images=bool(pick("require_images", True)),
+        max_failure_rate=float(pick("max_failure_rate", defaults["max_failure_rate"].default)),
+        examples_limit=pick("examples_limit", None),
+        workers=pick("workers", 0),
+        balance_tolerance=float(split.get("balance_tolerance", 0.05)),
+        image_root=Path(args.image_root) if args.image_root else REPO_ROOT,
+    )
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(f"pack: stopped by signal {signum}; no outputs written")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        config = config_from_args(args)
+    except (ValueError, TypeError) as e:
+        raise SystemExit(f"pack: invalid option: {e}") from None
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # unwind, so temporary outputs are removed
+    try:
+        run(config)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(config: PackConfig) -> None:
+    """main() after option parsing: progress bar, summary table, speed."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    try:
+        require_inputs(config)
+    except PackError as e:
+        raise SystemExit(f"pack: {e}") from None
+    total = count_lines(config.manifest)
+    if config.examples_limit is not None:
+        total = min(total, config.examples_limit)
+    columns = (TextColumn("pack"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), RateColumn())
+    start = time.perf_counter()
+    try:
+        with Progress(*columns, console=console) as progress:
+            bar = progress.add_task("pack", total=total)
+            summary = pack(config, lambda: progress.advance(bar))
+    except PackError as e:
+        raise SystemExit(f"pack: {e}") from None
+    except PackFailed as e:
+        print_summary(e.stats, console)
+        raise SystemExit(str(e)) from None
+    seconds = time.perf_counter() - start
+    print_summary(summary, console)
+    console.print(f"processed {summary['total_examples']} manifest records in {seconds:.1f} s "
+                  f"({summary['total_examples'] / max(seconds, 1e-9):.1f} examples/s, "
+                  f"{resolve_workers(config.workers)} workers) -> {config.output_dir}, {config.stats}")
+
+
+if __name__ == "__main__":
+    main()
