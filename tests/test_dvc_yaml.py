@@ -1,0 +1,73 @@
+"""dvc.yaml declares exactly what each stage reads: its code (import closure) and params keys."""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.common import REPO_ROOT, load_params
+
+DVC_YAML = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
+STAGES = DVC_YAML["stages"]
+
+
+def module_file(module: str) -> Path | None:
+    path = REPO_ROOT / (module.replace(".", "/") + ".py")
+    package = REPO_ROOT / module.replace(".", "/") / "__init__.py"
+    return path if path.exists() else package if package.exists() else None
+
+
+def stage_imports(module: str) -> set[Path]:
+    """Files of every `stages.*` module the given module imports, transitively."""
+    seen: set[Path] = set()
+    todo = [module]
+    while todo:
+        path = module_file(todo.pop())
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("stages"):
+                todo.append(node.module)
+                todo += [f"{node.module}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names if alias.name.startswith("stages")]
+    return seen
+
+
+def declared_code(stage: dict) -> set[Path]:
+    files: set[Path] = set()
+    for dep in stage["deps"]:
+        path = REPO_ROOT / dep
+        if dep.startswith("stages/"):
+            files |= set(path.rglob("*.py")) if path.is_dir() else {path}
+    return files
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_code_deps_are_the_import_closure(name):
+    module = re.search(r"python -m (stages\.\w+)", STAGES[name]["cmd"]).group(1)
+    needed = {p for p in stage_imports(module) if p.name != "__init__.py" or p.parent.name != "stages"}
+    assert declared_code(STAGES[name]) == needed
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_params_keys_exist(name):
+    params = load_params(None, REPO_ROOT / "params.yaml")
+    for key in STAGES[name].get("params", []):
+        node = params
+        for part in key.split("."):
+            assert isinstance(node, dict) and part in node, f"{name}: params key {key} not in params.yaml"
+            node = node[part]
+
+
+def test_metrics_are_kept_in_git_and_outputs_are_not():
+    for name, stage in STAGES.items():
+        for entry in stage.get("metrics", []):
+            (path, opts), = entry.items()
+            assert opts == {"cache": False}, f"{name}: metric {path} should be kept in git"
+        for out in stage.get("outs", []):
+            assert isinstance(out, str), f"{name}: plain outs are DVC-cached (run-cache stays on)"
