@@ -22,10 +22,28 @@ def load_params(group: str | None = None, path: str | Path = "params.yaml") -> d
     return params if group is None else dict(params.get(group) or {})
 
 
+def resolve_workers(workers: int) -> int:
+    """`workers`, or when 0 the cores this process may use (respects CPU affinity/containers)."""
+    if workers:
+        return workers
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def json_text(obj: Any) -> str:
+    """Deterministic JSON: sorted keys, 2-space indent, trailing newline."""
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    """Deterministic JSON (sorted keys, 2-space indent, trailing newline), written atomically."""
+    """`json_text(obj)` written atomically."""
     with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.write_text(json_text(obj), encoding="utf-8")
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Drop temp siblings left by a killed run of the same output (DVC's repo lock rules out a live one)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -33,6 +51,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temp path beside `path`; it replaces `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -49,6 +68,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield an empty temp dir beside `path`; it replaces `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700
     try:

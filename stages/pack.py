@@ -19,7 +19,6 @@ import functools
 import json
 import multiprocessing
 import multiprocessing.pool
-import os
 import signal
 import threading
 import time
@@ -33,7 +32,8 @@ from typing import Any, Callable, Iterable, Iterator
 from rich.progress import ProgressColumn
 from rich.text import Text
 
-from stages.common import REPO_ROOT, atomic_dir, load_params, setup_logging, write_json
+from stages.common import (REPO_ROOT, atomic_dir, atomic_file, json_text, load_params, resolve_workers,
+                           setup_logging)
 from stages.images import ImageError, ImageSpec, PreparedImage, prepare_image
 from stages.records import ContractError, ManifestRecord, load_ocr_index, read_manifest, resolve_image_path, safe_key
 from stages.shards import SPLITS, ShardSetWriter
@@ -420,12 +420,6 @@ def worker_pool(workers: int, window: Window) -> Iterator[multiprocessing.pool.P
         pool.join()
 
 
-def resolve_workers(workers: int) -> int:
-    if workers:
-        return workers
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 # ------------------------------------------------------------------ the stage
 
 
@@ -442,7 +436,10 @@ def pack(config: PackConfig, advance: Callable[[], None] | None = None) -> dict[
     with worker_pool(workers, window) as pool:  # forks before the inputs are loaded: lean workers
         jobs = image_jobs(window.gate(make_tasks(config, *load_inputs(config))), pending)
         results = pool.imap(work, jobs, chunksize=CHUNKSIZE) if pool else map(work, jobs)
-        with atomic_dir(config.output_dir) as tmp_dir, ShardSetWriter(tmp_dir, config.examples_per_shard) as writer:
+        # exits run in reverse: the shard dir is swapped in before stats.json, so a kill between
+        # the two never leaves new stats beside old shards
+        with atomic_file(config.stats) as stats_tmp, atomic_dir(config.output_dir) as tmp_dir, \
+                ShardSetWriter(tmp_dir, config.examples_per_shard) as writer:
             for result in results:
                 window.release()
                 outcome = outcome_of(pending.popleft(), result, config.require_images)
@@ -457,7 +454,7 @@ def pack(config: PackConfig, advance: Callable[[], None] | None = None) -> dict[
             summary = stats.to_json(writer.shard_counts())
             if summary["failure_rate"] > config.max_failure_rate:
                 raise PackFailed(failure_message(summary, config.max_failure_rate), summary)
-            write_json(config.stats, summary)
+            stats_tmp.write_text(json_text(summary), encoding="utf-8")
     return summary
 
 

@@ -32,13 +32,12 @@ import warnings
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from multiprocessing import Pool
-from os import cpu_count
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from stages.common import load_params, setup_logging, write_json
+from stages.common import load_params, resolve_workers, setup_logging, write_json
 from stages.records import ContractError, ManifestRecord, OcrRecord, load_ocr_index, read_manifest, resolve_image_path
 from stages.taxonomy import LabelError, Taxonomy, TaxonomyError, UnifiedLabels
 
@@ -102,7 +101,8 @@ def hash_image(path: Path) -> ImageHash:
     sha = hashlib.sha256(data).hexdigest()
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # decompression-bomb and EXIF warnings: pack judges images
+            warnings.simplefilter("ignore")  # EXIF and other warnings: pack judges images
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # refuse from the header
             with Image.open(io.BytesIO(data)) as img:
                 img.draft("L", (128, 128))   # JPEG: let the decoder downscale; phash works on 32x32
                 bits = imagehash.phash(img).hash.flatten()
@@ -119,7 +119,7 @@ def _hash_one(args: tuple[str, str]) -> ImageHash:
 def hash_images(image_paths: list[str], root: Path, workers: int, progress: bool = False) -> list[ImageHash]:
     """Hash images in a process pool; ordered imap, so results never depend on the worker count."""
     jobs = ((p, str(root)) for p in image_paths)
-    workers = workers or cpu_count() or 1
+    workers = resolve_workers(workers)
     with _progress_bar(progress, "hashing images", len(image_paths)) as advance:
         if workers == 1 or len(image_paths) < 64:
             return [advance(_hash_one(job)) for job in jobs]

@@ -52,3 +52,14 @@ def test_atomic_outputs_get_ordinary_modes(tmp_path):
         os.umask(mask)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_stale_temps_of_a_killed_run_are_removed_by_the_next(tmp_path):
+    (tmp_path / ".shards.abc123.tmp").mkdir()
+    (tmp_path / ".shards.abc123.tmp" / "shard-00000.tar").write_text("partial")
+    (tmp_path / ".stats.json.xyz.tmp").write_text("partial")
+    (tmp_path / ".other.tmp").write_text("not ours")
+    with atomic_dir(tmp_path / "shards") as tmp:
+        (tmp / "shard-00000.tar").write_text("v1")
+    write_json(tmp_path / "stats.json", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp", "shards", "stats.json"]
