@@ -1,0 +1,416 @@
+"""End to end: the README's `dvc repro` in a fresh clone, on the built-in pilot.
+
+One module-scoped clone and one full pipeline run (train.epochs 1, 128-pixel vision inputs) are
+shared by every test here; the tests run in file order on that clone, each leaving it as it found it:
+  - the first run ran every stage, printed no wall of warnings and left DVC outputs out of git;
+  - a second `dvc repro`, and a touch of every file, run nothing;
+  - a train param puts only the two trainings out of date (`dvc status`, `dvc repro --dry`; the
+    experiment test is its real rerun); a pack param reruns pack for real and then puts only the
+    two trainings out of date; going back restores pack from the run-cache, running nothing;
+  - a failing stage leaves dvc.lock and the other stages' outputs as they were, and its own previous
+    outputs come back without recomputing once the cause is fixed;
+  - the Step 4 notebook runs top to bottom, loading the experts, then retraining them;
+  - `dvc exp run -S train.epochs=2` reruns only the trainings; `dvc exp show`, `dvc metrics diff`
+    and `dvc plots diff` show the params, metrics and curves that matter.
+
+The clone is `git clone` of this repo's HEAD plus its uncommitted changes (modified, deleted and
+untracked-but-not-ignored files, never files inside a cached DVC output), committed in the clone:
+the test exercises what will land, and fails if the pipeline needs a git-ignored file.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = "Step_4/step4_unimodal_experts.ipynb"
+# One epoch and 128-pixel vision inputs keep the trainings short; the rest as params.yaml says
+# (the pilot at 60 examples per dataset).
+TEST_PARAMS = {"train": {"epochs": 1}, "vision": {"image_size": 128}}
+QUICK_NOTEBOOK_TRAINING = 'params["vision"]["image_size"] = 64   # injected by tests/test_pipeline.py: a quick run\n'
+
+MAX_WARNING_LINES_PER_STAGE = 10
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "pipeline test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+                "GIT_COMMITTER_NAME": "pipeline test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
+
+
+# ---------------------------------------------------------------- helpers
+
+def run(args: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run a command, stdout and stderr together; on an unexpected exit code fail with its output."""
+    env = {**os.environ, **GIT_IDENTITY, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
+    result = subprocess.run(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        pytest.fail(f"{' '.join(args)} exited with {result.returncode}:\n{result.stdout[-6000:]}")
+    return result
+
+
+def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "dvc", *args], repo, check=check)
+
+
+def git(repo: Path, *args: str) -> str:
+    return run(["git", *args], repo).stdout
+
+
+def ran_stages(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([\w-]+)'", output))
+
+
+def skipped_stages(output: str) -> set[str]:
+    return set(re.findall(r"Stage '([\w-]+)' didn't change, skipping", output))
+
+
+def restored_stages(output: str) -> set[str]:
+    return set(re.findall(r"Stage '([\w-]+)' is cached - skipping run, checking out outputs", output))
+
+
+def digest(path: Path) -> dict[str, str]:
+    """sha256 of every file under `path` (or of the file), by relative path; {} when absent."""
+    if path.is_file():
+        return {".": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def stage_names(repo: Path) -> list[str]:
+    return list(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
+
+
+def declared_outputs(dvc_yaml: Path) -> tuple[list[str], list[str]]:
+    """(cached outputs, uncached outputs) of every stage: outs, metrics and plots entries."""
+    cached, uncached = [], []
+    for stage in yaml.safe_load(dvc_yaml.read_text())["stages"].values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                path, options = next(iter(entry.items())) if isinstance(entry, dict) else (entry, {})
+                (cached if (options or {}).get("cache", True) else uncached).append(path)
+    return cached, uncached
+
+
+def inside(path: str, folders: list[str]) -> bool:
+    return any(path == folder or path.startswith(folder.rstrip("/") + "/") for folder in folders)
+
+
+def clone_working_tree(source: Path, dest: Path) -> None:
+    """`git clone` of source's HEAD, then source's uncommitted changes on top (modified, deleted and
+    untracked-but-not-ignored files; never files inside a cached DVC output)."""
+    if run(["git", "rev-parse", "--verify", "HEAD"], source, check=False).returncode != 0:
+        pytest.skip(f"{source} is not a git checkout with a commit")
+    run(["git", "clone", "--quiet", "--no-hardlinks", str(source), str(dest)], source.parent)
+    cached_outs, _ = declared_outputs(source / "dvc.yaml")
+    changed = git(source, "ls-files", "-z", "--modified", "--others", "--exclude-standard").split("\0")
+    for rel in filter(None, changed):
+        if inside(rel, cached_outs):
+            continue
+        if (source / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / rel, dest / rel)
+        else:
+            (dest / rel).unlink(missing_ok=True)   # deleted in the working tree
+
+
+def set_params(repo: Path, changes: dict[str, dict]) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for group, values in changes.items():
+        params[group].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@contextlib.contextmanager
+def changed_params(repo: Path, changes: dict[str, dict]):
+    """params.yaml with `changes` inside the block; the original bytes are back afterwards."""
+    original = (repo / "params.yaml").read_bytes()
+    set_params(repo, changes)
+    try:
+        yield
+    finally:
+        (repo / "params.yaml").write_bytes(original)
+
+
+def stage_logs(output: str) -> dict[str, str]:
+    """`dvc repro` output cut into each stage's part."""
+    parts = re.split(r"^Running stage '([\w-]+)':$", output, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def warning_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if re.search(r"\bWARNING\b|Warning\b|warnings\.warn", line)]
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    repo: Path
+    first_run: str                # `dvc repro` output in the fresh clone
+    status_after_run: list[str]   # `git status --porcelain` lines right after it
+    seconds: float
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory) -> Pipeline:
+    repo = tmp_path_factory.mktemp("e2e") / "repo"
+    clone_working_tree(REPO_ROOT, repo)
+    set_params(repo, TEST_PARAMS)
+    git(repo, "add", "-A")
+    git(repo, "commit", "--quiet", "-m", "pipeline under test")
+    start = time.perf_counter()
+    first = dvc(repo, "repro")
+    seconds = time.perf_counter() - start
+    status = git(repo, "status", "--porcelain", "--untracked-files=all").splitlines()
+    git(repo, "add", "-A")   # what a user commits after `dvc repro`: dvc.lock, metrics, dvc's .gitignore lines
+    git(repo, "commit", "--quiet", "-m", "dvc repro")
+    print(f"\nfirst dvc repro in the fresh clone: {seconds:.0f} s")
+    return Pipeline(repo, first.stdout, status, seconds)
+
+
+def assert_clean(repo: Path) -> None:
+    """Workspace = the clone's HEAD (dvc.lock, params and metrics as committed)."""
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+# ---------------------------------------------------------------- dvc repro
+
+def test_repro_in_a_fresh_clone_runs_every_stage(pipeline):
+    assert ran_stages(pipeline.first_run) == set(stage_names(pipeline.repo))
+    for name in ("text", "vision"):
+        model = pipeline.repo / f"Step_4/models/{name}_expert"
+        assert (model / "model.safetensors").is_file() and (model / "config.json").is_file()
+        metrics = json.loads((pipeline.repo / f"Step_4/metrics/{name}.json").read_text())
+        assert metrics["epochs"] == 1 and metrics["epochs_run"] == 1
+        for split in ("val", "test"):
+            assert 0 <= metrics[split]["f1_macro"] <= 1 and metrics[split]["support"] > 0
+
+
+def test_stage_logs_are_quiet(pipeline):
+    logs = stage_logs(pipeline.first_run)
+    assert "Traceback" not in pipeline.first_run
+    noisy = {stage: lines for stage, lines in ((s, warning_lines(log)) for s, log in logs.items())
+             if len(lines) > MAX_WARNING_LINES_PER_STAGE}
+    assert not noisy, f"stages printing more than {MAX_WARNING_LINES_PER_STAGE} warning lines: {noisy}"
+    for name in ("train_text", "train_vision"):   # a rich summary table, no library chatter
+        assert "f1_macro" in logs[name] and "━" in logs[name]
+        assert not re.search(r"UserWarning|FutureWarning|Some weights|You should probably TRAIN", logs[name])
+
+
+def test_dvc_outputs_stay_out_of_git(pipeline):
+    repo = pipeline.repo
+    cached, uncached = declared_outputs(repo / "dvc.yaml")
+    # after `dvc repro`: only dvc.lock, uncached metrics and the .gitignore lines dvc adds for its outputs
+    for line in pipeline.status_after_run:
+        path = line[3:]
+        if path.endswith(".gitignore"):
+            folder = str(Path(path).parent)
+            for entry in filter(None, (repo / path).read_text().splitlines()):
+                assert inside(f"{folder}/{entry.strip('/')}", cached), f"{path}: unexpected entry {entry}"
+        else:
+            assert path == "dvc.lock" or path in uncached, f"dvc repro left {line!r} for git"
+    for out in cached:
+        assert git(repo, "ls-files", out) == "", f"{out} is a DVC output but tracked by git"
+        assert run(["git", "check-ignore", "-q", out], repo, check=False).returncode == 0, f"{out} is not git-ignored"
+
+
+def test_second_repro_runs_nothing(pipeline):
+    result = dvc(pipeline.repo, "repro")
+    assert ran_stages(result.stdout) == set()
+    assert skipped_stages(result.stdout) == set(stage_names(pipeline.repo))
+    assert "Data and pipelines are up to date." in dvc(pipeline.repo, "status").stdout
+    assert_clean(pipeline.repo)
+
+
+def test_touching_files_without_changing_them_runs_nothing(pipeline):
+    later = time.time() + 60
+    for path in pipeline.repo.rglob("*"):
+        if path.is_file() and not {".git", ".dvc"} & set(path.relative_to(pipeline.repo).parts):
+            os.utime(path, (later, later))
+    assert "Data and pipelines are up to date." in dvc(pipeline.repo, "status").stdout
+    assert ran_stages(dvc(pipeline.repo, "repro").stdout) == set()
+    assert_clean(pipeline.repo)
+
+
+def test_a_train_param_reruns_only_the_two_trainings(pipeline):
+    with changed_params(pipeline.repo, {"train": {"epochs": 2}}):
+        status = json.loads(dvc(pipeline.repo, "status", "--json").stdout)
+        assert set(status) == {"train_text", "train_vision"}
+        assert ran_stages(dvc(pipeline.repo, "repro", "--dry").stdout) == {"train_text", "train_vision"}
+    assert "Data and pipelines are up to date." in dvc(pipeline.repo, "status").stdout
+
+
+def test_a_pack_param_reruns_pack_and_both_trainings_only(pipeline):
+    repo = pipeline.repo
+    shards = digest(repo / "Step_3/shards")
+    with changed_params(repo, {"pack": {"jpeg_quality": 90}}):
+        assert set(json.loads(dvc(repo, "status", "--json").stdout)) == {"pack"}
+        result = dvc(repo, "repro", "pack")   # a real rerun of pack (the trainings' real rerun: the experiment test)
+        assert ran_stages(result.stdout) == {"pack"}
+        assert skipped_stages(result.stdout) == {"pilot", "ingest", "split"}
+        assert digest(repo / "Step_3/shards") != shards
+        assert json.loads((repo / "Step_3/stats.json").read_text())["image"]["jpeg_quality"] == 90
+        # new shards: both trainings are out of date, and only they
+        status = json.loads(dvc(repo, "status", "--json").stdout)
+        assert set(status) == {"train_text", "train_vision"}
+        assert ran_stages(dvc(repo, "repro", "--dry").stdout) == {"train_text", "train_vision"}
+    # back to the committed params: pack's outputs come back from the run-cache, nothing runs
+    result = dvc(repo, "repro")
+    assert ran_stages(result.stdout) == set()
+    assert restored_stages(result.stdout) == {"pack"}
+    assert digest(repo / "Step_3/shards") == shards
+    assert_clean(repo)
+
+
+def test_a_failed_stage_keeps_dvc_lock_and_previous_outputs(pipeline):
+    repo = pipeline.repo
+    watched = ("dvc.lock", "Step_3/shards", "Step_3/stats.json", "Step_4/models", "Step_4/metrics",
+               "Step_4/live", "Step_4/predictions")
+    before = {path: digest(repo / path) for path in watched}
+    with changed_params(repo, {"pack": {"max_image_pixels": 1}}):   # every image fails the gate
+        result = dvc(repo, "repro", check=False)
+        assert result.returncode != 0
+        assert "pack failed: failure rate" in result.stdout and "Traceback" not in result.stdout
+        assert ran_stages(result.stdout) == {"pack"}
+        assert not list((repo / "Step_3").glob(".*.tmp")), "partial outputs left behind"
+        for path in ("dvc.lock", "Step_4/models", "Step_4/metrics", "Step_4/live", "Step_4/predictions"):
+            assert digest(repo / path) == before[path], f"{path} changed by a failed pack"
+        for path in ("Step_3/shards", "Step_3/stats.json"):
+            # dvc removes a stage's (non-persist) outputs before running it; whatever is left is the old output
+            assert digest(repo / path) in (before[path], {}), f"{path}: a failed pack left new or partial files"
+    result = dvc(repo, "repro")   # cause fixed: the previous outputs come back without recomputing
+    assert ran_stages(result.stdout) == set()
+    assert {path: digest(repo / path) for path in watched} == before
+    assert_clean(repo)
+
+
+# ---------------------------------------------------------------- the Step 4 notebook
+
+def execute_notebook(repo: Path, train: bool):
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(repo / NOTEBOOK, as_version=4)
+    setup = notebook.cells[1]
+    assert "TRAIN = False" in setup.source
+    if train:
+        setup.source = setup.source.replace("TRAIN = False", "TRAIN = True", 1) + "\n" + QUICK_NOTEBOOK_TRAINING
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(repo)}}).execute()
+    return notebook
+
+
+def notebook_text(notebook) -> str:
+    return "\n".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                     for output in cell.outputs if output.output_type == "stream")
+
+
+def test_notebook_is_stored_without_outputs():
+    import nbformat
+
+    notebook = nbformat.read(REPO_ROOT / NOTEBOOK, as_version=4)
+    nbformat.validate(notebook)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.execution_count is None and cell.outputs == []
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["load_experts", "train_experts"])
+def test_notebook_runs_top_to_bottom(pipeline, train):
+    notebook = execute_notebook(pipeline.repo, train)
+    text = notebook_text(notebook)
+    images = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 3   # example grid, scored validation grid, training curves
+    assert "TRAIN=True" in text if train else "TRAIN=False" in text
+    for name in ("text", "vision"):   # the reloaded experts reproduce the stage's predictions
+        assert re.search(rf"^{name}: \d+ examples also in the stage's predictions", text, re.M)
+    if train:
+        scratch = pipeline.repo / "Step_4/scratch/notebook"
+        assert json.loads((scratch / "metrics/text.json").read_text())["epochs_run"] == 1
+        assert (scratch / "models/vision_expert/model.safetensors").is_file()
+    assert_clean(pipeline.repo)   # the DVC outputs are untouched and nothing new is left for git
+
+
+# ---------------------------------------------------------------- experiments
+
+def experiment_rows(exp_show: list[dict]) -> tuple[dict, list[dict]]:
+    """(baseline row data, [experiment row data]) of `dvc exp show --json` for the workspace's HEAD."""
+    baseline = next(row for row in exp_show if row["rev"] != "workspace")
+    experiments = [rev for exp in baseline.get("experiments") or [] for rev in exp["revs"]]
+    return baseline, experiments
+
+
+def flat_keys(tree: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in tree.items():
+        keys |= flat_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
+    return keys
+
+
+def plot_specs(html: str) -> dict[str, dict]:
+    """The vega-lite spec of every plot in a `dvc plots` HTML page, by div id."""
+    found = re.findall(r'<div id = "([^"]+)">\s*<script type = "text/javascript">\s*var spec = (.*?);\s*vegaEmbed',
+                       html, re.S)
+    return {div: json.loads(spec) for div, spec in found}   # json takes Infinity/NaN, as JavaScript does
+
+
+def declared_plots(repo: Path) -> dict[str, tuple[str, list[str]]]:
+    """div id -> (x field, y fields) of each top-level plot in dvc.yaml."""
+    plots = {}
+    for entry in yaml.safe_load((repo / "dvc.yaml").read_text())["plots"]:
+        (name, spec), = entry.items()
+        y = spec["y"]
+        fields = sorted(set(y.values())) if isinstance(y, dict) else [y]
+        plots[re.sub(r"[^\w-]", "_", name)] = (spec["x"], fields)
+    return plots
+
+
+def test_experiment_show_metrics_diff_and_plots_diff(pipeline, tmp_path):
+    repo = pipeline.repo
+    result = dvc(repo, "exp", "run", "-S", "train.epochs=2")
+    assert ran_stages(result.stdout) == {"train_text", "train_vision"}
+
+    baseline, experiments = experiment_rows(json.loads(dvc(repo, "exp", "show", "--json").stdout))
+    assert len(experiments) == 1
+    experiment = experiments[0]
+    for row, epochs in ((baseline, 1), (experiment, 2)):
+        data = row["data"]
+        assert set(data["params"]) == {"params.yaml"}, "only params.yaml: no DVCLive params.yaml in exp show"
+        params = data["params"]["params.yaml"]["data"]
+        assert params["train"]["epochs"] == epochs
+        assert not {"output_dir", "per_device_train_batch_size"} & flat_keys(params)
+        for name in ("text", "vision"):
+            metrics = data["metrics"][f"Step_4/metrics/{name}.json"]["data"]
+            assert metrics["epochs_run"] == epochs
+            assert {"val.f1_macro", "test.f1_macro", "test.auroc", "test.ece"} <= flat_keys(metrics)
+
+    diff = json.loads(dvc(repo, "metrics", "diff", "--json").stdout)   # HEAD -> workspace (the experiment)
+    for name in ("text", "vision"):
+        changes = diff[f"Step_4/metrics/{name}.json"]
+        assert changes["epochs_run"]["old"] == 1 and changes["epochs_run"]["new"] == 2
+        assert any(key.startswith(("val.", "test.")) for key in changes), f"{name}: no score changed"
+
+    out = tmp_path / "plots"
+    dvc(repo, "plots", "diff", "HEAD", experiment["name"], "-o", str(out))
+    specs = plot_specs((out / "index.html").read_text(encoding="utf-8"))
+    for div, (x, fields) in declared_plots(repo).items():
+        assert div in specs, f"plot {div} missing from the page"
+        values = specs[div]["data"]["values"]
+        assert values, f"plot {div} has no data"
+        assert {v["rev"] for v in values} == {"HEAD", experiment["name"]}, f"plot {div}: not both revisions"
+        for v in values:   # the plotted fields are finite numbers (ROC's threshold may be Infinity)
+            for field in (x, *fields):
+                if field in v:
+                    assert math.isfinite(float(v[field])), f"plot {div}: {field}={v[field]!r}"
+        assert any(field in v for v in values for field in fields), f"plot {div}: no {fields} values"
