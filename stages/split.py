@@ -532,9 +532,9 @@ def _balance(records, strata, split_of, pools, kept, config, warnings_) -> dict[
             ok = (deviation is not None and deviation <= config.balance_tolerance + 1e-9) if judged else True
             entry["splits"][split] = {"n": n, "shares": shares, "max_deviation": None if deviation is None else round(deviation, 4),
                                       "judged": judged, "ok": ok}
-            if not judged:
-                warnings_.append(f"balance {pool}: {split} has {n} labeled examples (< balance_min_examples "
-                                 f"{config.balance_min_examples}), too few to judge")
+            if not judged:  # recorded in the report (judged: false); not a problem worth a warning
+                log.info("balance %s: %s has %d labeled examples (< balance_min_examples %d), too few to judge",
+                         pool, split, n, config.balance_min_examples)
             elif not ok:
                 worst = max(overall, key=lambda c: abs(per_split[split][c] / n - overall[c] / total))
                 warnings_.append(f"balance {pool}: class {worst} is {per_split[split][worst] / n:.1%} of {split} vs "

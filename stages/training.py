@@ -585,7 +585,7 @@ class RichProgress(TrainerCallback):
                                  TimeElapsedColumn())
         self.progress.start()
         self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step,
-                                           epoch=0, rate="-")
+                                           epoch=int(state.epoch or 0) + 1, rate="-")
         self.start = (time.perf_counter(), state.global_step)
 
     def on_step_end(self, args, state, control, **kwargs):
