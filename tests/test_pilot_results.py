@@ -1,0 +1,45 @@
+"""The committed results of the last `dvc repro` on the default pilot (kept in git as DVC metrics).
+
+These files are what `dvc metrics diff` compares; they must be the outputs recorded in dvc.lock
+and show both experts beating the train-majority baseline on val (issue: honest metrics).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import yaml
+
+from stages.common import REPO_ROOT
+
+LOCK = yaml.safe_load((REPO_ROOT / "dvc.lock").read_text())
+METRICS = ["Step_3/split_report.json", "Step_3/stats.json", "Step_4/metrics/text.json", "Step_4/metrics/vision.json"]
+
+
+def locked_md5(path: str) -> str:
+    for stage in LOCK["stages"].values():
+        for out in stage.get("outs", []):
+            if out["path"] == path:
+                return out["md5"]
+    raise AssertionError(f"{path} is not an output in dvc.lock")
+
+
+@pytest.mark.parametrize("path", METRICS)
+def test_committed_metrics_are_the_locked_outputs(path):
+    assert hashlib.md5((REPO_ROOT / path).read_bytes()).hexdigest() == locked_md5(path)
+
+
+@pytest.mark.parametrize("expert", ["text", "vision"])
+def test_pilot_experts_beat_the_majority_baseline_on_val(expert):
+    metrics = json.loads((REPO_ROOT / f"Step_4/metrics/{expert}.json").read_text())
+    assert metrics["pretrained"] is True and metrics["task"] == "abuse_hate"
+    for split in ("val", "test"):
+        assert metrics[split]["support"] > 30
+    assert metrics["val"]["f1_macro"] > metrics["val"]["majority_baseline_f1_macro"] + 0.1
+
+
+def test_pack_stats_of_the_pilot_are_clean():
+    stats = json.loads((REPO_ROOT / "Step_3/stats.json").read_text())
+    assert stats["failed_examples"] == 0 and stats["failure_rate"] == 0
+    assert stats["packed_examples"] + stats["excluded_examples"] == stats["total_examples"]
