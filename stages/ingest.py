@@ -22,7 +22,7 @@ import os
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import Iterable, Iterator
 
 from stages import records
 from stages.common import REPO_ROOT, atomic_file, load_params, setup_logging
@@ -75,9 +75,9 @@ def ingest(datasets: dict[str, Path], manifest_out: Path, ocr_out: Path, root: P
                     _count_skip(result, name, item)
                     continue
                 manifest, ocr = _normalised(item.manifest, root), item.ocr and _normalised(item.ocr, root)
-                _write_line(manifest_f, manifest)
+                manifest_f.write(records.jsonl_line(manifest))
                 if ocr:
-                    _write_line(ocr_f, ocr)
+                    ocr_f.write(records.jsonl_line(ocr))
                 _count_example(result, manifest, ocr is not None)
     return result
 
@@ -137,11 +137,6 @@ def repo_path(path: str | Path, root: Path) -> str:
         return records.relative_image_path(p, root)
 
 
-def _write_line(f: IO[str], record: ManifestRecord | OcrRecord) -> None:
-    # the same serialisation as records.write_jsonl
-    f.write(json.dumps(record.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n")
-
-
 def _count_example(result: IngestResult, record: ManifestRecord, has_ocr: bool) -> None:
     split = record.split or NO_SPLIT
     per_split = result.counts.setdefault(record.dataset, {})
@@ -178,7 +173,7 @@ def import_step2(manifest_in: Path, ocr_in: Path, manifest_out: Path, ocr_out: P
         with open(manifest_tmp, "w", encoding="utf-8", newline="\n") as f:
             for record in records.read_manifest(manifest_in):
                 record = _normalised(record, root)
-                _write_line(f, record)
+                f.write(records.jsonl_line(record))
                 known[record.id] = record
                 _count_example(result, record, False)
         with open(ocr_tmp, "w", encoding="utf-8", newline="\n") as f:
@@ -189,7 +184,7 @@ def import_step2(manifest_in: Path, ocr_in: Path, manifest_out: Path, ocr_out: P
                         f"dataset/split {record.dataset}/{record.split} differ from the manifest's "
                         f"{owner.dataset}/{owner.split}")
                     raise ContractError(ocr_in, _line_of(ocr_in, record.id), "id", f"{record.id!r}: {problem}")
-                _write_line(f, _normalised(record, root))
+                f.write(records.jsonl_line(_normalised(record, root)))
                 result.ocr_counts[record.dataset] = result.ocr_counts.get(record.dataset, 0) + 1
     return result
 

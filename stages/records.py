@@ -74,7 +74,7 @@ def safe_key(raw_id: str) -> str:
     WebDataset cuts the key at the first dot and treats '/' as a directory, so both (and every
     other byte outside the safe set, including '%' itself) are percent-encoded as UTF-8.
     """
-    if _KEY_SAFE.match(raw_id) and "%" not in raw_id:
+    if _KEY_SAFE.fullmatch(raw_id) and "%" not in raw_id:
         return raw_id
     return urllib.parse.quote(raw_id, safe="-_").replace(".", "%2E").replace("~", "%7E")
 
@@ -204,11 +204,16 @@ def load_ocr_index(path: str | Path) -> dict[str, OcrRecord]:
     return {record.id: record for record in read_ocr(path)}
 
 
+def jsonl_line(record: ManifestRecord | OcrRecord) -> str:
+    """One compact JSON object and a newline (UTF-8, no ASCII escaping, stable key order)."""
+    return json.dumps(record.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
 def write_jsonl(path: str | Path, records: Iterable[ManifestRecord | OcrRecord]) -> int:
-    """Write records one compact JSON object per line (UTF-8, no ASCII escaping, stable key order)."""
+    """Write records one `jsonl_line` each; returns how many."""
     count = 0
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         for record in records:
-            f.write(json.dumps(record.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n")
+            f.write(jsonl_line(record))
             count += 1
     return count

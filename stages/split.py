@@ -37,7 +37,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from stages.common import load_params, resolve_workers, setup_logging, write_json
+from stages.common import REPO_ROOT, load_params, resolve_workers, setup_logging, write_json
 from stages.records import ContractError, ManifestRecord, OcrRecord, load_ocr_index, read_manifest, resolve_image_path
 from stages.taxonomy import LabelError, Taxonomy, TaxonomyError, UnifiedLabels
 
@@ -588,7 +588,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--label-taxonomy", help="taxonomy JSON (default: params split.label_taxonomy)")
     parser.add_argument("--splits", help="output splits.json (default: params split.splits)")
     parser.add_argument("--report", help="output split report (default: params split.report)")
-    parser.add_argument("--image-root", default=".", help="root relative image paths resolve against (default: cwd)")
+    parser.add_argument("--image-root", default=str(REPO_ROOT),
+                        help="root relative image paths resolve against (default: the repo root, as pack)")
     parser.add_argument("--workers", type=int, help="image hashing processes, 0 = all cores (default: params split.workers)")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     parser.add_argument("--verbose", action="store_true", help="log progress at INFO level")

@@ -261,13 +261,6 @@ class Taxonomy:
     def datasets(self) -> tuple[str, ...]:
         return tuple(sorted(self.spec["datasets"]))
 
-    @property
-    def target_groups(self) -> tuple[str, ...]:
-        return tuple(sorted(self.spec["fields"]["target_group"]["vocabulary"]))
-
-    def aux_names(self, dataset: str) -> tuple[str, ...]:
-        return tuple(sorted(self.spec["datasets"][dataset].get("aux", {})))
-
     def map(self, record: ManifestRecord) -> UnifiedLabels:
         spec = self.spec["datasets"].get(record.dataset)
         if spec is None:

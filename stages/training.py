@@ -433,19 +433,19 @@ def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, n_bins: in
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, majority: int) -> dict[str, Any]:
-    """Accuracy, macro-F1 (over the classes present in labels or predictions), AUROC (null with
-    one class), ECE, and the macro-F1 of always predicting the train split's majority class."""
+    """Accuracy, macro-F1 (over both classes, for the model and the baseline alike), AUROC (null
+    with one class), ECE, and the macro-F1 of always predicting the train split's majority class."""
     labels = np.asarray(labels, dtype=int)
     probs = np.asarray(probs, dtype=float)
     preds = (probs > 0.5).astype(int)   # = argmax of the two logits (ties go to class 0)
     both = len(np.unique(labels)) == 2
     return {
         "accuracy": rounded(accuracy_score(labels, preds)),
-        "f1_macro": rounded(f1_score(labels, preds, average="macro", zero_division=0)),
+        "f1_macro": rounded(f1_score(labels, preds, labels=[0, 1], average="macro", zero_division=0)),
         "auroc": rounded(roc_auc_score(labels, probs)) if both else None,
         "ece": rounded(expected_calibration_error(labels, probs)),
         "majority_baseline_f1_macro": rounded(
-            f1_score(labels, np.full_like(labels, majority), average="macro", zero_division=0)),
+            f1_score(labels, np.full_like(labels, majority), labels=[0, 1], average="macro", zero_division=0)),
         "support": int(len(labels)),
         "positives": int(labels.sum()),
     }

@@ -64,7 +64,7 @@ def test_ocr_errors(tmp_path):
         list(read_ocr(path))
 
 
-@pytest.mark.parametrize("raw", ["../../etc/x", "a.b/c", "naïve 😀", "100%", "a%2Eb", "x~y", "plain_id-1"])
+@pytest.mark.parametrize("raw", ["../../etc/x", "a.b/c", "naïve 😀", "100%", "a%2Eb", "x~y", "plain_id-1", "abc\n"])
 def test_safe_key_is_webdataset_safe_and_injective(raw):
     key = safe_key(raw)
     assert "." not in key and "/" not in key and key.isascii()

@@ -245,3 +245,17 @@ def test_real_memotion1_rows_map(taxonomy, real_dataset):
     assert Counter(lab.abuse_hate for lab in mapped) == {0: 297, 1: 3}
     assert Counter(lab.aux["sarcasm"] for lab in mapped) == {1: 146, 0: 81, 2: 60, 3: 13}
     assert Counter(lab.aux["sentiment"] for lab in mapped) == {3: 132, 2: 93, 4: 51, 1: 14, 0: 10}
+
+
+def test_olid_release_with_only_level_a_test_labels_maps_cleanly(real_dataset, tmp_path):
+    """A release may ship labels-levela.csv alone: subtask_b/c are then absent, target_type null."""
+    import shutil
+
+    from stages.releases import Example, read_release
+
+    for name in ("testset-levela.tsv", "labels-levela.csv"):
+        shutil.copy(real_dataset("olid") / name, tmp_path / name)
+    taxonomy = Taxonomy.load(TAXONOMY_PATH)
+    mapped = [taxonomy.map(item.manifest) for item in read_release("olid", tmp_path) if isinstance(item, Example)]
+    counts = Counter((m.offensive, m.target_type) for m in mapped)
+    assert counts == {(0, "none"): 620, (1, None): 240}  # NOT has no target; OFF targets unknown

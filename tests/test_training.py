@@ -222,6 +222,9 @@ def test_classification_metrics_auroc_null_with_one_class_and_majority_baseline(
     assert metrics["majority_baseline_f1_macro"] == pytest.approx(round((10 / 13) / 2, 6))
     one_class = training.classification_metrics(np.zeros(4, dtype=int), np.array([0.1, 0.2, 0.7, 0.3]), 0)
     assert one_class["auroc"] is None and one_class["accuracy"] == 0.75
+    # model and baseline are scored over the same classes {0, 1}: F1(0) = 2*3/(3+4), F1(1) = 0
+    assert one_class["f1_macro"] == pytest.approx(round((6 / 7) / 2, 6))
+    assert one_class["majority_baseline_f1_macro"] == 0.5
 
 
 def test_class_weights_inverse_frequency():
