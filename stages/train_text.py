@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import torch
 
 from stages import training
-from stages.common import load_params, setup_logging
 from stages.training import Expert, ExpertPaths, TrainConfig, TrainingInputError
 
 SHARD_KINDS = ("image", "textonly")   # shard-*.tar and textonly-*.tar
@@ -82,26 +81,11 @@ def build_text_expert(cfg: TextConfig, train: TrainConfig) -> Expert:
 
 
 def train_text(paths: ExpertPaths, train: TrainConfig, text: TextConfig, resume: bool = False) -> dict | None:
-    """The stage: count splits, build the expert, train, write outputs. Metrics on the main process."""
-    splits = training.read_splits(paths.shards, SHARD_KINDS, train.task)
-    training.seed_everything(train.seed)
-    expert = build_text_expert(text, train)
-    return training.run_expert(expert, splits, paths, train, resume=resume)
+    return training.train_expert(build_text_expert, SHARD_KINDS, paths, train, text, resume=resume)
 
 
 def main(argv=None) -> None:
-    args = training.stage_parser("text", __doc__.split("\n\n")[0]).parse_args(argv)
-    setup_logging(args.verbose)
-    training.quiet_libraries(args.verbose)
-    try:
-        train = training.config_from_params(TrainConfig, load_params("train", args.params), "train")
-        text = training.config_from_params(TextConfig, load_params("text", args.params), "text")
-        paths = training.stage_paths(args)
-        metrics = train_text(paths, train, text, resume=args.resume)
-    except TrainingInputError as err:
-        raise SystemExit(f"train_text: {err}") from None
-    if metrics is not None:
-        training.print_summary(metrics, "text expert")
+    training.stage_main("text", TextConfig, train_text, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

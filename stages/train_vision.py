@@ -26,7 +26,6 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stages import training
-from stages.common import load_params, setup_logging
 from stages.training import IMAGE_FIELDS, Expert, ExpertPaths, TrainConfig, TrainingInputError
 
 SHARD_KINDS = ("image",)   # shard-*.tar only
@@ -168,26 +167,11 @@ def build_vision_expert(cfg: VisionConfig, train: TrainConfig) -> Expert:
 
 
 def train_vision(paths: ExpertPaths, train: TrainConfig, vision: VisionConfig, resume: bool = False) -> dict | None:
-    """The stage: count splits, build the expert, train, write outputs. Metrics on the main process."""
-    splits = training.read_splits(paths.shards, SHARD_KINDS, train.task)
-    training.seed_everything(train.seed)
-    expert = build_vision_expert(vision, train)
-    return training.run_expert(expert, splits, paths, train, resume=resume)
+    return training.train_expert(build_vision_expert, SHARD_KINDS, paths, train, vision, resume=resume)
 
 
 def main(argv=None) -> None:
-    args = training.stage_parser("vision", __doc__.split("\n\n")[0]).parse_args(argv)
-    setup_logging(args.verbose)
-    training.quiet_libraries(args.verbose)
-    try:
-        train = training.config_from_params(TrainConfig, load_params("train", args.params), "train")
-        vision = training.config_from_params(VisionConfig, load_params("vision", args.params), "vision")
-        paths = training.stage_paths(args)
-        metrics = train_vision(paths, train, vision, resume=args.resume)
-    except TrainingInputError as err:
-        raise SystemExit(f"train_vision: {err}") from None
-    if metrics is not None:
-        training.print_summary(metrics, "vision expert")
+    training.stage_main("vision", VisionConfig, train_vision, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from torch.utils.data import DataLoader, IterableDataset
 from transformers import PreTrainedModel, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-from stages.common import atomic_dir, atomic_file, write_json
+from stages.common import atomic_dir, atomic_file, load_params, setup_logging, write_json
 from stages.shards import shard_files
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,29 @@ def stage_parser(name: str, description: str):
 def stage_paths(args) -> ExpertPaths:
     return ExpertPaths(args.shards, args.out_model, args.metrics, args.live_dir, args.predictions,
                        args.scratch, args.trace_ids)
+
+
+def train_expert(build_expert: Callable, shard_kinds: tuple[str, ...], paths: ExpertPaths, train: TrainConfig,
+                 expert_cfg, resume: bool = False) -> dict | None:
+    """A training stage: count splits, build the expert, train, write outputs (metrics on rank 0)."""
+    splits = read_splits(paths.shards, shard_kinds, train.task)
+    seed_everything(train.seed)
+    return run_expert(build_expert(expert_cfg, train), splits, paths, train, resume=resume)
+
+
+def stage_main(name: str, config_cls, train_fn: Callable, description: str, argv=None) -> None:
+    """The `main()` of both stages: params groups `train` + `name`, then `train_fn(paths, train, cfg)`."""
+    args = stage_parser(name, description).parse_args(argv)
+    setup_logging(args.verbose)
+    quiet_libraries(args.verbose)
+    try:
+        train = config_from_params(TrainConfig, load_params("train", args.params), "train")
+        expert_cfg = config_from_params(config_cls, load_params(name, args.params), name)
+        metrics = train_fn(stage_paths(args), train, expert_cfg, resume=args.resume)
+    except TrainingInputError as err:
+        raise SystemExit(f"train_{name}: {err}") from None
+    if metrics is not None:
+        print_summary(metrics, f"{name} expert")
 
 
 def label_names(task: str) -> tuple[str, str]:
