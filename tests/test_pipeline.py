@@ -7,9 +7,15 @@ shared by every test here; the tests run in file order on that clone, each leavi
   - a train param puts only the two trainings out of date (`dvc status`, `dvc repro --dry`; the
     experiment test is its real rerun); a pack param reruns pack for real and then puts only the
     two trainings out of date; going back restores pack from the run-cache, running nothing;
-  - a failing stage leaves dvc.lock and the other stages' outputs as they were, and its own previous
-    outputs come back without recomputing once the cause is fixed;
+  - a failing stage leaves dvc.lock and the other stages' outputs as they were, `dvc checkout
+    Step_3/shards` brings its removed outputs back, and once the cause is fixed nothing recomputes;
+  - the README's other commands as a user types them: `dvc dag`, `python -m stages.<name> --help`,
+    `python -m stages.ingest --dataset ...`, `dvc push`/`dvc pull` through a local-folder remote into
+    a second clone with a shared cache, `python -m pytest -m "not slow"` (collection only), the three
+    quick benchmark scripts at tiny sizes;
   - the Step 4 notebook runs top to bottom, loading the experts, then retraining them;
+  - the queued sweep `dvc exp run --queue -S 'train.learning_rate=1e-5,3e-5'` + `dvc queue start`
+    runs both experiments, side by side in `dvc exp show --only-changed --drop '.*by_dataset.*'`;
   - `dvc exp run -S train.epochs=2` reruns only the trainings; `dvc exp show`, `dvc metrics diff`
     and `dvc plots diff` show the params, metrics and curves that matter.
 
@@ -166,6 +172,8 @@ class Pipeline:
 def pipeline(tmp_path_factory) -> Pipeline:
     repo = tmp_path_factory.mktemp("e2e") / "repo"
     clone_working_tree(REPO_ROOT, repo)
+    for key, value in (("user.name", "pipeline test"), ("user.email", "test@example.invalid")):
+        git(repo, "config", key, value)   # dvc exp commits need an identity even on a bare machine
     set_params(repo, TEST_PARAMS)
     git(repo, "add", "-A")
     git(repo, "commit", "--quiet", "-m", "pipeline under test")
@@ -289,10 +297,132 @@ def test_a_failed_stage_keeps_dvc_lock_and_previous_outputs(pipeline):
         for path in ("Step_3/shards", "Step_3/stats.json"):
             # dvc removes a stage's (non-persist) outputs before running it; whatever is left is the old output
             assert digest(repo / path) in (before[path], {}), f"{path}: a failed pack left new or partial files"
+        dvc(repo, "checkout", "Step_3/shards")   # the README's way back, before the cause is fixed
+        assert digest(repo / "Step_3/shards") == before["Step_3/shards"]
     result = dvc(repo, "repro")   # cause fixed: the previous outputs come back without recomputing
     assert ran_stages(result.stdout) == set()
     assert {path: digest(repo / path) for path in watched} == before
     assert_clean(repo)
+
+
+# ---------------------------------------------------------------- the README's other commands
+
+# dvc.yaml's dependency graph as the README draws it (pack also reads the Step 2 files, hence ingest -> pack)
+PIPELINE_EDGES = {("pilot", "ingest"), ("pilot", "split"), ("pilot", "pack"), ("ingest", "split"),
+                  ("ingest", "pack"), ("split", "pack"), ("pack", "train_text"), ("pack", "train_vision")}
+
+
+def test_dvc_dag_draws_the_six_stages(pipeline):
+    drawing = dvc(pipeline.repo, "dag").stdout
+    assert set(re.findall(r"\| (\w+) \|", drawing)) == set(stage_names(pipeline.repo))
+    edges = set(re.findall(r'^"(\w+)" -> "(\w+)";$', dvc(pipeline.repo, "dag", "--dot").stdout, re.M))
+    assert edges == PIPELINE_EDGES
+
+
+def test_every_stage_is_a_module_with_help():
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        assert stage["cmd"] == f"python -m stages.{name}"
+        result = run([sys.executable, "-m", f"stages.{name}", "--help"], REPO_ROOT)
+        assert result.stdout.startswith("usage:"), f"{name}: {result.stdout[:300]}"
+        assert "--params" in result.stdout and "--verbose" in result.stdout, f"{name}: no --params/--verbose"
+
+
+def test_ingest_one_dataset_from_the_command_line(pipeline, tmp_path):
+    """`python -m stages.ingest --dataset olid=<folder> --manifest M --ocr O` writes exactly the OLID
+    records the pipeline's ingest wrote, and touches nothing of the pipeline."""
+    repo = pipeline.repo
+    manifest, ocr = tmp_path / "M.jsonl", tmp_path / "O.jsonl"
+    run([sys.executable, "-m", "stages.ingest", "--dataset", "olid=data/pilot/olid",
+         "--manifest", str(manifest), "--ocr", str(ocr)], repo)
+    pipeline_olid = [line for line in (repo / "Step_2/data_manifest.jsonl").read_text().splitlines()
+                     if json.loads(line)["dataset"] == "olid"]
+    assert pipeline_olid and manifest.read_text().splitlines() == pipeline_olid
+    assert ocr.read_text() == ""   # OLID ships tweets, no meme transcriptions
+    assert_clean(repo)
+
+
+def test_remote_push_then_pull_into_a_second_clone_runs_nothing(pipeline, tmp_path):
+    """The README's remote section with a local-folder remote: push from this clone, then a teammate's
+    clone (no cache, no outputs, a shared cache dir) pulls and `dvc repro` has nothing to do."""
+    repo, mate = pipeline.repo, tmp_path / "mate"
+    storage, shared_cache = tmp_path / "dvc-store", tmp_path / "shared-cache"
+    run(["git", "clone", "--quiet", str(repo), str(mate)], tmp_path)
+    cached, _ = declared_outputs(mate / "dvc.yaml")
+    assert not (mate / ".dvc/cache").exists() and not any((mate / out).exists() for out in cached)
+
+    dvc(repo, "remote", "add", "-d", "storage", str(storage))
+    git(repo, "add", ".dvc/config")
+    git(repo, "commit", "--quiet", "-m", "DVC remote")
+    try:
+        dvc(repo, "push", "--run-cache")
+        git(mate, "pull", "--quiet")
+        dvc(mate, "cache", "dir", str(shared_cache))
+        dvc(mate, "config", "cache.shared", "group")
+        dvc(mate, "pull", "Step_3/shards")   # what a training node needs
+        assert digest(mate / "Step_3/shards") == digest(repo / "Step_3/shards")
+        assert [out for out in cached if (mate / out).exists()] == ["Step_3/shards"]
+        dvc(mate, "pull", "--run-cache")
+        result = dvc(mate, "repro")
+        assert ran_stages(result.stdout) == set()
+        assert skipped_stages(result.stdout) == set(stage_names(mate))
+        assert "Data and pipelines are up to date." in dvc(mate, "status").stdout
+        for out in cached:
+            assert digest(mate / out) == digest(repo / out), f"{out} differs after dvc pull"
+        assert any((shared_cache / "runs").iterdir()), "the run-cache did not arrive"
+        assert any((shared_cache / "files").rglob("*")) and not (mate / ".dvc/cache").exists()
+    finally:
+        git(repo, "reset", "--quiet", "--hard", "HEAD~1")   # back to the clone's HEAD, without the remote
+    assert_clean(repo)
+
+
+def test_not_slow_marker_leaves_out_only_this_module():
+    """`python -m pytest -m "not slow"` (collection only: CI runs the tests themselves)."""
+    result = run([sys.executable, "-m", "pytest", "-m", "not slow", "--collect-only", "-p", "no:cacheprovider"],
+                 REPO_ROOT)
+    collected = {line.split("::")[0] for line in result.stdout.splitlines() if "::" in line}
+    test_files = {f"tests/{path.name}" for path in (REPO_ROOT / "tests").glob("test_*.py")}
+    assert collected == test_files - {"tests/test_pipeline.py"}
+    deselected = re.search(r"(\d+)/(\d+) tests collected \((\d+) deselected\)", result.stdout)
+    assert deselected and int(deselected[3]) > 0
+
+
+def benchmark(script: str, *args: str, cwd: Path = REPO_ROOT) -> str:
+    return run([sys.executable, f"benchmarks/{script}", *args], cwd, timeout=300).stdout
+
+
+def ratio(pattern: str, text: str) -> float:
+    found = re.search(pattern, text)
+    assert found, f"no match for {pattern!r} in:\n{text[-3000:]}"
+    return float(found[1])
+
+
+def test_pack_benchmark_runs_at_a_tiny_size(tmp_path):
+    out = benchmark("pack_bench.py", "--examples", "20", "--rss-sizes", "5", "50", "--rounds", "1",
+                    "--work-dir", str(tmp_path))
+    assert ratio(r"\(a\) pack, 2 workers:\s+([\d.]+) examples/s", out) > 0
+    assert ratio(r"\(c\) pack / \(plain floor x 2 cores\):\s+([\d.]+)", out) > 0
+    assert ratio(r"\(d\) speed-up 1 -> 2 workers:\s+([\d.]+)", out) > 0
+    assert ratio(r"\(e\) peak RSS process tree sum .*ratio ([\d.]+)", out) > 0
+
+
+def test_train_benchmark_runs_on_the_pipeline_shards(pipeline):
+    out = benchmark("train_bench.py", "--shards", "Step_3/shards", "--steps", "2", cwd=pipeline.repo)
+    assert ratio(r"dynamic padding speed-up: ([\d.]+)x", out) > 0
+    assert ratio(r"loader / training \(dynamic\): ([\d.]+)x", out) > 0
+    assert_clean(pipeline.repo)
+
+
+def test_scale_run_benchmark_runs_at_tiny_sizes(tmp_path):
+    out = benchmark("scale_run.py", str(tmp_path / "scale_run"), "--sizes", "3", "6")
+    summary = json.loads(out.splitlines()[-1])
+    assert set(summary["sizes"]) == {"3", "6"}
+    for size, result in summary["sizes"].items():
+        for stage in ("pilot", "ingest", "split", "pack"):
+            assert result[stage]["examples"] > 0 and result[stage]["peak_tree_rss_mb"] > 0, (size, stage)
+        assert 0 < result["data"]["packed"] <= result["data"]["records"]
+    assert summary["split_workers"]["splits_identical"] is True   # 1 vs 2 hashing workers
+    assert not list((tmp_path / "scale_run").glob("n*")), "generated data left behind without --keep"
 
 
 # ---------------------------------------------------------------- the Step 4 notebook
@@ -374,6 +504,72 @@ def declared_plots(repo: Path) -> dict[str, tuple[str, list[str]]]:
         fields = sorted(set(y.values())) if isinstance(y, dict) else [y]
         plots[re.sub(r"[^\w-]", "_", name)] = (spec["x"], fields)
     return plots
+
+
+SWEEP_LEARNING_RATES = {1e-5, 3e-5}   # the README's queued sweep
+SWEEP_TIMEOUT = 600                   # seconds for both queued experiments (each retrains both experts)
+
+
+def queue_status(repo: Path) -> dict[str, str]:
+    """experiment name -> task status (Queued, Running, Success, Failed, ...) from `dvc queue status`."""
+    rows = re.findall(r"^[0-9a-f]{7,}\s+(\S+)\s.*\s(\w+)\s*$", dvc(repo, "queue", "status").stdout, re.M)
+    return dict(rows)
+
+
+def wait_for_queue(repo: Path, names: list[str], timeout: float) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = {name: queue_status(repo).get(name, "missing") for name in names}
+        if not {"Queued", "Running"} & set(status.values()) or time.monotonic() > deadline:
+            return status
+        time.sleep(5)
+
+
+def test_queued_sweep_runs_both_experiments(pipeline):
+    """`dvc exp run --queue -S 'train.learning_rate=1e-5,3e-5'`, `dvc queue start`, then
+    `dvc exp show --only-changed --drop '.*by_dataset.*'` lists both runs side by side."""
+    repo = pipeline.repo
+    result = dvc(repo, "exp", "run", "--queue", "-S", "train.learning_rate=1e-5,3e-5")
+    names = re.findall(r"Queued experiment '([\w-]+)' for future execution", result.stdout)
+    assert len(names) == 2, result.stdout
+    try:
+        assert queue_status(repo) == {name: "Queued" for name in names}
+        start = time.perf_counter()
+        assert "Started '1' new experiments task queue worker" in dvc(repo, "queue", "start").stdout
+        status = wait_for_queue(repo, names, SWEEP_TIMEOUT)
+        print(f"\nqueued sweep of two experiments: {time.perf_counter() - start:.0f} s")
+        if status != {name: "Success" for name in names}:
+            logs = {name: dvc(repo, "queue", "logs", name, check=False).stdout[-3000:] for name in names}
+            pytest.fail(f"queue after {SWEEP_TIMEOUT} s at most: {status}\n{logs}")
+
+        baseline, experiments = experiment_rows(json.loads(dvc(repo, "exp", "show", "--json").stdout))
+        assert {row["name"] for row in experiments} == set(names)
+        rates = {row["data"]["params"]["params.yaml"]["data"]["train"]["learning_rate"] for row in experiments}
+        assert rates == SWEEP_LEARNING_RATES
+        text_scores = []
+        for row in experiments:
+            assert row["data"]["params"]["params.yaml"]["data"]["train"]["epochs"] == TEST_PARAMS["train"]["epochs"]
+            for name in ("text", "vision"):
+                metrics = row["data"]["metrics"][f"Step_4/metrics/{name}.json"]["data"]
+                assert metrics["epochs_run"] == 1 and 0 <= metrics["val"]["f1_macro"] <= 1
+            text_scores.append(row["data"]["metrics"]["Step_4/metrics/text.json"]["data"]["test"])
+        assert text_scores[0] != text_scores[1], "two learning rates, the same text expert"
+        baseline_metrics = baseline["data"]["metrics"]["Step_4/metrics/text.json"]["data"]
+        assert any("by_dataset" in key for key in flat_keys(baseline_metrics))   # what --drop hides
+
+        table = dvc(repo, "exp", "show", "--only-changed", "--drop", ".*by_dataset.*").stdout
+        columns = next(line for line in table.splitlines() if line.split()[:1] == ["Experiment"]).split()
+        assert "train.learning_rate" in columns and "train.epochs" not in columns   # changed vs unchanged
+        assert not [c for c in columns if "by_dataset" in c or c.startswith(("Step_3/", "train.epochs"))]
+        for name in ("text", "vision"):
+            assert any(c.startswith(f"Step_4/metrics/{name}.json:") for c in columns), f"no {name} metrics shown"
+        assert all(f"[{name}]" in table for name in names)
+    finally:   # leave no experiments, tasks or workers behind for the next test
+        dvc(repo, "queue", "stop", "--kill", check=False)
+        dvc(repo, "exp", "remove", *names, check=False)
+        dvc(repo, "queue", "remove", "--all", check=False)
+    assert experiment_rows(json.loads(dvc(repo, "exp", "show", "--json").stdout))[1] == []
+    assert_clean(repo)
 
 
 def test_experiment_show_metrics_diff_and_plots_diff(pipeline, tmp_path):
