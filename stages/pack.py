@@ -35,8 +35,9 @@ from rich.text import Text
 from stages.common import (REPO_ROOT, atomic_dir, atomic_file, json_text, load_params, resolve_workers,
                            setup_logging)
 from stages.images import ImageError, ImageSpec, PreparedImage, prepare_image
-from stages.records import ContractError, ManifestRecord, load_ocr_index, read_manifest, resolve_image_path, safe_key
-from stages.shards import SPLITS, ShardSetWriter
+from stages.records import (SPLITS, ContractError, ManifestRecord, load_ocr_index, read_manifest, resolve_image_path,
+                            safe_key)
+from stages.shards import ShardSetWriter
 from stages.taxonomy import LabelError, Taxonomy, TaxonomyError
 from stages.text import combine_text, has_content, normalize_lang, repair_unicode
 

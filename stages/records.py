@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 DATASETS = ("hateful_memes", "mami", "mmhs150k", "memotion1", "memotion2", "hatexplain", "olid")
+SPLITS = ("train", "val", "test")  # the splits Step 3 assigns (splits.json values, shard folders)
 
 _KEY_SAFE = re.compile(r"^[A-Za-z0-9_\-%]+$")
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from stages.records import SPLITS
 from stages.text import repair_unicode
 
-SPLITS = ("train", "val", "test")
 KINDS = {"image": "shard-%05d.tar", "textonly": "textonly-%05d.tar"}
 IMAGE_EXTENSIONS = ("jpg", "png")
 

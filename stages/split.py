@@ -38,12 +38,12 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from stages.common import REPO_ROOT, load_params, resolve_workers, setup_logging, write_json
-from stages.records import ContractError, ManifestRecord, OcrRecord, load_ocr_index, read_manifest, resolve_image_path
+from stages.records import (SPLITS, ContractError, ManifestRecord, OcrRecord, load_ocr_index, read_manifest,
+                            resolve_image_path)
 from stages.taxonomy import LabelError, Taxonomy, TaxonomyError, UnifiedLabels
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 OFFICIAL_TARGETS = SPLITS + ("carve", "create")
 EXAMPLES = 5  # example ids kept per reported item
 

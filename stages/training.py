@@ -42,11 +42,11 @@ from torch.utils.data import DataLoader, IterableDataset
 from transformers import PreTrainedModel, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from stages.common import atomic_dir, atomic_file, load_params, setup_logging, write_json
+from stages.records import SPLITS
 from stages.shards import shard_files
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 TASKS = ("abuse_hate", "offensive")
 ECE_BINS = 15
 META_KEYS = ("id", "dataset")   # carried beside the features for predictions, never fed to the model
