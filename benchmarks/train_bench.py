@@ -61,15 +61,16 @@ def loader_rate(expert, split, batch_size: int, workers: int, count: int) -> tup
     return seen / (time.perf_counter() - start), tokens / count
 
 
-def train_rate(expert, split, batch_size: int, workers: int, steps: int) -> float:
-    """Examples/s of forward + backward + AdamW step on the pipeline's batches."""
+def train_rate(expert, split, batch_size: int, workers: int, steps: int, max_seconds: float | None = None) -> float:
+    """Examples/s of forward + backward + AdamW step on the pipeline's batches: `steps` timed
+    steps, or fewer when `max_seconds` of timed training have passed."""
     model = expert.model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
     seen, start = 0, None
     for step, batch in enumerate(batches(expert, split, batch_size, workers)):
         if step == WARMUP_STEPS:
             seen, start = 0, time.perf_counter()
-        if step == WARMUP_STEPS + steps:
+        if step == WARMUP_STEPS + steps or (start and max_seconds and time.perf_counter() - start >= max_seconds):
             break
         loss = model(**batch).loss
         loss.backward()

@@ -12,6 +12,8 @@ from typing import Any, Iterator
 
 import yaml
 
+from stages.threads import usable_cores
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -24,9 +26,7 @@ def load_params(group: str | None = None, path: str | Path = "params.yaml") -> d
 
 def resolve_workers(workers: int) -> int:
     """`workers`, or when 0 the cores this process may use (respects CPU affinity/containers)."""
-    if workers:
-        return workers
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return workers or usable_cores()
 
 
 def json_text(obj: Any) -> str:

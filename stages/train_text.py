@@ -71,6 +71,11 @@ def build_text_expert(cfg: TextConfig, train: TrainConfig) -> Expert:
         raise TrainingInputError(f"text.padding: {cfg.padding!r} is not longest or max_length")
     tokenizer, model = load_text_model(cfg.model, train.task)
     tokenizer.model_max_length = cfg.max_length   # saved with the tokenizer: a reload truncates the same way
+    if getattr(tokenizer, "backend_tokenizer", None) is not None:
+        # tokenizer.json records the truncation/padding of the last call in this process: set it to
+        # what every call uses, so the saved file is the same whether DataLoader workers tokenised or not
+        tokenizer.backend_tokenizer.enable_truncation(max_length=cfg.max_length)
+        tokenizer.backend_tokenizer.no_padding()
     decode = TextDecoder(tokenizer, cfg.max_length, pad_to_max_length=cfg.padding == "max_length")
     collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None)
     return Expert(model=model, processor=tokenizer, fields_wanted=("txt",),

@@ -21,11 +21,9 @@ import importlib.util
 import json
 import logging
 import math
-import os
 import random
 import shutil
 import tarfile
-import time
 import warnings
 from dataclasses import dataclass, fields
 from itertools import islice
@@ -40,10 +38,13 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from torch.utils.data import DataLoader, IterableDataset
 from transformers import PreTrainedModel, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers.integrations import DVCLiveCallback
 
 from stages.common import atomic_dir, atomic_file, load_params, setup_logging, write_json
+from stages.console import Progress
 from stages.records import SPLITS
 from stages.shards import shard_files
+from stages.threads import pin_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ META_KEYS = ("id", "dataset")   # carried beside the features for predictions, n
 SHUFFLE_BUFFER = 1000           # examples; training order only
 BUCKET_BATCHES = 16             # text: sort windows of 16 batches by length, then shuffle the batches
 IMAGE_FIELDS = ("jpg", "png")
+TIMING_SUFFIXES = ("runtime", "_per_second")   # Trainer log keys that measure wall-clock time
 
 
 class TrainingInputError(ValueError):
@@ -143,6 +145,7 @@ def train_expert(build_expert: Callable, shard_kinds: tuple[str, ...], paths: Ex
                  expert_cfg, resume: bool = False) -> dict | None:
     """A training stage: count splits, build the expert, train, write outputs (metrics on rank 0)."""
     splits = read_splits(paths.shards, shard_kinds, train.task)
+    pin_torch_threads()
     seed_everything(train.seed)
     return run_expert(build_expert(expert_cfg, train), splits, paths, train, resume=resume)
 
@@ -202,7 +205,6 @@ def quiet_libraries(verbose: bool) -> None:
     """Silence advisory warnings and progress bars of transformers/torch unless --verbose."""
     import transformers
 
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warning from DataLoader workers
     if verbose:
         transformers.logging.set_verbosity_info()
         return
@@ -591,45 +593,44 @@ def own_rank_split(loader):
     return loader
 
 
-class RichProgress(TrainerCallback):
-    """A rich progress bar with examples/s on the main process (replaces Trainer's tqdm)."""
+class ProgressCallback(TrainerCallback):
+    """Training progress in examples/s with ETA on the main process (replaces Trainer's tqdm);
+    plain lines every ~10 s when the output is not a terminal (stages/console.py)."""
 
     def __init__(self, examples_per_step: int):
         self.examples_per_step = examples_per_step
-        self.progress = self.task = None
+        self.progress = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(TextColumn("[bold]train[/] epoch {task.fields[epoch]}"), BarColumn(),
-                                 MofNCompleteColumn(), TextColumn("steps  {task.fields[rate]} examples/s"),
-                                 TimeElapsedColumn())
-        self.progress.start()
-        self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step,
-                                           epoch=int(state.epoch or 0) + 1, rate="-")
-        self.start = (time.perf_counter(), state.global_step)
+        if state.is_world_process_zero:
+            self.progress = Progress("train epoch 1", state.max_steps * self.examples_per_step,
+                                     completed=state.global_step * self.examples_per_step).__enter__()
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.progress is None:
-            return
-        elapsed = time.perf_counter() - self.start[0]
-        rate = (state.global_step - self.start[1]) * self.examples_per_step / max(elapsed, 1e-9)
-        self.progress.update(self.task, completed=state.global_step, rate=f"{rate:.1f}",
-                             epoch=f"{math.ceil(state.epoch or 0)}")
+        if self.progress is not None:
+            self.progress.update(state.global_step * self.examples_per_step,
+                                 label=f"train epoch {math.ceil(state.epoch or 0)}")
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if self.progress is not None and metrics:
             loss = next((e["loss"] for e in reversed(state.log_history) if "loss" in e), float("nan"))
-            self.progress.console.print(
+            self.progress.note(
                 f"epoch {state.epoch:.0f}: train loss {loss:.4f}  val loss {metrics.get('eval_loss', float('nan')):.4f}"
                 f"  val macro-F1 {metrics.get('eval_f1_macro', float('nan')):.4f}")
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.progress is not None:
-            self.progress.stop()
+            self.progress.__exit__(None, None, None)
             self.progress = None
+
+
+class ReproducibleDVCLive(DVCLiveCallback):
+    """DVCLive logging without the wall-clock figures (runtime, samples/s): the live dir is a DVC
+    output, and it must be byte-identical across runs like the metrics (speed is printed instead)."""
+
+    def on_log(self, args, state, control, model=None, logs=None, **kwargs):
+        logs = {key: value for key, value in (logs or {}).items() if not key.endswith(TIMING_SUFFIXES)}
+        super().on_log(args, state, control, model=model, logs=logs, **kwargs)
 
 
 def training_arguments(cfg: TrainConfig, expert: Expert, output_dir: Path) -> TrainingArguments:
@@ -668,7 +669,6 @@ def run_expert(expert: Expert, splits: dict[str, SplitInfo], paths: ExpertPaths,
     """Train, pick the best epoch on val macro-F1, then (main process) write model, metrics,
     predictions and live dir atomically. Returns the metrics on the main process, else None."""
     from dvclive import Live
-    from transformers.integrations import DVCLiveCallback
 
     checkpoints, live_work = paths.scratch / "checkpoints", paths.scratch / "live"
     args = training_arguments(cfg, expert, checkpoints)   # also sets up torch.distributed
@@ -690,11 +690,11 @@ def run_expert(expert: Expert, splits: dict[str, SplitInfo], paths: ExpertPaths,
     with contextlib.ExitStack() as stack:
         live = stack.enter_context(Live(str(live_work), dvcyaml=False, save_dvc_exp=False,
                                         resume=resume_from is not None)) if main else None
-        callbacks = [DVCLiveCallback(live=live), RichProgress(bs * args.world_size)] if main else []
+        callbacks = [ReproducibleDVCLive(live=live), ProgressCallback(bs * args.world_size)] if main else []
         trainer = ExpertTrainer(model=expert.model, args=args, train_dataset=train_stream,
                                 eval_dataset=val_stream, data_collator=ModelCollator(expert.collate),
                                 compute_metrics=epoch_metrics, callbacks=callbacks, class_weights=weights)
-        trainer.remove_callback(PrinterCallback)   # RichProgress reports instead
+        trainer.remove_callback(PrinterCallback)   # ProgressCallback reports instead
         trainer.train(resume_from_checkpoint=resume_from)
         if main:
             preds = [predict(trainer.model, ShardStream(splits[split], task, expert.fields_wanted,

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+import stages  # noqa: F401  the CPU thread policy, set before any test module loads torch
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REAL_SAMPLES = REPO_ROOT.parent / "shared" / "real_samples"
 

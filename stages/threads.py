@@ -1,0 +1,82 @@
+"""CPU thread policy of every stage, applied when the `stages` package is imported, i.e. before
+torch, numpy or tokenizers load their OpenMP / MKL / Rust thread pools (they read these variables
+once, at load time).
+
+Why: torch's OpenMP threads spin while they wait for each other. On a CPU shared with one other
+busy process a spinning thread burns the time slice its partner needs, and training runs ~14x
+slower (benchmarks/contention.py). Threads that yield (OMP_WAIT_POLICY=PASSIVE) lose little on an
+idle machine and keep a fair share under load. A fixed thread count with the runtimes' dynamic
+adjustment switched off keeps the order of floating-point reductions, and so the results, the
+same whatever else runs.
+
+The count: the cores this process may use (CPU affinity, containers), divided among the local
+processes of a torchrun / accelerate launch (LOCAL_WORLD_SIZE), at least 1. DataLoader workers
+run one thread each (torch sets that in every worker) and the tokenizers' own pool is off, so
+neither multiplies it. A variable the user has set always wins: `OMP_NUM_THREADS=1 dvc repro`.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from typing import Mapping
+
+COUNT_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (respects affinity masks and cpusets)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def thread_count(environ: Mapping[str, str], cores: int) -> int:
+    """The user's OMP_NUM_THREADS if set, else the cores shared among the local processes."""
+    if environ.get("OMP_NUM_THREADS", "").isdigit() and int(environ["OMP_NUM_THREADS"]) > 0:
+        return int(environ["OMP_NUM_THREADS"])
+    local_procs = int(environ["LOCAL_WORLD_SIZE"]) if environ.get("LOCAL_WORLD_SIZE", "").isdigit() else 1
+    return max(1, cores // max(1, local_procs))
+
+
+# x86 kernels of one instruction set everywhere: torch's own (ATen), oneDNN's (convolutions) and
+# MKL's (matrix products) AVX-512 code sums in another order than their AVX2 code, so a pipeline
+# run on an AVX-512 host and on an AVX2-only host would give different models. AVX2 is on every
+# x86 server of the last decade; on AMD's double-pumped AVX-512 it costs little (see README).
+X86_ISA = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
+
+
+def policy(environ: Mapping[str, str], cores: int, machine: str | None = None) -> dict[str, str]:
+    """The variables to set: only those the user has not set already."""
+    count = str(thread_count(environ, cores))
+    x86 = (machine or platform.machine()).lower() in ("x86_64", "amd64")
+    wanted = {
+        **(X86_ISA if x86 else {}),
+        **{name: count for name in COUNT_VARIABLES},
+        "OMP_WAIT_POLICY": "PASSIVE",     # yield instead of spinning
+        "OMP_DYNAMIC": "FALSE",           # libgomp would pick fewer threads from the load average
+        "MKL_DYNAMIC": "FALSE",           # MKL likewise may use fewer threads than asked
+        "TOKENIZERS_PARALLELISM": "false",   # one example at a time; no fork warning in workers
+    }
+    return {name: value for name, value in wanted.items() if name not in environ}
+
+
+def apply_thread_policy() -> dict[str, str]:
+    """Set the policy's variables in this process (inherited by DataLoader workers and
+    subprocesses). Returns what was set. STAGES_THREAD_POLICY=off leaves the environment alone
+    (the libraries' own defaults; benchmarks/contention.py compares the two)."""
+    if os.environ.get("STAGES_THREAD_POLICY", "").lower() == "off":
+        return {}
+    chosen = policy(os.environ, usable_cores())
+    os.environ.update(chosen)
+    return chosen
+
+
+def pin_torch_threads() -> int:
+    """Make torch use the policy's count even when it was imported before the package (a
+    notebook, a test session); the wait policy then stays whatever the runtime started with."""
+    import torch
+
+    count = thread_count(os.environ, usable_cores())
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    return count

@@ -1,0 +1,110 @@
+"""The CPU thread policy (stages/threads.py): what it sets, that it is in force before torch loads,
+that the user's own settings win, and that training gives byte-identical outputs whether or not
+another CPU-bound process competes for the cores and whatever train.num_workers is."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stages import threads
+from tests.test_training import write_shards
+
+REPO = Path(__file__).resolve().parent.parent
+POLICY_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY", "OMP_DYNAMIC",
+                    "MKL_DYNAMIC", "TOKENIZERS_PARALLELISM", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR",
+                    "LOCAL_WORLD_SIZE")
+
+
+def test_policy_yields_fixes_the_count_and_pins_x86_kernels():
+    chosen = threads.policy({}, cores=8, machine="x86_64")
+    assert chosen["OMP_NUM_THREADS"] == chosen["MKL_NUM_THREADS"] == chosen["OPENBLAS_NUM_THREADS"] == "8"
+    assert chosen["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert chosen["OMP_DYNAMIC"] == chosen["MKL_DYNAMIC"] == "FALSE"
+    assert chosen["TOKENIZERS_PARALLELISM"] == "false"
+    assert (chosen["ATEN_CPU_CAPABILITY"], chosen["ONEDNN_MAX_CPU_ISA"], chosen["MKL_CBWR"]) == ("avx2", "AVX2", "AVX2")
+    assert "ATEN_CPU_CAPABILITY" not in threads.policy({}, cores=8, machine="aarch64")
+
+
+def test_local_processes_share_the_cores_and_the_user_setting_wins():
+    assert threads.policy({"LOCAL_WORLD_SIZE": "4"}, cores=8)["OMP_NUM_THREADS"] == "2"
+    assert threads.policy({"LOCAL_WORLD_SIZE": "4"}, cores=2)["OMP_NUM_THREADS"] == "1"
+    user = {"OMP_NUM_THREADS": "3", "OMP_WAIT_POLICY": "ACTIVE"}
+    chosen = threads.policy(user, cores=8)
+    assert "OMP_NUM_THREADS" not in chosen and "OMP_WAIT_POLICY" not in chosen
+    assert chosen["MKL_NUM_THREADS"] == "3"        # the user's count for every library
+
+
+def probe(extra_env: dict[str, str]) -> list[str]:
+    """Import the package first, then torch, in a fresh interpreter (as `python -m stages.X` does)."""
+    env = {k: v for k, v in os.environ.items() if k not in POLICY_VARIABLES}
+    code = ("import os, stages, torch; print(torch.get_num_threads(), torch.backends.cpu.get_cpu_capability(), "
+            "os.environ['OMP_WAIT_POLICY'])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, **extra_env}, check=True,
+                         capture_output=True, text=True).stdout
+    return out.split()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs CPU affinity")
+def test_policy_is_in_force_before_torch_loads():
+    cores = len(os.sched_getaffinity(0))
+    count, capability, wait = probe({})
+    assert (int(count), wait) == (cores, "PASSIVE")
+    if threads.platform.machine().lower() in ("x86_64", "amd64"):
+        assert capability in ("AVX2", "DEFAULT")        # never AVX512, whatever the host has
+    assert probe({"OMP_NUM_THREADS": "1"})[0] == "1"
+    assert int(probe({"LOCAL_WORLD_SIZE": "2"})[0]) == max(1, cores // 2)
+
+
+# ------------------------------------------------------------- determinism under contention
+
+BUSY_SECONDS = 600   # upper bound: the test kills it as soon as the second run ends
+
+
+def busy_process() -> subprocess.Popen:
+    """One CPU-bound competitor (a Python busy loop), bounded in time."""
+    code = f"import time\nend = time.monotonic() + {BUSY_SECONDS}\nwhile time.monotonic() < end:\n    pass\n"
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def output_bytes(paths) -> dict[str, bytes]:
+    files = {"metrics": paths.metrics.read_bytes(), "predictions": paths.predictions.read_bytes()}
+    files.update({f"model/{p.name}": p.read_bytes() for p in sorted(paths.out_model.iterdir()) if p.is_file()})
+    return files
+
+
+def train(expert: str, shards: Path, out: Path, num_workers: int):
+    from stages.train_text import TextConfig, train_text
+    from stages.train_vision import VisionConfig, train_vision
+    from stages.training import ExpertPaths, TrainConfig
+
+    paths = ExpertPaths(shards, out / "model", out / "metrics.json", out / "live", out / "predictions.jsonl",
+                        out / "scratch")
+    cfg = TrainConfig(epochs=2, batch_size=8, learning_rate=1e-3, num_workers=num_workers)
+    if expert == "text":
+        train_text(paths, cfg, TextConfig(max_length=32))      # the offline default MiniLM
+    else:
+        train_vision(paths, cfg, VisionConfig())               # the offline default efficientnet_lite0
+    return paths
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("expert", ["text", "vision"])
+def test_training_is_byte_identical_beside_a_busy_process_and_with_workers(expert, tmp_path):
+    shards = tmp_path / "shards"
+    write_shards(shards, {"train": 32, "val": 12, "test": 12}, nulls=2, textonly_share=0.0, seed=3)
+    alone = train(expert, shards, tmp_path / "alone", num_workers=0)
+    competitor = busy_process()
+    try:
+        crowded = train(expert, shards, tmp_path / "crowded", num_workers=2)
+        assert competitor.poll() is None, "the competing process ended before the second run did"
+    finally:
+        competitor.kill()
+        competitor.wait()
+    first, second = output_bytes(alone), output_bytes(crowded)
+    assert sorted(first) == sorted(second) and "model/model.safetensors" in first
+    for name in first:
+        assert first[name] == second[name], f"{expert}: {name} differs between the quiet and the crowded run"
