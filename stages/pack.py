@@ -35,8 +35,8 @@ from rich.text import Text
 from stages.common import (REPO_ROOT, atomic_dir, atomic_file, json_text, load_params, resolve_workers,
                            setup_logging)
 from stages.images import ImageError, ImageSpec, PreparedImage, prepare_image
-from stages.records import (SPLITS, ContractError, ManifestRecord, load_ocr_index, read_manifest, resolve_image_path,
-                            safe_key)
+from stages.records import (EVAL_SPLITS, SPLITS, ContractError, ManifestRecord, evaluation_splits, load_ocr_index,
+                            official_split, read_manifest, resolve_image_path, safe_key)
 from stages.shards import ShardSetWriter
 from stages.taxonomy import LabelError, Taxonomy, TaxonomyError
 from stages.text import combine_text, has_content, normalize_lang, repair_unicode
@@ -75,6 +75,7 @@ class PackConfig:
     workers: int = 0                  # 0 = all cores
     balance_tolerance: float = 0.05
     image_root: Path = REPO_ROOT      # relative manifest image paths are relative to this
+    official: dict[str, dict[str, str]] = field(default_factory=dict)  # params split.official
 
     def __post_init__(self):
         if self.examples_per_shard < 1:
@@ -93,6 +94,7 @@ class Task:
     id: str
     dataset: str
     split: str | None = None          # None: not in splits.json -> excluded
+    orig_split: str | None = None     # the release's split file (manifest `split`)
     key: str = ""
     text: str = ""
     meta: dict[str, Any] | None = None
@@ -159,17 +161,17 @@ def make_task(record: ManifestRecord, config: PackConfig, taxonomy: Taxonomy, oc
     """Text, labels and metadata of one record (cheap; runs in the main process)."""
     shown_id = repair_unicode(record.id)
     split = splits.get(record.id)
+    task = functools.partial(Task, id=shown_id, dataset=record.dataset, orig_split=record.split)
     if split is None:
-        return Task(id=shown_id, dataset=record.dataset)
+        return task()
     try:
         key = safe_key(record.id)
     except UnicodeEncodeError:
-        return Task(id=shown_id, dataset=record.dataset, split=split,
-                    failure=("invalid_id", "id is not valid Unicode (lone surrogate)"))
+        return task(split=split, failure=("invalid_id", "id is not valid Unicode (lone surrogate)"))
     try:
         labels = taxonomy.map(record)
     except LabelError as e:
-        return Task(id=shown_id, dataset=record.dataset, split=split, failure=("invalid_labels", str(e)))
+        return task(split=split, failure=("invalid_labels", str(e)))
     ocr = ocr_index.get(record.id)
     lang = normalize_lang(record.lang, config.lang)
     combined = combine_text(ocr.lines if ocr else (), record.text_raw, lang, config.ocr_min_conf)
@@ -179,9 +181,8 @@ def make_task(record: ManifestRecord, config: PackConfig, taxonomy: Taxonomy, oc
     meta = {"id": record.id, "key": key, "dataset": record.dataset, "orig_split": record.split,
             "split": split, "lang": lang, "labeled": labels.labeled, **labels.to_json()}
     image_file = None if record.image_path is None else str(resolve_image_path(record.image_path, config.image_root))
-    return Task(id=shown_id, dataset=record.dataset, split=split, key=key, text=combined.text, meta=meta,
-                image_file=image_file, failure=failure, ocr_lines_dropped=combined.ocr_lines_dropped,
-                ocr_repeats_caption=combined.ocr_repeats_caption)
+    return task(split=split, key=key, text=combined.text, meta=meta, image_file=image_file, failure=failure,
+                ocr_lines_dropped=combined.ocr_lines_dropped, ocr_repeats_caption=combined.ocr_repeats_caption)
 
 
 def make_tasks(config: PackConfig, taxonomy: Taxonomy, ocr_index: dict, splits: dict[str, str]) -> Iterator[Task]:
@@ -281,6 +282,9 @@ class PackStats:
         self.duplicates = {"same_id": 0, "same_image": 0, "same_image_within_split": 0, "examples": []}
         self.source_modes: Counter = Counter()
         self.langs: Counter = Counter()
+        self.official_files: dict[tuple[str, str, str], Counter] = defaultdict(
+            lambda: Counter(official_examples=0, packed=0, failed=0, excluded=0, packed_in_other_split=0))
+        self.carved_or_created: Counter = Counter()   # (dataset, val|test) -> packed, not from an official file
 
     def add(self, outcome: Outcome) -> None:
         task = outcome.task
@@ -295,6 +299,24 @@ class PackStats:
             per_dataset["failed"] += 1
         else:
             self._add_packed(outcome)
+        self._count_official(outcome)
+
+    def _count_official(self, outcome: Outcome) -> None:
+        """Where each example of an official val/test file went: the completeness check."""
+        task = outcome.task
+        target = official_split(self.config.official, task.dataset, task.orig_split)
+        if target not in EVAL_SPLITS:
+            if outcome.packed and task.split in EVAL_SPLITS:
+                self.carved_or_created[task.dataset, task.split] += 1
+            return
+        counts = self.official_files[task.dataset, target, task.orig_split]
+        counts["official_examples"] += 1
+        if task.split is None:
+            counts["excluded"] += 1
+        elif outcome.failure:
+            counts["failed"] += 1
+        else:
+            counts["packed" if task.split == target else "packed_in_other_split"] += 1
 
     def _add_packed(self, outcome: Outcome) -> None:
         task, split = outcome.task, outcome.task.split
@@ -358,6 +380,8 @@ class PackStats:
                                "classes": {f: dict(c) for f, c in self.classes[split].items()}} for split in SPLITS},
             "datasets": {name: {k: counts[k] for k in (*SPLITS, "text_only", "failed", "excluded")}
                          for name, counts in sorted(self.datasets.items())},
+            "evaluation_splits": evaluation_splits({cell: dict(c) for cell, c in self.official_files.items()},
+                                                   self.carved_or_created, "packed"),
             "duplicates_across_splits": self.duplicates,
             "balance": {"tolerance": tolerance, "ok": all(r["ok"] for r in balance.values()),
                         "fields": balance, "by_dataset": by_dataset},
@@ -518,6 +542,17 @@ def print_summary(summary: dict[str, Any], console) -> None:
         f"cross-split duplicates: same id {dup['same_id']}, same image {dup['same_image']}  "
         f"balance (±{balance['tolerance']:.0%}): " + ", ".join(
             f"{name} {'ok' if r['ok'] else 'OFF'} (max diff {r['max_diff']:.3f})" for name, r in balance["fields"].items()))
+    console.print("test splits (packed/official): " + ", ".join(
+        f"{dataset} {describe_test_split(splits['test'])}" for dataset, splits in summary["evaluation_splits"].items()
+        if "test" in splits))
+
+
+def describe_test_split(test: dict[str, Any]) -> str:
+    official = f"{test['packed']}/{test['official_examples']} {'complete' if test['complete'] else 'INCOMPLETE'}"
+    if test["official"]:
+        return official
+    carved = f"{test['carved_or_created']} carved/created"
+    return f"{official} + {carved}" if test["official_examples"] else carved
 
 
 class RateColumn(ProgressColumn):
@@ -586,6 +621,7 @@ def config_from_args(args: argparse.Namespace) -> PackConfig:
         examples_limit=pick("examples_limit", None),
         workers=pick("workers", 0),
         balance_tolerance=float(split.get("balance_tolerance", 0.05)),
+        official=split.get("official") or {},
         image_root=Path(args.image_root) if args.image_root else REPO_ROOT,
     )
 

@@ -101,6 +101,42 @@ def resolve_image_path(image_path: str, root: Path) -> Path:
     return p if p.is_absolute() else root / p
 
 
+# ---------------------------------------------------------------- official evaluation splits
+
+EVAL_SPLITS = ("val", "test")  # the splits scores are reported on
+
+
+def official_split(official: dict[str, dict[str, str]], dataset: str, orig_split: str | None) -> str | None:
+    """The split a release's own split file goes to as a whole (params `split.official`), or None
+    when it is carved, created, or the record has no original split."""
+    target = official.get(dataset, {}).get(orig_split) if orig_split is not None else None
+    return target if target in SPLITS else None
+
+
+def evaluation_splits(files: dict[tuple[str, str, str], dict[str, int]], others: dict[tuple[str, str], int],
+                      present: str) -> dict[str, dict[str, Any]]:
+    """Per dataset and evaluation split: is it the release's own (`official`: built only from
+    official files, nothing carved or created in it) and is it `complete` (every example of those
+    files is `present`: "kept" by split, "packed" by pack)?
+
+    files: (dataset, split, original split file) -> counts: "official_examples", `present` and
+    any others (summed over the files too); others: (dataset, split) -> carved or created
+    examples present in that split.
+    """
+    cells = {(d, s) for d, s, _ in files} | set(others)
+    out: dict[str, dict[str, Any]] = {}
+    for dataset, split in sorted(c for c in cells if c[1] in EVAL_SPLITS):
+        own = {f: counts for (d, s, f), counts in sorted(files.items()) if (d, s) == (dataset, split)}
+        carved = others.get((dataset, split), 0)
+        totals = {"official_examples": 0, present: 0,
+                  **{key: sum(c[key] for c in own.values()) for counts in own.values() for key in counts}}
+        out.setdefault(dataset, {})[split] = {
+            "official": bool(own) and carved == 0,
+            "complete": all(c[present] == c["official_examples"] for c in own.values()) if own else None,
+            **totals, "carved_or_created": carved, "files": own}
+    return out
+
+
 # ---------------------------------------------------------------- validation
 
 

@@ -12,9 +12,13 @@
    `phash_threshold` bits, or the same normalised text (text_raw + OCR, casefolded, punctuation
    and whitespace collapsed; empty text never groups). A group is assigned as a unit wherever
    the split is created/carved; inside official splits cross-split groups are reported (and
-   optionally dropped from val/test). Exact duplicates (same dataset and split, same image bytes,
-   same text, same labels; e.g. Hateful Memes dev_unseen rows copied from dev_seen) keep the
-   first in manifest order when `drop_exact_duplicates`.
+   optionally dropped from carved/created val/test parts). Exact duplicates (same dataset and
+   split, same image bytes, same text, same labels) keep one copy when `drop_exact_duplicates`.
+   An example of an official evaluation file (a release's own val/dev or test file mapped to
+   val/test) is never dropped by either rule, so scores stay comparable with the literature:
+   duplicates inside one such file are reported and kept; only an exact copy of an example of
+   ANOTHER official file of the same split is dropped (Hateful Memes dev_unseen rows copied from
+   dev_seen). The report says per dataset whether val/test are official and complete.
 3. Checks (Step_3/split_report.json + a table): ids unique, no group across created/carved
    splits, per-class share within +-balance_tolerance across created/carved splits, counts per
    dataset x split x class, duplicate groups. A failed balance check is a warning, not an error.
@@ -38,8 +42,8 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from stages.common import REPO_ROOT, load_params, resolve_workers, setup_logging, write_json
-from stages.records import (SPLITS, ContractError, ManifestRecord, OcrRecord, load_ocr_index, read_manifest,
-                            resolve_image_path)
+from stages.records import (EVAL_SPLITS, SPLITS, ContractError, ManifestRecord, OcrRecord, evaluation_splits,
+                            load_ocr_index, read_manifest, resolve_image_path)
 from stages.taxonomy import LabelError, Taxonomy, TaxonomyError, UnifiedLabels
 
 log = logging.getLogger(__name__)
@@ -357,22 +361,42 @@ def check_official_mapping(records: list[ManifestRecord], config: SplitConfig) -
 # ------------------------------------------------------------------ dropping duplicates
 
 
-def exact_duplicates(records, texts, hashes, labels, groups, split_of) -> dict[int, int]:
-    """dropped index -> kept index: same dataset, split, image (bytes, or the same file when it
-    cannot be read), text and unified labels."""
-    first: dict[tuple, int] = {}
-    dropped: dict[int, int] = {}
+def exact_duplicates(records, texts, hashes, labels, groups, split_of,
+                     protected: list[bool]) -> tuple[dict[int, int], dict[int, int]]:
+    """(dropped, kept duplicates), each index -> the index of the copy that stays: same dataset,
+    split, image (bytes, or the same file when it cannot be read), text and unified labels.
+
+    `protected` marks examples of official evaluation files. When a set of copies holds any, the
+    first one's file keeps all of its copies (reported as kept duplicates); copies from other
+    official files and every unprotected copy are dropped. Otherwise the first copy stays."""
+    copies: dict[tuple, list[int]] = defaultdict(list)
     for i, r in enumerate(records):
         if labels[i] is None or (not r.image_path and not texts[i]):
             continue  # unmappable labels or no content at all: never dropped
         h = hashes[i]
         image = (h.sha256 if h and h.sha256 else f"path:{r.image_path}") if r.image_path else None
-        key = (groups[i], r.dataset, split_of[i], image, texts[i], repr(labels[i].to_json()["labels"]))
-        if key in first:
-            dropped[i] = first[key]
-        else:
-            first[key] = i
-    return dropped
+        copies[groups[i], r.dataset, split_of[i], image, texts[i], repr(labels[i].to_json()["labels"])].append(i)
+    dropped: dict[int, int] = {}
+    kept_duplicates: dict[int, int] = {}
+    for members in copies.values():
+        official = [i for i in members if protected[i]]
+        keeper = official[0] if official else members[0]
+        for i in members:
+            if i == keeper:
+                continue
+            same_file = protected[i] and records[i].split == records[keeper].split
+            (kept_duplicates if same_file else dropped)[i] = keeper
+    return dropped, kept_duplicates
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """What de-duplication did; indices into the records."""
+    exact_dropped: dict[int, int]    # dropped -> the copy kept
+    exact_kept: dict[int, int]       # duplicate inside one official evaluation file, kept -> its first copy
+    crossing: dict[int, set[str]]    # content group -> the splits it spans
+    cross_dropped: list[int]         # dropped from a later split (drop_cross_split_duplicates)
+    official_in_later_split: list[int]  # official evaluation examples in a later split of such a group: kept
 
 
 def cross_split_groups(groups, split_of, kept: list[bool]) -> dict[int, set[str]]:
@@ -398,20 +422,22 @@ def make_splits(records: list[ManifestRecord], ocr: dict[str, OcrRecord], taxono
     groups, link_summary = content_groups(records, texts, hashes, config.phash_threshold)
     split_of, pools = assign_splits(records, strata, groups, config)
 
+    protected = [pool is None and split in EVAL_SPLITS for pool, split in zip(pools, split_of)]
     kept = [True] * len(records)
-    exact = exact_duplicates(records, texts, hashes, labels, groups, split_of) if config.drop_exact_duplicates else {}
+    exact, exact_kept = (exact_duplicates(records, texts, hashes, labels, groups, split_of, protected)
+                         if config.drop_exact_duplicates else ({}, {}))
     for i in exact:
         kept[i] = False
     crossing = cross_split_groups(groups, split_of, kept)
-    cross_dropped = []
-    if config.drop_cross_split_duplicates:
-        for i, g in enumerate(groups):
-            if kept[i] and g in crossing and split_of[i] != min(crossing[g], key=SPLITS.index):
-                kept[i] = False
-                cross_dropped.append(i)
+    later = [i for i, g in enumerate(groups)
+             if kept[i] and g in crossing and split_of[i] != min(crossing[g], key=SPLITS.index)]
+    cross_dropped = [i for i in later if not protected[i]] if config.drop_cross_split_duplicates else []
+    for i in cross_dropped:
+        kept[i] = False
     splits = {records[i].id: split_of[i] for i in sorted(range(len(records)), key=lambda i: records[i].id) if kept[i]}
-    report = _report(records, strata, hashes, groups, link_summary, split_of, pools, kept, exact, crossing,
-                     cross_dropped, label_errors, config)
+    duplicates = Duplicates(exact, exact_kept, crossing, cross_dropped, [i for i in later if protected[i]])
+    report = _report(records, strata, hashes, groups, link_summary, split_of, pools, kept, duplicates,
+                     label_errors, config)
     for message in report["warnings"]:
         log.warning(message)
     return SplitResult(splits=splits, report=report)
@@ -432,8 +458,9 @@ def _map_labels(records, taxonomy) -> tuple[list[UnifiedLabels | None], list[str
 # ------------------------------------------------------------------ report
 
 
-def _report(records, strata, hashes, groups, link_summary, split_of, pools, kept, exact, crossing,
-            cross_dropped, label_errors, config) -> dict[str, Any]:
+def _report(records, strata, hashes, groups, link_summary, split_of, pools, kept, duplicates: Duplicates,
+            label_errors, config) -> dict[str, Any]:
+    exact, crossing, cross_dropped = duplicates.exact_dropped, duplicates.crossing, duplicates.cross_dropped
     warnings_: list[str] = []
     counts: dict = defaultdict(lambda: defaultdict(Counter))
     for i, r in enumerate(records):
@@ -468,21 +495,51 @@ def _report(records, strata, hashes, groups, link_summary, split_of, pools, kept
                    "links": link_summary},
         "exact_duplicates": {"dropped": len(exact), "by_dataset_split": _pair_count(records, split_of, exact),
                              "examples": [[records[k].id, records[d].id] for d, k in sorted(exact.items())[:EXAMPLES]],
-                             "note": "[kept id, dropped id]: same dataset and split, image bytes, text and labels"},
+                             "note": "[kept id, dropped id]: same dataset and split, image bytes, text and labels",
+                             "kept_in_official_files": _kept_duplicates(records, split_of, duplicates.exact_kept)},
         "cross_split_duplicates": {"groups": len(crossing),
                                    "by_splits": dict(sorted(Counter("|".join(sorted(s, key=SPLITS.index))
                                                                     for s in crossing.values()).items())),
                                    "dropped_from_later_split": len(cross_dropped),
                                    "dropped_examples": sorted(records[i].id for i in cross_dropped)[:EXAMPLES],
+                                   "official_kept_in_later_split": {
+                                       "count": len(duplicates.official_in_later_split),
+                                       "by_dataset_split": _pair_count(records, split_of, duplicates.official_in_later_split),
+                                       "examples": sorted(records[i].id for i in duplicates.official_in_later_split)[:EXAMPLES]},
                                    "examples": cross_examples},
         "checks": {
             "ids_unique": _check_ids(records, kept),
             "groups_within_one_created_split": {"ok": not straddling_pools, "violations": len(straddling_pools)},
             "balance": balance,
         },
+        "evaluation_splits": _evaluation_splits(records, split_of, pools, kept),
         "label_errors": {"count": len(label_errors), "examples": label_errors[:EXAMPLES]},
         "warnings": warnings_,
     }
+
+
+def _kept_duplicates(records, split_of, kept_duplicates: dict[int, int]) -> dict[str, Any]:
+    return {"count": len(kept_duplicates), "by_dataset_split": _pair_count(records, split_of, kept_duplicates),
+            "examples": [[records[k].id, records[d].id] for d, k in sorted(kept_duplicates.items())[:EXAMPLES]],
+            "note": "[first id, duplicate id] inside one official val/test file: kept, never dropped"}
+
+
+def _evaluation_splits(records, split_of, pools, kept) -> dict[str, Any]:
+    """Per dataset x val/test: official files (examples, kept, dropped as copies of another
+    official file) and the carved/created examples beside them."""
+    files: dict[tuple[str, str, str], Counter] = defaultdict(lambda: Counter(official_examples=0, kept=0,
+                                                                             dropped_as_copies=0))
+    others: Counter = Counter()
+    for i, r in enumerate(records):
+        if split_of[i] not in EVAL_SPLITS:
+            continue
+        if pools[i] is None:
+            counts = files[r.dataset, split_of[i], r.split]
+            counts["official_examples"] += 1
+            counts["kept" if kept[i] else "dropped_as_copies"] += 1
+        elif kept[i]:
+            others[r.dataset, split_of[i]] += 1
+    return evaluation_splits({cell: dict(c) for cell, c in files.items()}, others, "kept")
 
 
 def _nested_count(records, strata, split_of, kept, wanted) -> dict:
@@ -567,7 +624,8 @@ def print_summary(result: SplitResult) -> None:
                   f"+-{checks['balance']['tolerance']:.0%}: {checks['balance']['ok']}   "
                   f"duplicate groups: {report['groups']['multi_member']}   cross-split groups: "
                   f"{report['cross_split_duplicates']['groups']}   dropped exact duplicates: "
-                  f"{report['totals']['dropped_exact_duplicates']}   warnings: {len(report['warnings'])}")
+                  f"{report['totals']['dropped_exact_duplicates']}   kept copies in official val/test files: "
+                  f"{report['exact_duplicates']['kept_in_official_files']['count']}   warnings: {len(report['warnings'])}")
 
 
 def config_from_params(params: dict[str, Any], workers: int | None = None) -> SplitConfig:

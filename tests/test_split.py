@@ -155,8 +155,9 @@ def test_hateful_memes_unseen_copies_dropped_and_unlabeled_kept(tmp_path, taxono
     assert report["counts"]["hateful_memes"]["test"] == {"abuse_hate=1": 1, "unlabeled": 4}
     assert report["cross_split_duplicates"]["by_splits"] == {"train|test": 1}
     assert report["checks"]["balance"]["pools"] == {}  # nothing created: no balance to judge
-    dropped = run(records, ocr, taxonomy, tmp_path, drop_cross_split_duplicates=True)
-    assert "hateful_memes_test_seen_00071" not in dropped.splits and dropped.splits["hateful_memes_train_00070"] == "train"
+    crossed = run(records, ocr, taxonomy, tmp_path, drop_cross_split_duplicates=True)  # official test: kept, reported
+    assert crossed.splits["hateful_memes_test_seen_00071"] == "test" and crossed.splits["hateful_memes_train_00070"] == "train"
+    assert crossed.report["cross_split_duplicates"]["official_kept_in_later_split"]["examples"] == ["hateful_memes_test_seen_00071"]
     kept_copies = run(records, ocr, taxonomy, tmp_path, drop_exact_duplicates=False)
     assert kept_copies.splits["hateful_memes_dev_unseen_00003"] == "val"
 
