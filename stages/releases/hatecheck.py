@@ -8,6 +8,7 @@ splits: every case is ingested in the original split "test" (it is a test suite)
 """
 from __future__ import annotations
 
+import csv
 import random
 from collections import Counter
 from pathlib import Path
@@ -70,8 +71,6 @@ def write_pilot(folder: Path, rows: Iterable, counts: Counter) -> None:
     """test_suite_cases.csv with the release's header (unnamed index column, LF, trailing space
     after each case). Texts are the pilot's synthetic sentences (their own template); the target
     is drawn from the seven groups (empty for target_obj_nh, as in the release)."""
-    import csv
-
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / CASES_FILE, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
