@@ -1,6 +1,6 @@
 """Stage `ingest`: native dataset releases -> Step_2/data_manifest.jsonl + Step_2/ocr.jsonl.
 
-Datasets are read in the fixed order of records.DATASETS, each in its adapter's (file) order, so
+Datasets are read in the fixed order of releases.DATASETS, each in its adapter's (file) order, so
 the same releases give byte-identical files. Image files need not exist yet. Rows an adapter
 cannot use, and ids seen twice, are counted skips with reasons (see the summary); a release that
 cannot be read at all is an error naming the file and line.
@@ -27,7 +27,7 @@ from typing import Iterable, Iterator
 from stages import records
 from stages.common import REPO_ROOT, atomic_file, load_params, setup_logging
 from stages.records import ContractError, ManifestRecord, OcrRecord
-from stages.releases import ADAPTERS, Example, ReleaseError, Skip
+from stages.releases import ADAPTERS, DATASETS, Example, ReleaseError, Skip
 
 log = logging.getLogger(__name__)
 NO_SPLIT = "(none)"  # how counts show records whose split is None
@@ -61,9 +61,9 @@ def ingest(datasets: dict[str, Path], manifest_out: Path, ocr_out: Path, root: P
     """Read every release with its adapter and write both Step 2 files (atomically, together)."""
     unknown = sorted(set(datasets) - set(ADAPTERS))
     if unknown:
-        raise ValueError(f"unknown dataset(s) {unknown}; valid names: {', '.join(records.DATASETS)}")
+        raise ValueError(f"unknown dataset(s) {unknown}; valid names: {', '.join(DATASETS)}")
     result = IngestResult(Path(manifest_out), Path(ocr_out))
-    ordered = [(name, Path(datasets[name])) for name in records.DATASETS if name in datasets]
+    ordered = [(name, Path(datasets[name])) for name in DATASETS if name in datasets]
     with ExitStack() as stack:
         manifest_tmp = stack.enter_context(atomic_file(manifest_out))
         ocr_tmp = stack.enter_context(atomic_file(ocr_out))
@@ -241,9 +241,9 @@ def parse_dataset_options(options: list[str]) -> dict[str, Path]:
 
 
 def check_datasets(datasets: dict[str, Path]) -> None:
-    unknown = sorted(set(datasets) - set(records.DATASETS))
+    unknown = sorted(set(datasets) - set(DATASETS))
     if unknown:
-        raise SystemExit(f"unknown dataset name(s) {unknown}; valid names: {', '.join(records.DATASETS)}")
+        raise SystemExit(f"unknown dataset name(s) {unknown}; valid names: {', '.join(DATASETS)}")
     for name, folder in datasets.items():
         if not folder.is_dir():
             raise SystemExit(f"dataset folder for {name!r} does not exist: {folder}")
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> IngestResult:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", action="append", default=[], metavar="NAME=DIR",
-                        help=f"a release folder (repeatable); names: {', '.join(records.DATASETS)}. "
+                        help=f"a release folder (repeatable); names: {', '.join(DATASETS)}. "
                              "Default: params ingest.datasets")
     parser.add_argument("--manifest", help="output manifest (default: params ingest.manifest)")
     parser.add_argument("--ocr", help="output OCR file (default: params ingest.ocr)")

@@ -35,8 +35,9 @@ from rich.text import Text
 from stages.common import (REPO_ROOT, atomic_dir, atomic_file, json_text, load_params, resolve_workers,
                            setup_logging)
 from stages.images import ImageError, ImageSpec, PreparedImage, prepare_image
-from stages.records import (EVAL_SPLITS, SPLITS, ContractError, ManifestRecord, evaluation_splits, load_ocr_index,
-                            official_split, read_manifest, resolve_image_path, safe_key)
+from stages.records import (DIAGNOSTIC_SPLIT, EVAL_SPLITS, PACKED_SPLITS, SPLITS, ContractError, ManifestRecord,
+                            evaluation_splits, load_ocr_index, official_split, read_manifest, resolve_image_path,
+                            safe_key)
 from stages.shards import ShardSetWriter
 from stages.taxonomy import LabelError, Taxonomy, TaxonomyError
 from stages.text import combine_text, has_content, normalize_lang, repair_unicode
@@ -130,8 +131,8 @@ def load_splits(path: Path) -> dict[str, str]:
     if not isinstance(splits, dict):
         raise PackError(f"{path}: expected an object {{id: split}}, got {type(splits).__name__}")
     for example_id, split in splits.items():
-        if split not in SPLITS:
-            raise PackError(f"{path}: id {example_id!r}: split must be one of {SPLITS}, got {split!r}")
+        if split not in PACKED_SPLITS:
+            raise PackError(f"{path}: id {example_id!r}: split must be one of {PACKED_SPLITS}, got {split!r}")
     return splits
 
 
@@ -273,9 +274,10 @@ class PackStats:
         self.total = self.excluded = self.ocr_lines_dropped = self.ocr_repeats = 0
         self.failures = {reason: _examples_entry() for reason in FAILURE_REASONS}
         self.fallback = _examples_entry()
-        self.splits = {split: Counter(examples=0, with_image=0, text_only=0) for split in SPLITS}
-        self.classes = {split: {f: Counter() for f in CLASS_FIELDS + ("target_group",)} for split in SPLITS}
-        self.dataset_classes: dict[str, dict] = defaultdict(lambda: {s: {f: Counter() for f in CLASS_FIELDS} for s in SPLITS})
+        self.splits = {split: Counter(examples=0, with_image=0, text_only=0) for split in PACKED_SPLITS}
+        self.classes = {split: {f: Counter() for f in CLASS_FIELDS + ("target_group",)} for split in PACKED_SPLITS}
+        self.dataset_classes: dict[str, dict] = defaultdict(
+            lambda: {s: {f: Counter() for f in CLASS_FIELDS} for s in PACKED_SPLITS})
         self.datasets: dict[str, Counter] = defaultdict(Counter)
         self.key_split: dict[str, str] = {}
         self.image_owner: dict[bytes, tuple[str, str]] = {}
@@ -356,6 +358,16 @@ class PackStats:
             self.duplicates["examples"].append({"kind": "same_image", "ids": [owner[1], example_id],
                                                 "splits": [owner[0], split]})
 
+    def _diagnostic_json(self, shard_counts: dict[str, dict[str, int]]) -> dict[str, Any]:
+        """The evaluation-only split, counted apart from train/val/test (absent when empty)."""
+        counts = self.splits[DIAGNOSTIC_SPLIT]
+        if not counts["examples"]:
+            return {}
+        datasets = {name: c[DIAGNOSTIC_SPLIT] for name, c in sorted(self.datasets.items()) if c[DIAGNOSTIC_SPLIT]}
+        return {DIAGNOSTIC_SPLIT: {**counts, "shards": shard_counts[DIAGNOSTIC_SPLIT], "datasets": datasets,
+                                   "classes": {f: dict(c) for f, c in self.classes[DIAGNOSTIC_SPLIT].items()},
+                                   "note": "evaluation only; not in `splits`, the balance check or training"}}
+
     def to_json(self, shard_counts: dict[str, dict[str, int]]) -> dict[str, Any]:
         config, tolerance = self.config, self.config.balance_tolerance
         failed = sum(entry["count"] for entry in self.failures.values())
@@ -379,9 +391,11 @@ class PackStats:
             "splits": {split: {**self.splits[split], "shards": shard_counts[split],
                                "classes": {f: dict(c) for f, c in self.classes[split].items()}} for split in SPLITS},
             "datasets": {name: {k: counts[k] for k in (*SPLITS, "text_only", "failed", "excluded")}
+                         | ({DIAGNOSTIC_SPLIT: counts[DIAGNOSTIC_SPLIT]} if counts[DIAGNOSTIC_SPLIT] else {})
                          for name, counts in sorted(self.datasets.items())},
             "evaluation_splits": evaluation_splits({cell: dict(c) for cell, c in self.official_files.items()},
                                                    self.carved_or_created, "packed"),
+            **self._diagnostic_json(shard_counts),
             "duplicates_across_splits": self.duplicates,
             "balance": {"tolerance": tolerance, "ok": all(r["ok"] for r in balance.values()),
                         "fields": balance, "by_dataset": by_dataset},
@@ -523,6 +537,12 @@ def print_summary(summary: dict[str, Any], console) -> None:
                       f"{ah.get('0', 0)}/{ah.get('1', 0)}/{ah.get('unlabeled', 0)}",
                       f"{off.get('0', 0)}/{off.get('1', 0)}/{off.get('unlabeled', 0)}",
                       f"{s['shards']['image']}+{s['shards']['textonly']}")
+    if DIAGNOSTIC_SPLIT in summary:
+        d = summary[DIAGNOSTIC_SPLIT]
+        table.add_row(f"{DIAGNOSTIC_SPLIT} (eval only)", str(d["examples"]), str(d["with_image"]), str(d["text_only"]),
+                      *(f"{c.get('0', 0)}/{c.get('1', 0)}/{c.get('unlabeled', 0)}"
+                        for c in (d["classes"]["abuse_hate"], d["classes"]["offensive"])),
+                      f"{d['shards']['image']}+{d['shards']['textonly']}")
     console.print(table)
     failures = Table(title="Failures (counted, not packed)")
     for column in ("reason", "count", "e.g."):

@@ -1,4 +1,4 @@
-"""Stage: the built-in pilot. Writes miniature SYNTHETIC releases of all seven datasets in their
+"""Stage: the built-in pilot. Writes miniature SYNTHETIC releases of every dataset in their
 native layouts (CONTRACTS.md, "Native release layouts"), so the whole pipeline runs end to end
 without the real data.
 
@@ -35,7 +35,7 @@ from typing import Callable, Iterable, Iterator, TextIO
 from PIL import Image, ImageDraw, ImageFont
 
 from stages.common import atomic_dir, load_params, setup_logging
-from stages.records import DATASETS
+from stages.releases import DATASETS, PILOT_RECIPES
 
 log = logging.getLogger(__name__)
 
@@ -721,6 +721,12 @@ WRITERS = {"hateful_memes": write_hateful_memes, "mami": write_mami, "mmhs150k":
            "memotion1": write_memotion1, "memotion2": write_memotion2, "hatexplain": write_hatexplain,
            "olid": write_olid}
 
+# Releases that declare their own recipe (stages/releases/<name>.py: PILOT) join the tables above.
+for _name, _recipe in PILOT_RECIPES.items():
+    SPLIT_SLOTS[_name], ABUSIVE_SHARE[_name], WRITERS[_name] = _recipe.split_slots, _recipe.abusive_share, _recipe.write
+    STYLES[_name] = _recipe.style or (lambda core, rng: core)
+    WITH_IMAGES += (_name,) if _recipe.with_images else ()
+
 
 # ---------------------------------------------------------------- the stage
 
@@ -788,7 +794,7 @@ def readme(config: PilotConfig, result: PilotResult) -> str:
 
 
 def main(argv: list[str] | None = None) -> PilotResult:
-    parser = argparse.ArgumentParser(description="Write miniature synthetic releases of the seven datasets.")
+    parser = argparse.ArgumentParser(description="Write miniature synthetic releases of every dataset.")
     parser.add_argument("--out", help="output folder (default: params pilot.out)")
     parser.add_argument("--seed", type=int, help="same seed and sizes -> byte-identical files (default: params)")
     parser.add_argument("--examples-per-dataset", type=int, help="distinct examples per dataset (default: params)")

@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-DATASETS = ("hateful_memes", "mami", "mmhs150k", "memotion1", "memotion2", "hatexplain", "olid")
-SPLITS = ("train", "val", "test")  # the splits Step 3 assigns (splits.json values, shard folders)
+SPLITS = ("train", "val", "test")  # the splits Step 3 assigns for training and model selection
+DIAGNOSTIC_SPLIT = "diagnostic"  # evaluation-only datasets (params split.diagnostic_datasets): never trained on
+PACKED_SPLITS = SPLITS + (DIAGNOSTIC_SPLIT,)  # every splits.json value and shard folder
 
 _KEY_SAFE = re.compile(r"^[A-Za-z0-9_\-%]+$")
 

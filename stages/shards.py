@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from stages.records import SPLITS
+from stages.records import PACKED_SPLITS, SPLITS  # noqa: F401 - SPLITS: the notebook imports it from here
 from stages.text import repair_unicode
 
 KINDS = {"image": "shard-%05d.tar", "textonly": "textonly-%05d.tar"}
@@ -56,7 +56,7 @@ class ShardSetWriter:
         self.root = Path(root)
         self.examples_per_shard = examples_per_shard
         self._writers: dict[tuple[str, str], Any] = {}
-        self._counts = {split: {kind: 0 for kind in KINDS} for split in SPLITS}
+        self._counts = {split: {kind: 0 for kind in KINDS} for split in PACKED_SPLITS}
 
     def _writer(self, split: str, kind: str):
         if (split, kind) not in self._writers:
@@ -72,7 +72,7 @@ class ShardSetWriter:
 
     def write(self, split: str, key: str, text: str, meta: dict[str, Any],
               image: bytes | None = None, image_ext: str | None = None) -> None:
-        if split not in SPLITS:
+        if split not in PACKED_SPLITS:
             raise ValueError(f"unknown split {split!r}")
         sample = {"__key__": key, "txt": text.encode("utf-8"), "json": meta_bytes(meta)}
         if image is not None:

@@ -42,8 +42,8 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from stages.common import REPO_ROOT, load_params, resolve_workers, setup_logging, write_json
-from stages.records import (EVAL_SPLITS, SPLITS, ContractError, ManifestRecord, OcrRecord, evaluation_splits,
-                            load_ocr_index, read_manifest, resolve_image_path)
+from stages.records import (DIAGNOSTIC_SPLIT, EVAL_SPLITS, SPLITS, ContractError, ManifestRecord, OcrRecord,
+                            evaluation_splits, load_ocr_index, read_manifest, resolve_image_path)
 from stages.taxonomy import LabelError, Taxonomy, TaxonomyError, UnifiedLabels
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ class SplitConfig:
     drop_cross_split_duplicates: bool = False
     balance_tolerance: float = 0.05
     balance_min_examples: int = 20
+    diagnostic_datasets: tuple[str, ...] = ("hatecheck",)   # evaluation only: all to DIAGNOSTIC_SPLIT
     workers: int = 0
 
     def __post_init__(self):
@@ -75,6 +76,8 @@ class SplitConfig:
             raise ValueError(f"split.carve_ratio must be in [0, 0.5), got {self.carve_ratio}")
         if not 0 <= self.phash_threshold < 32:
             raise ValueError(f"split.phash_threshold must be in [0, 32), got {self.phash_threshold}")
+        if isinstance(self.diagnostic_datasets, str) or not all(isinstance(d, str) for d in self.diagnostic_datasets):
+            raise ValueError(f"split.diagnostic_datasets must be a list of dataset names, got {self.diagnostic_datasets!r}")
 
 
 @dataclass(frozen=True)
@@ -412,6 +415,15 @@ def cross_split_groups(groups, split_of, kept: list[bool]) -> dict[int, set[str]
 
 def make_splits(records: list[ManifestRecord], ocr: dict[str, OcrRecord], taxonomy: Taxonomy,
                 config: SplitConfig, image_root: Path = Path("."), progress: bool = False) -> SplitResult:
+    """Evaluation-only datasets go whole to the diagnostic split; the rest is split as below."""
+    diagnostic = [r for r in records if r.dataset in config.diagnostic_datasets]
+    result = make_training_splits([r for r in records if r.dataset not in config.diagnostic_datasets], ocr,
+                                  taxonomy, config, image_root, progress)
+    return add_diagnostic(result, diagnostic, records, ocr, taxonomy)
+
+
+def make_training_splits(records: list[ManifestRecord], ocr: dict[str, OcrRecord], taxonomy: Taxonomy,
+                         config: SplitConfig, image_root: Path = Path("."), progress: bool = False) -> SplitResult:
     check_official_mapping(records, config)
     labels, label_errors = _map_labels(records, taxonomy)
     strata = [stratum(lab) for lab in labels]
@@ -441,6 +453,40 @@ def make_splits(records: list[ManifestRecord], ocr: dict[str, OcrRecord], taxono
     for message in report["warnings"]:
         log.warning(message)
     return SplitResult(splits=splits, report=report)
+
+
+def add_diagnostic(result: SplitResult, diagnostic: list[ManifestRecord], records: list[ManifestRecord],
+                   ocr: dict[str, OcrRecord], taxonomy: Taxonomy) -> SplitResult:
+    """Assign the diagnostic records to DIAGNOSTIC_SPLIT and count them apart in the report (the
+    training splits' totals, checks and balance never see them). A diagnostic text that is also
+    in train/val/test is reported (it would flatter the score), not dropped."""
+    if not diagnostic:
+        return result
+    labels, label_errors = _map_labels(diagnostic, taxonomy)
+    counts: dict = defaultdict(Counter)
+    for record, label in zip(diagnostic, labels):
+        counts[record.dataset][stratum(label)] += 1
+    training_text = {}
+    for r in records:
+        if result.splits.get(r.id) in SPLITS:
+            training_text.setdefault(record_text(r, ocr.get(r.id)), r.id)
+    shared = [[r.id, training_text[t]] for r in diagnostic if (t := record_text(r, ocr.get(r.id))) in training_text]
+    if shared:
+        result.report["warnings"].append(f"{len(shared)} diagnostic examples repeat a train/val/test text, "
+                                         f"e.g. {shared[0][0]} = {shared[0][1]}")
+        log.warning(result.report["warnings"][-1])
+    if label_errors:
+        log.warning("%d diagnostic records have raw labels the taxonomy does not know, e.g. %s",
+                    len(label_errors), label_errors[0])
+    splits = {**result.splits, **{r.id: DIAGNOSTIC_SPLIT for r in diagnostic}}
+    report = {**result.report, "diagnostic": {
+        "note": f"evaluation only: never in {'/'.join(SPLITS)}, balance checks, class weights or model selection",
+        "split": DIAGNOSTIC_SPLIT, "examples": len(diagnostic),
+        "counts": {d: dict(sorted(c.items())) for d, c in sorted(counts.items())},
+        "label_errors": {"count": len(label_errors), "examples": label_errors[:EXAMPLES]},
+        "text_in_training_splits": {"count": len(shared), "examples": shared[:EXAMPLES],
+                                    "note": "[diagnostic id, train/val/test id] with the same normalised text"}}}
+    return SplitResult(splits=dict(sorted(splits.items())), report=report)
 
 
 def _map_labels(records, taxonomy) -> tuple[list[UnifiedLabels | None], list[str]]:
@@ -626,6 +672,10 @@ def print_summary(result: SplitResult) -> None:
                   f"{report['cross_split_duplicates']['groups']}   dropped exact duplicates: "
                   f"{report['totals']['dropped_exact_duplicates']}   kept copies in official val/test files: "
                   f"{report['exact_duplicates']['kept_in_official_files']['count']}   warnings: {len(report['warnings'])}")
+    if "diagnostic" in report:
+        diagnostic = report["diagnostic"]
+        console.print(f"{DIAGNOSTIC_SPLIT} (evaluation only, counted apart): {diagnostic['examples']} examples "
+                      + ", ".join(f"{d} {dict(c)}" for d, c in diagnostic["counts"].items()))
 
 
 def config_from_params(params: dict[str, Any], workers: int | None = None) -> SplitConfig:

@@ -170,7 +170,8 @@ def _evaluate(rule: dict, ctx: _Context) -> Any:
     if source not in ctx.raw:  # only optional raw fields get here (required ones are checked first)
         return None
     if kind == "map":
-        return _lookup(rule["map"], ctx.raw[source], ctx, source)
+        value = _lookup(rule["map"], ctx.raw[source], ctx, source)
+        return tuple(value) if isinstance(value, list) else value  # a target_group list, as `const` gives
     if kind == "vote":
         return _vote(rule, ctx)
     if kind == "targets":

@@ -12,7 +12,8 @@ of steps (DDP needs it), and makes the batch sequence independent of the worker 
 
 Training. Hugging Face Trainer, one explicit DVCLiveCallback, val macro-F1 chooses the best epoch,
 weighted cross-entropy when `class_weighting`. Final val/test metrics and predictions come from one
-single-process pass over the complete splits on rank 0 with the best model.
+single-process pass over the complete splits on rank 0 with the best model, which then also scores
+the evaluation-only diagnostic split when there is one (stages/diagnostic.py; never trained on).
 """
 from __future__ import annotations
 
@@ -40,9 +41,10 @@ from torch.utils.data import DataLoader, IterableDataset
 from transformers import PreTrainedModel, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.integrations import DVCLiveCallback
 
+from stages import diagnostic
 from stages.common import atomic_dir, atomic_file, load_params, setup_logging, write_json
 from stages.console import Progress
-from stages.records import SPLITS
+from stages.records import DIAGNOSTIC_SPLIT, SPLITS
 from stages.shards import shard_files
 from stages.threads import pin_torch_threads
 
@@ -146,8 +148,10 @@ def train_expert(build_expert: Callable, shard_kinds: tuple[str, ...], paths: Ex
     """A training stage: count splits, build the expert, train, write outputs (metrics on rank 0)."""
     splits = read_splits(paths.shards, shard_kinds, train.task)
     pin_torch_threads()
+    diagnostic_info, skipped = read_diagnostic(paths.shards, shard_kinds, train.task)
     seed_everything(train.seed)
-    return run_expert(build_expert(expert_cfg, train), splits, paths, train, resume=resume)
+    return run_expert(build_expert(expert_cfg, train), splits, paths, train, resume=resume,
+                      diagnostic_split=diagnostic_info, diagnostic_skipped=skipped)
 
 
 def stage_main(name: str, config_cls, train_fn: Callable, description: str, argv=None) -> None:
@@ -293,6 +297,24 @@ def read_splits(shards_dir: Path, kinds: tuple[str, ...], task: str) -> dict[str
                 f"{Path(shards_dir) / info.name}: no labeled examples for task '{task}' in its "
                 f"{' + '.join(kinds)} shards ({len(info.shards)} file(s), {info.skipped_null} with a null target)")
     return splits
+
+
+def read_diagnostic(shards_dir: Path, kinds: tuple[str, ...], task: str) -> tuple[SplitInfo | None, str | None]:
+    """The evaluation-only split this expert can score, or (None, why it cannot); (None, None)
+    when there is no diagnostic split. Never trained on, never used to pick the epoch."""
+    every = read_split(shards_dir, DIAGNOSTIC_SPLIT, ("image", "textonly"), task)
+    if not every.shards:
+        return None, None
+    info = read_split(shards_dir, DIAGNOSTIC_SPLIT, kinds, task)
+    if info.labeled:
+        return info, None
+    if info.skipped_null:
+        why = f"no {DIAGNOSTIC_SPLIT} example has a '{task}' label ({info.skipped_null} null)"
+    else:
+        why = (f"text-only suite(s) ({', '.join(every.by_dataset) or 'no labeled examples'}): this expert reads "
+               f"{' + '.join(kinds)} shards only")
+    log.warning("%s: %s; not scored", Path(shards_dir) / DIAGNOSTIC_SPLIT, why)
+    return None, why
 
 
 def raw_examples(shards: Iterable[str], task: str, wanted: tuple[str, ...]) -> Iterator[dict[str, Any]]:
@@ -665,7 +687,8 @@ def last_checkpoint(output_dir: Path) -> str | None:
 
 
 def run_expert(expert: Expert, splits: dict[str, SplitInfo], paths: ExpertPaths, cfg: TrainConfig,
-               resume: bool = False) -> dict[str, Any] | None:
+               resume: bool = False, diagnostic_split: SplitInfo | None = None,
+               diagnostic_skipped: str | None = None) -> dict[str, Any] | None:
     """Train, pick the best epoch on val macro-F1, then (main process) write model, metrics,
     predictions and live dir atomically. Returns the metrics on the main process, else None."""
     from dvclive import Live
@@ -701,6 +724,8 @@ def run_expert(expert: Expert, splits: dict[str, SplitInfo], paths: ExpertPaths,
                                                         expert.decode_eval, bs, distributed=False),
                              expert.collate, bs, cfg.num_workers) for split in ("val", "test")]
             log_test_plots(live, preds[1])
+            report = diagnostic_report(trainer.model, expert, diagnostic_split, diagnostic_skipped, paths, cfg, live,
+                                       preds)
     metrics = None
     if main:
         epochs_run, best_epoch = epoch_summary(trainer.state)
@@ -710,12 +735,29 @@ def run_expert(expert: Expert, splits: dict[str, SplitInfo], paths: ExpertPaths,
             "examples": {name: info.labeled for name, info in splits.items()},
             "skipped_null_labels": {name: info.skipped_null for name, info in splits.items()},
             "class_weights": weights, "ece_bins": ECE_BINS,
-            **{p.split: split_metrics(p, splits["train"]) for p in preds}}
+            **{p.split: split_metrics(p, splits["train"]) for p in preds if p.split in SPLITS},
+            **({DIAGNOSTIC_SPLIT: report} if report else {})}
         write_outputs(expert, metrics, prediction_rows(preds), live_work, paths)
     trainer.accelerator.wait_for_everyone()
     if main:
         shutil.rmtree(paths.scratch, ignore_errors=True)   # done: checkpoints are no longer needed
     return metrics
+
+
+def diagnostic_report(model, expert: Expert, info: SplitInfo | None, skipped: str | None, paths: ExpertPaths,
+                      cfg: TrainConfig, live, preds: list[Predictions]) -> dict[str, Any] | None:
+    """Score the diagnostic split with the chosen model (its predictions join `preds`), log the
+    per-functionality bar plot; the metrics section, or None when there is no diagnostic split."""
+    if info is None:
+        return {"skipped": skipped} if skipped else None
+    pred = predict(model, ShardStream(info, cfg.task, expert.fields_wanted, expert.decode_eval, cfg.batch_size,
+                                      distributed=False), expert.collate, cfg.batch_size, cfg.num_workers)
+    preds.append(pred)
+    section = diagnostic.report(pred.ids, pred.labels, pred.probs, diagnostic.read_cases(paths.shards),
+                                label_names(cfg.task))
+    live.log_plot(diagnostic.PLOT_NAME, diagnostic.plot_rows(section), x="accuracy", y="functionality",
+                  template="bar_horizontal", title=f"Diagnostic accuracy per functionality ({cfg.task})")
+    return section
 
 
 def log_test_plots(live, test: Predictions) -> None:
@@ -764,3 +806,5 @@ def print_summary(metrics: dict[str, Any], title: str) -> None:
         for name, values in metrics[split]["by_dataset"].items():
             table.add_row(f"  {name}", *cells(values))
     Console().print(table)
+    if DIAGNOSTIC_SPLIT in metrics:
+        Console().print(diagnostic.summary_line(metrics[DIAGNOSTIC_SPLIT]))

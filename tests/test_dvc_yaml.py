@@ -20,6 +20,10 @@ def module_file(module: str) -> Path | None:
     return path if path.exists() else package if package.exists() else None
 
 
+def module_name(folder: Path) -> str:
+    return ".".join(folder.relative_to(REPO_ROOT).parts)
+
+
 def stage_imports(module: str) -> set[Path]:
     """Files of every `stages.*` module the given module imports, transitively, with the package's
     own __init__.py (it runs first: the thread policy)."""
@@ -30,7 +34,10 @@ def stage_imports(module: str) -> set[Path]:
         if path is None or path in seen:
             continue
         seen.add(path)
-        for node in ast.walk(ast.parse(path.read_text())):
+        source = path.read_text()
+        if path.name == "__init__.py" and "pkgutil.iter_modules" in source:  # a package importing all its modules
+            todo += [f"{module_name(path.parent)}.{p.stem}" for p in path.parent.glob("*.py") if p.stem != "__init__"]
+        for node in ast.walk(ast.parse(source)):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("stages"):
                 todo.append(node.module)
                 todo += [f"{node.module}.{alias.name}" for alias in node.names]

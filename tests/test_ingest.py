@@ -11,7 +11,7 @@ import pytest
 from stages import records
 from stages.ingest import ingest, import_step2, main
 from stages.records import ContractError
-from stages.releases import ReleaseError
+from stages.releases import DATASETS, ReleaseError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,7 @@ def small_releases(root: Path) -> dict[str, Path]:
     olid = root / "Datasets" / "olid"
     write(olid / "olid-training-v1.0.tsv", "id\ttweet\tsubtask_a\tsubtask_b\tsubtask_c\n"
           "86426\t@USER She should ask\tOFF\tUNT\tNULL\n90194\t@USER Go home\tOFF\tTIN\tIND\n")
-    return {"olid": olid, "hateful_memes": hm}  # deliberately not in records.DATASETS order
+    return {"olid": olid, "hateful_memes": hm}  # deliberately not in releases.DATASETS order
 
 
 def test_ingest_writes_valid_step2_files_in_fixed_order(tmp_path):
@@ -171,7 +171,7 @@ def test_cli_help_runs_as_module():
 def test_ingest_reads_the_pilot_releases(tmp_path):
     from stages.pilot import PilotConfig, write_pilot
     pilot = write_pilot(PilotConfig(out=tmp_path / "data" / "pilot", examples_per_dataset=30))
-    datasets = {name: pilot.out / name for name in records.DATASETS}
+    datasets = {name: pilot.out / name for name in DATASETS}
     result = ingest(datasets, tmp_path / "m.jsonl", tmp_path / "o.jsonl", tmp_path)
     assert result.skips == {}
     # the pilot calls the split of posts in no division "none"; the summary shows "(none)"

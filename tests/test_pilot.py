@@ -22,7 +22,7 @@ from sklearn.preprocessing import StandardScaler
 
 from stages import pilot
 from stages.pilot import PilotConfig, write_pilot
-from stages.records import DATASETS
+from stages.releases import DATASETS
 from stages.releases import Skip, read_release
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +37,7 @@ LAYOUT = {  # CONTRACTS.md "Native release layouts"
     "hatexplain": ["dataset.json", "post_id_divisions.json"],
     "olid": ["olid-training-v1.0.tsv", *(f"testset-level{x}.tsv" for x in "abc"),
              *(f"labels-level{x}.csv" for x in "abc")],
+    "hatecheck": ["test_suite_cases.csv"],
 }
 
 
@@ -65,6 +66,8 @@ def native_abusive(dataset: str, labels: dict | None) -> int | None:
     if dataset == "hatexplain":
         label, votes = Counter(a["label"] for a in labels["annotators"]).most_common(1)[0]
         return None if votes < 2 else int(label != "normal")
+    if dataset == "hatecheck":
+        return int(labels["label_gold"] == "hateful")
     return int(labels["subtask_a"] == "OFF")
 
 
@@ -358,6 +361,11 @@ def test_headers_and_line_shapes_match_the_real_samples(pilot_run, real_dataset)
     real_post = json.loads((real_dataset("hatexplain") / "dataset.json").read_text())
     our_post = json.loads((pilot_run.out / "hatexplain" / "dataset.json").read_text())
     assert [list(p) for p in real_post.values()][0] == [list(p) for p in our_post.values()][0]
+    hatecheck_real = (real_dataset("hatecheck") / "test_suite_cases.csv").read_text(encoding="utf-8").splitlines()
+    hatecheck_ours = (pilot_run.out / "hatecheck" / "test_suite_cases.csv").read_text(encoding="utf-8").splitlines()
+    assert hatecheck_ours[0] == hatecheck_real[0]  # header with the unnamed index column
+    row = re.compile(r"\d+,\w+_n?h,\d+,[^,]+\. ,(hateful|non-hateful),[\w ]*,(general|directed|-),.*")
+    assert row.fullmatch(hatecheck_real[1]) and all(row.fullmatch(line) for line in hatecheck_ours[1:])
     truth_header = first_line(real_dataset("mami") / "truth.txt").decode()
     training_header = first_line(pilot_run.out / "mami" / "TRAINING" / "training.csv").decode()
     assert training_header == truth_header + "\tText Transcription"

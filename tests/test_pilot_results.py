@@ -43,3 +43,16 @@ def test_pack_stats_of_the_pilot_are_clean():
     stats = json.loads((REPO_ROOT / "Step_3/stats.json").read_text())
     assert stats["failed_examples"] == 0 and stats["failure_rate"] == 0
     assert stats["packed_examples"] + stats["excluded_examples"] == stats["total_examples"]
+
+
+def test_pilot_diagnostic_split_is_packed_apart_and_scored_per_functionality():
+    """The pilot's HateCheck miniature: packed to its own split, scored by the text expert per
+    functionality, skipped (and said so) by the vision expert."""
+    stats = json.loads((REPO_ROOT / "Step_3/stats.json").read_text())
+    assert set(stats["splits"]) == {"train", "val", "test"}
+    assert stats["diagnostic"]["datasets"] == {"hatecheck": 60} and stats["diagnostic"]["text_only"] == 60
+    text = json.loads((REPO_ROOT / "Step_4/metrics/text.json").read_text())["diagnostic"]
+    assert text["cases"] == 60 and len(text["by_functionality"]) == 6
+    assert sum(f["cases"] for f in text["by_functionality"].values()) == 60
+    vision = json.loads((REPO_ROOT / "Step_4/metrics/vision.json").read_text())["diagnostic"]
+    assert vision == {"skipped": "text-only suite(s) (hatecheck): this expert reads image shards only"}

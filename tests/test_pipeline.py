@@ -15,7 +15,7 @@ shared by every test here; the tests run in file order on that clone, each leavi
     quick benchmark scripts at tiny sizes;
   - the Step 4 notebook runs top to bottom, loading the experts, then retraining them;
   - the queued sweep `dvc exp run --queue -S 'train.learning_rate=1e-5,3e-5'` + `dvc queue start`
-    runs both experiments, side by side in `dvc exp show --only-changed --drop '.*by_dataset.*'`;
+    runs both experiments, side by side in `dvc exp show --only-changed --drop '.*by_.*'`;
   - `dvc exp run -S train.epochs=2` reruns only the trainings; `dvc exp show`, `dvc metrics diff`
     and `dvc plots diff` show the params, metrics and curves that matter.
 
@@ -495,14 +495,16 @@ def plot_specs(html: str) -> dict[str, dict]:
     return {div: json.loads(spec) for div, spec in found}   # json takes Infinity/NaN, as JavaScript does
 
 
-def declared_plots(repo: Path) -> dict[str, tuple[str, list[str]]]:
-    """div id -> (x field, y fields) of each top-level plot in dvc.yaml."""
+def declared_plots(repo: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """div id -> (numeric fields, y fields) of each top-level plot in dvc.yaml (a horizontal bar
+    plot's y is its category, e.g. the diagnostic functionality)."""
     plots = {}
     for entry in yaml.safe_load((repo / "dvc.yaml").read_text())["plots"]:
         (name, spec), = entry.items()
         y = spec["y"]
         fields = sorted(set(y.values())) if isinstance(y, dict) else [y]
-        plots[re.sub(r"[^\w-]", "_", name)] = (spec["x"], fields)
+        bars = spec.get("template", "").startswith("bar_horizontal")
+        plots[re.sub(r"[^\w-]", "_", name)] = ([spec["x"]] if bars else [spec["x"], *fields], fields)
     return plots
 
 
@@ -527,7 +529,7 @@ def wait_for_queue(repo: Path, names: list[str], timeout: float) -> dict[str, st
 
 def test_queued_sweep_runs_both_experiments(pipeline):
     """`dvc exp run --queue -S 'train.learning_rate=1e-5,3e-5'`, `dvc queue start`, then
-    `dvc exp show --only-changed --drop '.*by_dataset.*'` lists both runs side by side."""
+    `dvc exp show --only-changed --drop '.*by_.*'` lists both runs side by side."""
     repo = pipeline.repo
     result = dvc(repo, "exp", "run", "--queue", "-S", "train.learning_rate=1e-5,3e-5")
     names = re.findall(r"Queued experiment '([\w-]+)' for future execution", result.stdout)
@@ -555,12 +557,13 @@ def test_queued_sweep_runs_both_experiments(pipeline):
             text_scores.append(row["data"]["metrics"]["Step_4/metrics/text.json"]["data"]["test"])
         assert text_scores[0] != text_scores[1], "two learning rates, the same text expert"
         baseline_metrics = baseline["data"]["metrics"]["Step_4/metrics/text.json"]["data"]
-        assert any("by_dataset" in key for key in flat_keys(baseline_metrics))   # what --drop hides
+        hidden = ("by_dataset", "by_functionality", "by_target_group")   # what --drop hides
+        assert all(any(part in key for key in flat_keys(baseline_metrics)) for part in hidden)
 
-        table = dvc(repo, "exp", "show", "--only-changed", "--drop", ".*by_dataset.*").stdout
+        table = dvc(repo, "exp", "show", "--only-changed", "--drop", ".*by_.*").stdout
         columns = next(line for line in table.splitlines() if line.split()[:1] == ["Experiment"]).split()
         assert "train.learning_rate" in columns and "train.epochs" not in columns   # changed vs unchanged
-        assert not [c for c in columns if "by_dataset" in c or c.startswith(("Step_3/", "train.epochs"))]
+        assert not [c for c in columns if "by_" in c or c.startswith(("Step_3/", "train.epochs"))]
         for name in ("text", "vision"):
             assert any(c.startswith(f"Step_4/metrics/{name}.json:") for c in columns), f"no {name} metrics shown"
         assert all(f"[{name}]" in table for name in names)
@@ -600,13 +603,13 @@ def test_experiment_show_metrics_diff_and_plots_diff(pipeline, tmp_path):
     out = tmp_path / "plots"
     dvc(repo, "plots", "diff", "HEAD", experiment["name"], "-o", str(out))
     specs = plot_specs((out / "index.html").read_text(encoding="utf-8"))
-    for div, (x, fields) in declared_plots(repo).items():
+    for div, (numeric, fields) in declared_plots(repo).items():
         assert div in specs, f"plot {div} missing from the page"
         values = specs[div]["data"]["values"]
         assert values, f"plot {div} has no data"
         assert {v["rev"] for v in values} == {"HEAD", experiment["name"]}, f"plot {div}: not both revisions"
         for v in values:   # the plotted fields are finite numbers (ROC's threshold may be Infinity)
-            for field in (x, *fields):
+            for field in numeric:
                 if field in v:
                     assert math.isfinite(float(v[field])), f"plot {div}: {field}={v[field]!r}"
         assert any(field in v for v in values for field in fields), f"plot {div}: no {fields} values"

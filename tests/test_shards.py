@@ -35,7 +35,7 @@ def write_sample_set(root):
 def test_layout_and_members(tmp_path):
     counts = write_sample_set(tmp_path)
     assert counts == {"train": {"image": 2, "textonly": 1}, "val": {"image": 0, "textonly": 1},
-                      "test": {"image": 0, "textonly": 0}}
+                      "test": {"image": 0, "textonly": 0}, "diagnostic": {"image": 0, "textonly": 0}}
     assert sorted(p.name for p in (tmp_path / "train").iterdir()) == [
         "shard-00000.tar", "shard-00001.tar", "textonly-00000.tar"]
     assert sorted(p.name for p in (tmp_path / "val").iterdir()) == ["textonly-00000.tar"]

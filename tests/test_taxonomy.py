@@ -7,7 +7,8 @@ from collections import Counter
 
 import pytest
 
-from stages.records import DATASETS, ManifestRecord
+from stages.records import ManifestRecord
+from stages.releases import DATASETS
 from stages.taxonomy import UNIFIED_FIELDS, LabelError, Taxonomy, TaxonomyError
 
 TAXONOMY_PATH = "Step_3/label_taxonomy.json"
@@ -259,3 +260,24 @@ def test_olid_release_with_only_level_a_test_labels_maps_cleanly(real_dataset, t
     mapped = [taxonomy.map(item.manifest) for item in read_release("olid", tmp_path) if isinstance(item, Example)]
     counts = Counter((m.offensive, m.target_type) for m in mapped)
     assert counts == {(0, "none"): 620, (1, None): 240}  # NOT has no target; OFF targets unknown
+
+
+def test_real_hatecheck_suite_maps(taxonomy, real_dataset):
+    """label_gold -> abuse_hate, target_ident -> the unified groups, direction -> target_type; offensive is
+    not annotated; functionality, direction and case_templ are kept as aux labels."""
+    records = real_records(real_dataset, "hatecheck")
+    mapped = [(r, taxonomy.map(r)) for r in records]
+    assert len(mapped) == 3728
+    assert Counter(lab.abuse_hate for _, lab in mapped) == {1: 2563, 0: 1165}
+    assert {lab.offensive for _, lab in mapped} == {None}
+    # the file's groups: gay 551 + trans 463 people are lgbtq; the 292 untargeted cases have no group ([])
+    assert Counter(lab.target_group for _, lab in mapped) == {
+        ("lgbtq",): 1014, ("women",): 509, ("disabled",): 484, ("muslim",): 484, ("black",): 482,
+        ("refugee_immigrant",): 463, (): 292}
+    assert Counter(lab.target_type for _, lab in mapped) == {"group": 1618, "individual": 945, None: 1165}
+    for record, lab in mapped:
+        raw = record.labels_raw
+        assert lab.aux["functionality"] == raw["functionality"] and lab.aux["case_templ"] == raw["case_templ"]
+        assert lab.aux["direction"] == (None if raw["direction"] == "-" else raw["direction"])
+    with pytest.raises(LabelError, match="functionality"):
+        taxonomy.map(rec("hatecheck", {**records[0].labels_raw, "functionality": "new_test_h"}))

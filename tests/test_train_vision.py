@@ -113,3 +113,19 @@ def test_timm_without_weights_says_pretrained_false_and_flip_is_train_only(shard
     assert 10 < sum(flipped) < 30
     assert flipped == [left(expert.decode_train(r, 0)) > 0 for r in raw]
     assert flipped != [left(expert.decode_train(r, 1)) > 0 for r in raw]
+
+
+def test_vision_expert_skips_a_text_only_diagnostic_suite_and_says_so(tiny_siglip, tmp_path, caplog):
+    from tests.test_diagnostic import write_diagnostic_split
+
+    root = tmp_path / "shards"
+    write_shards(root, {"train": 12, "val": 6, "test": 6}, nulls=0, textonly_share=0.0, seed=3)
+    write_diagnostic_split(root, 10)
+    paths, metrics = run(root, tmp_path, VisionConfig(model=str(tiny_siglip)))
+    why = "text-only suite(s) (hatecheck): this expert reads image shards only"
+    assert metrics["diagnostic"] == {"skipped": why}
+    assert json.loads(paths.metrics.read_text())["diagnostic"] == {"skipped": why}
+    assert f"{root / 'diagnostic'}: {why}; not scored" in caplog.text
+    rows = [json.loads(line) for line in paths.predictions.read_text().splitlines()]
+    assert {r["split"] for r in rows} == {"val", "test"}
+    assert not (paths.live_dir / "plots" / "custom").exists()

@@ -6,15 +6,22 @@ with file, line and reason) in file order. Adapters never need the image files t
 
 Files are located by name anywhere below the dataset folder (`ReleaseFiles`), so both the
 pilot's layout and an unzipped real release work.
+
+Adding a dataset = one module here (DATASET, SPLITS, read_release, and a `PILOT` recipe for the
+built-in pilot) plus its entry in Step_3/label_taxonomy.json: the registry below finds the module,
+and ingest, the pilot and the CLI name checks derive their dataset lists from it.
 """
 from __future__ import annotations
 
 import csv
 import filecmp
+import importlib
 import json
 import os
+import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Iterable, Iterator
 
 from stages.records import ManifestRecord, OcrLine, OcrRecord
@@ -152,16 +159,46 @@ def transcription(record: ManifestRecord, text: str | None) -> OcrRecord | None:
                      lines=(OcrLine(text=text),), source="dataset_transcription")
 
 
+# ---------------------------------------------------------------- pilot recipes
+
+
+@dataclass(frozen=True)
+class PilotRecipe:
+    """How the built-in pilot (stages/pilot.py) writes a miniature of a release, declared by a
+    release module as `PILOT` so that a new dataset is one module (plus its taxonomy entry).
+
+    `write(folder, rows, counts)` writes the native files from the pilot's examples (each has
+    index, split, abusive, text, image, seed and rng(purpose)) and counts rows per original split
+    in `counts` (and image files under "images")."""
+    split_slots: dict[str, int]           # original split -> slots per block of 20 examples
+    abusive_share: float                  # share of abusive examples in each split
+    write: Callable[[Path, Iterable[Any], Any], None]
+    style: Callable[[str, Any], str] | None = None   # (core sentence, rng) -> the dataset's text style
+    with_images: bool = False
+
+
 # ---------------------------------------------------------------- registry
 
-from stages.releases import (hateful_memes, hatexplain, mami, memotion1, memotion2,  # noqa: E402
-                             mmhs150k, olid)
+# Every module of this package but this file is a release adapter (DATASET, SPLITS, read_release;
+# optionally PILOT). Ingest reads them in this order, which fixes the manifest (hence shard)
+# order: the original seven as they have always been read, then any other by name.
+_FIRST = ("hateful_memes", "mami", "mmhs150k", "memotion1", "memotion2", "hatexplain", "olid")
 
-_MODULES = {"hateful_memes": hateful_memes, "mami": mami, "mmhs150k": mmhs150k, "memotion1": memotion1,
-            "memotion2": memotion2, "hatexplain": hatexplain, "olid": olid}
+
+def _release_modules() -> dict[str, ModuleType]:
+    names = sorted(info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_"))
+    modules = {name: importlib.import_module(f"{__name__}.{name}") for name in names}
+    ordered = [name for name in _FIRST if name in modules] + [name for name in names if name not in _FIRST]
+    return {modules[name].DATASET: modules[name] for name in ordered}
+
+
+_MODULES = _release_modules()
+DATASETS: tuple[str, ...] = tuple(_MODULES)
 ADAPTERS: dict[str, Callable[[Path], Iterator[Item]]] = {name: m.read_release for name, m in _MODULES.items()}
 # The original split names each release uses (what the split stage maps to train/val/test).
 ORIGINAL_SPLITS: dict[str, tuple[str, ...]] = {name: m.SPLITS for name, m in _MODULES.items()}
+# Pilot recipes declared by release modules (the original seven are written by stages/pilot.py itself).
+PILOT_RECIPES: dict[str, PilotRecipe] = {name: m.PILOT for name, m in _MODULES.items() if hasattr(m, "PILOT")}
 
 
 def read_release(name: str, folder: Path) -> Iterator[Item]:
