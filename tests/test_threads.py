@@ -4,6 +4,7 @@ another CPU-bound process competes for the cores and whatever train.num_workers 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -70,10 +71,13 @@ def busy_process() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code])
 
 
-def output_bytes(paths) -> dict[str, bytes]:
-    files = {"metrics": paths.metrics.read_bytes(), "predictions": paths.predictions.read_bytes()}
-    files.update({f"model/{p.name}": p.read_bytes() for p in sorted(paths.out_model.iterdir()) if p.is_file()})
-    return files
+def output_bytes(out: Path) -> dict[str, bytes]:
+    """Every file the run wrote (model, metrics, predictions, DVCLive dir), by relative path."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def other_lines(text: bytes, leave_out: bytes) -> list[bytes]:
+    return [line for line in text.splitlines() if leave_out not in line]
 
 
 def train(expert: str, shards: Path, out: Path, num_workers: int):
@@ -96,15 +100,22 @@ def train(expert: str, shards: Path, out: Path, num_workers: int):
 def test_training_is_byte_identical_beside_a_busy_process_and_with_workers(expert, tmp_path):
     shards = tmp_path / "shards"
     write_shards(shards, {"train": 32, "val": 12, "test": 12}, nulls=2, textonly_share=0.0, seed=3)
-    alone = train(expert, shards, tmp_path / "alone", num_workers=0)
+    run_dir = tmp_path / "run"          # both runs write to the same paths, as `dvc repro` does
+    train(expert, shards, run_dir, num_workers=0)
+    alone = output_bytes(run_dir)
+    shutil.rmtree(run_dir)
     competitor = busy_process()
     try:
-        crowded = train(expert, shards, tmp_path / "crowded", num_workers=2)
+        train(expert, shards, run_dir, num_workers=2)
         assert competitor.poll() is None, "the competing process ended before the second run did"
     finally:
         competitor.kill()
         competitor.wait()
-    first, second = output_bytes(alone), output_bytes(crowded)
-    assert sorted(first) == sorted(second) and "model/model.safetensors" in first
-    for name in first:
-        assert first[name] == second[name], f"{expert}: {name} differs between the quiet and the crowded run"
+    crowded = output_bytes(run_dir)
+    # DVCLive's params.yaml records the Trainer's arguments, dataloader_num_workers among them
+    assert other_lines(alone.pop("live/params.yaml"), b"num_workers") == \
+        other_lines(crowded.pop("live/params.yaml"), b"num_workers")
+    assert sorted(alone) == sorted(crowded)
+    assert {"metrics.json", "predictions.jsonl", "model/model.safetensors", "live/metrics.json"} <= set(alone)
+    for name in alone:
+        assert alone[name] == crowded[name], f"{expert}: {name} differs between the quiet and the crowded run"
