@@ -106,14 +106,15 @@ def pilot_inputs(tmp_path_factory) -> Path:
     from stages.ingest import ingest
     from stages.pilot import PilotConfig, write_pilot
     from stages.records import load_ocr_index, read_manifest
-    from stages.split import config_from_params, make_splits
+    from stages.config import build
+    from stages.split import PARTS, make_splits
     from stages.taxonomy import Taxonomy
 
     root = tmp_path_factory.mktemp("pipeline")
     pilot = write_pilot(PilotConfig(out=root / "data" / "pilot", examples_per_dataset=60))
     manifest, ocr = root / "Step_2" / "data_manifest.jsonl", root / "Step_2" / "ocr.jsonl"
     ingest({name: pilot.out / name for name in pilot.counts}, manifest, ocr, root=root)
-    config = config_from_params(load_params("split", REPO / "params.yaml"), workers=2)
+    config, _ = build(PARTS, load_params(None, REPO / "params.yaml"), {"split.workers": 2})
     result = make_splits(list(read_manifest(manifest)), load_ocr_index(ocr), Taxonomy.load(TAXONOMY), config,
                          image_root=root)
     write_json(root / "Step_3" / "splits.json", result.splits)
