@@ -318,11 +318,26 @@ def read_params(path: str | None) -> tuple[dict[str, Any], str]:
     return params, name
 
 
+def stage_parser(stage: str, description: str, parts: Sequence[Part], params: dict[str, Any], params_file: str,
+                 extra: typing.Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.ArgumentParser:
+    """Generated flags (help and default shown) + `extra`'s own arguments + --params + --verbose."""
+    groups = ", ".join(dict.fromkeys(part.group for part in parts))
+    parser = argparse.ArgumentParser(
+        prog=f"python -m stages.{stage}", description=description,
+        epilog=f"Defaults come from {params_file} (groups: {groups}); a flag overrides its key for this run.")
+    add_flags(parser, keys_of(parts), params, params_file)
+    if extra:
+        extra(parser)
+    parser.add_argument("--params", help=f"params file (default: {DEFAULT_PARAMS})")
+    parser.add_argument("--verbose", action="store_true", help="log progress at INFO level (default: quiet)")
+    return parser
+
+
 def parse(stage: str, description: str, parts: Sequence[Part], argv: Sequence[str] | None = None,
           extra: typing.Callable[[argparse.ArgumentParser], None] | None = None) -> tuple[list, argparse.Namespace]:
-    """A stage's command line: generated flags + --params + --verbose (+ `extra`'s own arguments).
+    """A stage's command line: one config per Part and the parsed arguments.
 
-    Returns (one config per Part, the parsed arguments); a bad value exits with one line naming the key."""
+    A bad params file, key or value exits at once with one line naming the key."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--params")
     known, _ = pre.parse_known_args(argv)
@@ -330,17 +345,8 @@ def parse(stage: str, description: str, parts: Sequence[Part], argv: Sequence[st
         params, params_file = read_params(known.params)
     except ConfigError as err:
         raise SystemExit(f"{stage}: {err}") from None
+    args = stage_parser(stage, description, parts, params, params_file, extra).parse_args(argv)
     keys = keys_of(parts)
-    groups = ", ".join(dict.fromkeys(part.group for part in parts))
-    parser = argparse.ArgumentParser(
-        prog=f"python -m stages.{stage}", description=description,
-        epilog=f"Defaults come from {params_file} (groups: {groups}); a flag overrides its key for this run.")
-    add_flags(parser, keys, params, params_file)
-    if extra:
-        extra(parser)
-    parser.add_argument("--params", help=f"params file (default: {DEFAULT_PARAMS})")
-    parser.add_argument("--verbose", action="store_true", help="log progress at INFO level (default: quiet)")
-    args = parser.parse_args(argv)
     by_name = {key.name: key for key in keys}
     overrides = {name: from_text(value, by_name[name]) if isinstance(value, str) else value
                  for name, value in vars(args).items() if name in by_name}

@@ -110,7 +110,8 @@ def train_expert(build_expert: Callable, shard_kinds: tuple[str, ...], paths: Ex
 
 
 def add_resume_flag(parser) -> None:
-    parser.add_argument("--resume", action="store_true", help="continue from the last scratch checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the last scratch checkpoint (default: start over, as dvc repro does)")
 
 
 def stage_main(name: str, config_cls, train_fn: Callable, description: str, argv=None) -> None:
