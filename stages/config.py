@@ -57,7 +57,6 @@ class Key:
     default: Any                   # dataclasses.MISSING when none
     help: str
     meta: dict
-    own: bool                      # a key of the Part's own group (checked for unknown keys)
 
     @property
     def name(self) -> str:
@@ -108,7 +107,7 @@ def _keys(cls: type, part: int, group: str, prefix: tuple[str, ...]) -> Iterator
         meta = dict(f.metadata)
         yield Key(part=part, path=prefix + (f.name,), group=meta.get("group", group), key=meta.get("key", f.name),
                   type=hints[f.name], default=field_default(f), help=meta.get("help", comments.get(f.name, "")),
-                  meta=meta, own="group" not in meta)
+                  meta=meta)
 
 
 # ---------------------------------------------------------------- converting values
@@ -368,5 +367,5 @@ def check_fields(obj: Any, group: str) -> None:
         meta = f.metadata
         if {"min", "max", "choices"} & set(meta):
             key = Key(part=0, path=(f.name,), group=meta.get("group", group), key=meta.get("key", f.name),
-                      type=f.type, default=None, help="", meta=dict(meta), own=True)
+                      type=f.type, default=None, help="", meta=dict(meta))
             check(getattr(obj, f.name), key)
