@@ -269,7 +269,8 @@ def flag_names(keys: list[Key]) -> dict[str, str]:
 def shown_default(key: Key, params: dict[str, Any], params_file: str) -> str:
     group = params.get(key.group) or {}
     if key.key in group and not key.meta.get("cli_only"):
-        return f"{_plain(group[key.key])} from {params_file}"
+        shown = _plain(group[key.key])
+        return f"{shown} from {params_file}" if len(shown) <= 80 else f"the value in {params_file}"
     if key.default is dataclasses.MISSING:
         return f"none: set {key.name} in {params_file}"
     return f"{_plain(key.default)}"

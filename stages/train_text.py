@@ -57,13 +57,13 @@ def load_text_model(source: str, task: str):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = training.resolve_model_source(source)
-    hub = training.hub_load_options(source, "text.model")
+    local_only = training.hub_local_only(source, "text.model")
     id2label, label2id = training.label_maps(task)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, **hub)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=local_only)
         model = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=2, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True,
-            trust_remote_code=False, **hub)
+            trust_remote_code=False, local_files_only=local_only)
     except (OSError, ValueError) as err:
         raise TrainingInputError(f"text.model {source!r}: cannot load a tokenizer + sequence classifier "
                                  f"from {path} ({err})") from err

@@ -112,7 +112,7 @@ def build_timm_model(cfg: VisionConfig, task: str):
     return model, processor, bool(cfg.weights)
 
 
-def load_image_processor(source: str | Path, **options):
+def load_image_processor(source: str | Path, local_files_only: bool = False):
     """AutoImageProcessor.from_pretrained, asking for a backend the model's processor has.
 
     transformers 5.23 asks for the torchvision variant whenever torchvision is installed; the timm
@@ -121,25 +121,26 @@ def load_image_processor(source: str | Path, **options):
     from transformers import AutoConfig, AutoImageProcessor
     from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
 
-    model_type = AutoConfig.from_pretrained(source, trust_remote_code=False, **options).model_type
-    backends = IMAGE_PROCESSOR_MAPPING_NAMES.get(model_type) or {}
+    config = AutoConfig.from_pretrained(source, trust_remote_code=False, local_files_only=local_files_only)
+    backends = IMAGE_PROCESSOR_MAPPING_NAMES.get(config.model_type) or {}
     backend = None if not backends or "torchvision" in backends else next(iter(backends))
-    return AutoImageProcessor.from_pretrained(source, trust_remote_code=False, backend=backend, **options)
+    return AutoImageProcessor.from_pretrained(source, trust_remote_code=False, backend=backend,
+                                              local_files_only=local_files_only)
 
 
 def build_hf_model(cfg: VisionConfig, task: str):
     from transformers import AutoModelForImageClassification
 
     path = training.resolve_model_source(cfg.model)
-    hub = training.hub_load_options(cfg.model, "vision.model")
+    local_only = training.hub_local_only(cfg.model, "vision.model")
     id2label, label2id = training.label_maps(task)
     if cfg.weights:
         log.info("vision.weights (%s) is for timm models: %s loads its own", cfg.weights, cfg.model)
     try:
-        processor = load_image_processor(path, **hub)
+        processor = load_image_processor(path, local_files_only=local_only)
         model = AutoModelForImageClassification.from_pretrained(
             path, num_labels=2, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True,
-            trust_remote_code=False, **hub)
+            trust_remote_code=False, local_files_only=local_only)
     except (OSError, ValueError) as err:
         raise TrainingInputError(f"vision.model {cfg.model!r}: cannot load an image processor + image "
                                  f"classifier from {path} ({err})") from err

