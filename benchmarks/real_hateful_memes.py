@@ -68,10 +68,7 @@ def stage_commands() -> list[tuple[str, list[str]]]:
         ("ingest", python + ["stages.ingest", "--params", "params.yaml"]),
         ("split", python + ["stages.split", "--params", "params.yaml"]),
         ("pack", python + ["stages.pack", "--params", "params.yaml"]),
-        ("train_text", python + ["stages.train_text", "--params", "params.yaml", "--shards", "Step_3/shards",
-                                 "--out-model", "Step_4/models/text_expert", "--metrics", "Step_4/metrics/text.json",
-                                 "--live-dir", "Step_4/live/text", "--predictions", "Step_4/predictions/text.jsonl",
-                                 "--scratch", "Step_4/scratch/text"]),
+        ("train_text", python + ["stages.train_text", "--params", "params.yaml"]),   # outputs: params text.*
     ]
 
 

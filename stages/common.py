@@ -6,9 +6,10 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -97,3 +98,17 @@ def setup_logging(verbose: bool) -> None:
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(show_path=False)], force=True)
+
+
+INTERRUPTED_EXIT = 130   # 128 + SIGINT, as shells report a Ctrl-C
+
+
+@contextlib.contextmanager
+def exit_on_interrupt(stage: str, note: Callable[[], str] = str) -> Iterator[None]:
+    """Ctrl-C: one line instead of a traceback (atomic outputs have already been rolled back), exit 130.
+    `note()` may add to the line (what was kept, e.g. a checkpoint to resume from)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"{stage}: interrupted; no outputs written{note()}", file=sys.stderr, flush=True)
+        raise SystemExit(INTERRUPTED_EXIT) from None

@@ -12,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from stages.config import check_fields
 
 RESIZE_MODES = ("squash", "pad")
 FORMATS = {"jpg": "JPEG", "png": "PNG"}
@@ -36,19 +38,17 @@ class ImageError(Exception):
 
 @dataclass(frozen=True)
 class ImageSpec:
-    size: int = 384
-    resize: str = "squash"            # squash (SigLIP) | pad (letterbox to square)
-    format: str = "jpg"               # jpg | png
-    jpeg_quality: int = 95
-    max_pixels: int = 100_000_000     # decompression-bomb limit, checked before decoding
+    """How pack prepares images; its fields are keys of the `pack` params group."""
+    size: int = field(default=384, metadata={"key": "image_size", "min": 1})  # side of the square output image
+    resize: str = field(default="squash", metadata={"choices": RESIZE_MODES})  # squash (SigLIP) | pad (letterbox)
+    format: str = field(  # jpg | png (lossless, slower and larger)
+        default="jpg", metadata={"key": "image_format", "choices": tuple(FORMATS)})
+    jpeg_quality: int = field(default=95, metadata={"min": 1, "max": 100})  # JPEG quality
+    max_pixels: int = field(  # decompression-bomb limit (width x height), checked before decoding
+        default=100_000_000, metadata={"key": "max_image_pixels", "min": 1})
 
     def __post_init__(self):
-        if self.resize not in RESIZE_MODES:
-            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
-        if self.format not in FORMATS:
-            raise ValueError(f"image format must be one of {tuple(FORMATS)}, got {self.format!r}")
-        if self.size < 1 or self.max_pixels < 1 or not 1 <= self.jpeg_quality <= 100:
-            raise ValueError(f"invalid image spec {self}")
+        check_fields(self, "pack")
 
 
 @dataclass(frozen=True)

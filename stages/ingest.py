@@ -25,13 +25,25 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from stages import records
-from stages.common import REPO_ROOT, atomic_file, load_params, setup_logging
+from stages.common import REPO_ROOT, atomic_file, setup_logging
+from stages.config import Part, given, parse
 from stages.records import ContractError, ManifestRecord, OcrRecord
 from stages.releases import ADAPTERS, DATASETS, Example, ReleaseError, Skip
 
 log = logging.getLogger(__name__)
 NO_SPLIT = "(none)"  # how counts show records whose split is None
 SKIP_EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """The `ingest` params group."""
+    manifest: Path  # output Step 2 manifest
+    ocr: Path  # output Step 2 OCR file
+    datasets: dict[str, Path] = field(  # the releases: name -> folder (on the command line: --dataset NAME=DIR)
+        default_factory=dict, metadata={"flag": False})
+    step2_manifest: Path | None = None  # your own Step 2 manifest, validated and copied instead of the releases
+    step2_ocr: Path | None = None  # your own Step 2 OCR file (give both or neither)
 
 
 @dataclass
@@ -249,50 +261,42 @@ def check_datasets(datasets: dict[str, Path]) -> None:
             raise SystemExit(f"dataset folder for {name!r} does not exist: {folder}")
 
 
-def main(argv: list[str] | None = None) -> IngestResult:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_dataset_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", action="append", default=[], metavar="NAME=DIR",
-                        help=f"a release folder (repeatable); names: {', '.join(DATASETS)}. "
-                             "Default: params ingest.datasets")
-    parser.add_argument("--manifest", help="output manifest (default: params ingest.manifest)")
-    parser.add_argument("--ocr", help="output OCR file (default: params ingest.ocr)")
-    parser.add_argument("--step2-manifest", help="your own Step 2 manifest to validate and copy instead of "
-                        "reading releases (default: params ingest.step2_manifest unless --dataset is given)")
-    parser.add_argument("--step2-ocr", help="your own Step 2 OCR file (give both or neither)")
-    parser.add_argument("--params", default="params.yaml", help="params file (group `ingest`)")
-    parser.add_argument("--verbose", action="store_true", help="log every skipped row")
-    args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+                        help=f"a release folder (repeatable; replaces ingest.datasets and ingest.step2_*); "
+                             f"names: {', '.join(DATASETS)} (default: params ingest.datasets)")
 
-    if not Path(args.params).is_file():
-        raise SystemExit(f"params file not found: {args.params}")
-    params = load_params("ingest", args.params)
-    manifest_out = Path(args.manifest or params.get("manifest") or "Step_2/data_manifest.jsonl")
-    ocr_out = Path(args.ocr or params.get("ocr") or "Step_2/ocr.jsonl")
-    step2_manifest = args.step2_manifest or (None if args.dataset else params.get("step2_manifest"))
-    step2_ocr = args.step2_ocr or (None if args.dataset else params.get("step2_ocr"))
+
+def main(argv: list[str] | None = None) -> IngestResult:
+    (config,), args = parse("ingest", __doc__.split("\n\n")[0], [Part("ingest", IngestConfig)], argv,
+                            extra=add_dataset_flag)
+    setup_logging(args.verbose)
+    if args.dataset:   # the command line's releases; params' own Step 2 files no longer apply
+        if given(args, "ingest.step2_manifest") or given(args, "ingest.step2_ocr"):
+            raise SystemExit("--dataset and --step2-manifest/--step2-ocr exclude each other")
+        config = dataclasses.replace(config, datasets=parse_dataset_options(args.dataset),
+                                     step2_manifest=None, step2_ocr=None)
     try:
-        if step2_manifest or step2_ocr:
-            if not (step2_manifest and step2_ocr):
-                raise SystemExit("give both Step 2 files (step2_manifest and step2_ocr), or neither")
-            if args.dataset:
-                raise SystemExit("--dataset and --step2-manifest/--step2-ocr exclude each other")
-            for path in (step2_manifest, step2_ocr):
-                if not Path(path).is_file():
-                    raise SystemExit(f"Step 2 file not found: {path}")
-            result = import_step2(Path(step2_manifest), Path(step2_ocr), manifest_out, ocr_out, REPO_ROOT)
-        else:
-            datasets = parse_dataset_options(args.dataset) if args.dataset else \
-                {name: Path(folder) for name, folder in (params.get("datasets") or {}).items()}
-            if not datasets:
-                raise SystemExit("no datasets: give --dataset NAME=DIR or set ingest.datasets in params.yaml")
-            check_datasets(datasets)
-            result = ingest(datasets, manifest_out, ocr_out, REPO_ROOT, progress=True)
+        result = run(config)
     except (ReleaseError, ContractError) as e:
         raise SystemExit(f"ingest failed: {e}") from None
     print_summary(result)
     return result
+
+
+def run(config: IngestConfig) -> IngestResult:
+    step2_manifest, step2_ocr = config.step2_manifest, config.step2_ocr
+    if step2_manifest or step2_ocr:
+        if not (step2_manifest and step2_ocr):
+            raise SystemExit("give both Step 2 files (step2_manifest and step2_ocr), or neither")
+        for path in (step2_manifest, step2_ocr):
+            if not path.is_file():
+                raise SystemExit(f"Step 2 file not found: {path}")
+        return import_step2(step2_manifest, step2_ocr, config.manifest, config.ocr, REPO_ROOT)
+    if not config.datasets:
+        raise SystemExit("no datasets: give --dataset NAME=DIR or set ingest.datasets in params.yaml")
+    check_datasets(config.datasets)
+    return ingest(config.datasets, config.manifest, config.ocr, REPO_ROOT, progress=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ writes nothing: shards and stats are built in temporary places and moved in only
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import json
@@ -32,8 +31,9 @@ from typing import Any, Callable, Iterable, Iterator
 from rich.progress import ProgressColumn
 from rich.text import Text
 
-from stages.common import (REPO_ROOT, atomic_dir, atomic_file, json_text, load_params, resolve_workers,
+from stages.common import (REPO_ROOT, atomic_dir, atomic_file, exit_on_interrupt, json_text, resolve_workers,
                            setup_logging)
+from stages.config import Part, check_fields, parse
 from stages.images import ImageError, ImageSpec, PreparedImage, prepare_image
 from stages.records import (DIAGNOSTIC_SPLIT, EVAL_SPLITS, PACKED_SPLITS, SPLITS, ContractError, ManifestRecord,
                             evaluation_splits, load_ocr_index, official_split, read_manifest, resolve_image_path,
@@ -60,33 +60,35 @@ class PackFailed(Exception):
 
 @dataclass(frozen=True)
 class PackConfig:
-    manifest: Path
-    ocr: Path
-    output_dir: Path
-    stats: Path
-    label_taxonomy: Path
-    splits: Path
+    """The `pack` params group, plus the inputs other stages' groups name."""
+    manifest: Path = field(metadata={"group": "ingest"})  # Step 2 manifest (JSONL)
+    ocr: Path = field(metadata={"group": "ingest"})  # Step 2 OCR file (JSONL)
+    output_dir: Path  # shard dir (replaced as a whole on success)
+    stats: Path  # where to write the stats JSON
+    label_taxonomy: Path = field(metadata={"group": "split"})  # the label taxonomy JSON
+    splits: Path = field(metadata={"group": "split"})  # splits.json ({id: train|val|test})
     image: ImageSpec = field(default_factory=ImageSpec)
-    examples_per_shard: int = 5000
-    ocr_min_conf: float = 0.5
-    lang: str = "en"
-    require_images: bool = True
-    max_failure_rate: float = 0.005
-    examples_limit: int | None = None
-    workers: int = 0                  # 0 = all cores
-    balance_tolerance: float = 0.05
-    image_root: Path = REPO_ROOT      # relative manifest image paths are relative to this
-    official: dict[str, dict[str, str]] = field(default_factory=dict)  # params split.official
+    examples_per_shard: int = field(default=5000, metadata={"min": 1})  # examples per tar
+    ocr_min_conf: float = 0.5  # OCR lines below this confidence are dropped
+    lang: str = "en"  # language tag for records without one
+    require_images: bool = True  # false: an example whose image file is missing is packed text-only
+    max_failure_rate: float = field(  # the stage fails (writing nothing) above this failure rate
+        default=0.005, metadata={"min": 0.0, "max": 1.0})
+    examples_limit: int | None = field(  # pilot runs: pack only the first N manifest records
+        default=None, metadata={"min": 0})
+    workers: int = field(default=0, metadata={"min": 0})  # image worker processes; 0 = all cores
+    balance_tolerance: float = field(  # per-class share difference the balance check allows
+        default=0.05, metadata={"group": "split"})
+    image_root: Path = field(  # relative manifest image paths are relative to this
+        default=REPO_ROOT, metadata={"cli_only": True})
+    official: dict[str, dict[str, str]] = field(  # which val/test files are the releases' own (stats: evaluation_splits)
+        default_factory=dict, metadata={"group": "split"})
 
     def __post_init__(self):
-        if self.examples_per_shard < 1:
-            raise ValueError(f"examples_per_shard must be >= 1, got {self.examples_per_shard}")
-        if not 0 <= self.max_failure_rate <= 1:
-            raise ValueError(f"max_failure_rate must be in [0, 1], got {self.max_failure_rate}")
-        if self.examples_limit is not None and self.examples_limit < 0:
-            raise ValueError(f"examples_limit must be >= 0, got {self.examples_limit}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0 (0 = all cores), got {self.workers}")
+        check_fields(self, "pack")
+
+
+PARTS = (Part("pack", PackConfig),)
 
 
 @dataclass(frozen=True)
@@ -581,85 +583,17 @@ class RateColumn(ProgressColumn):
         return Text(f"{speed:.1f} examples/s" if speed else "- examples/s")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                epilog="Defaults come from params.yaml (ingest.manifest/ocr, split.label_taxonomy/"
-                                       "splits/balance_tolerance and the `pack` group).")
-    p.add_argument("--manifest", help="Step 2 manifest (JSONL)")
-    p.add_argument("--ocr", help="Step 2 OCR file (JSONL)")
-    p.add_argument("--output-dir", help="shard dir (replaced as a whole on success)")
-    p.add_argument("--label-taxonomy", help="Step_3/label_taxonomy.json")
-    p.add_argument("--splits", help="Step_3/splits.json ({id: train|val|test})")
-    p.add_argument("--stats", help="where to write the stats JSON")
-    p.add_argument("--examples-limit", type=int, help="pack only the first N manifest records (pilot runs)")
-    p.add_argument("--workers", type=int, help="image worker processes; 0 = all cores")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--resize", choices=("squash", "pad"))
-    p.add_argument("--image-format", choices=("jpg", "png"))
-    p.add_argument("--jpeg-quality", type=int)
-    p.add_argument("--examples-per-shard", type=int)
-    p.add_argument("--ocr-min-conf", type=float)
-    p.add_argument("--lang", help="language tag for records without one")
-    p.add_argument("--require-images", action=argparse.BooleanOptionalAction, default=None,
-                   help="--no-require-images packs an example whose image file is missing text-only")
-    p.add_argument("--max-failure-rate", type=float)
-    p.add_argument("--max-image-pixels", type=int)
-    p.add_argument("--image-root", help="folder relative image paths resolve against (default: the repo root)")
-    p.add_argument("--params", help="params file for the defaults (default: params.yaml if present)")
-    p.add_argument("--verbose", action="store_true")
-    return p
-
-
-def config_from_args(args: argparse.Namespace) -> PackConfig:
-    if args.params is not None and not Path(args.params).is_file():
-        raise ValueError(f"params file {args.params} not found")
-    params_file = args.params or "params.yaml"
-    params = load_params(None, params_file) if Path(params_file).is_file() else {}
-    ingest, split, pack_params = (dict(params.get(g) or {}) for g in ("ingest", "split", "pack"))
-
-    def pick(name: str, default: Any, group: dict = pack_params) -> Any:
-        value = getattr(args, name)
-        return value if value is not None else group.get(name, default)
-
-    defaults = PackConfig.__dataclass_fields__
-    image = ImageSpec(size=pick("image_size", 384), resize=pick("resize", "squash"),
-                      format=pick("image_format", "jpg"), jpeg_quality=pick("jpeg_quality", 95),
-                      max_pixels=pick("max_image_pixels", 100_000_000))
-    return PackConfig(
-        manifest=Path(pick("manifest", "Step_2/data_manifest.jsonl", ingest)),
-        ocr=Path(pick("ocr", "Step_2/ocr.jsonl", ingest)),
-        output_dir=Path(pick("output_dir", "Step_3/shards")),
-        stats=Path(pick("stats", "Step_3/stats.json")),
-        label_taxonomy=Path(pick("label_taxonomy", "Step_3/label_taxonomy.json", split)),
-        splits=Path(pick("splits", "Step_3/splits.json", split)),
-        image=image,
-        examples_per_shard=pick("examples_per_shard", defaults["examples_per_shard"].default),
-        ocr_min_conf=float(pick("ocr_min_conf", defaults["ocr_min_conf"].default)),
-        lang=pick("lang", defaults["lang"].default),
-        require_images=bool(pick("require_images", True)),
-        max_failure_rate=float(pick("max_failure_rate", defaults["max_failure_rate"].default)),
-        examples_limit=pick("examples_limit", None),
-        workers=pick("workers", 0),
-        balance_tolerance=float(split.get("balance_tolerance", 0.05)),
-        official=split.get("official") or {},
-        image_root=Path(args.image_root) if args.image_root else REPO_ROOT,
-    )
-
-
 def _exit_on_sigterm(signum, frame) -> None:
     raise SystemExit(f"pack: stopped by signal {signum}; no outputs written")
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    (config,), args = parse("pack", __doc__.split("\n\n")[0], PARTS, argv)
     setup_logging(args.verbose)
-    try:
-        config = config_from_args(args)
-    except (ValueError, TypeError) as e:
-        raise SystemExit(f"pack: invalid option: {e}") from None
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # unwind, so temporary outputs are removed
     try:
-        run(config)
+        with exit_on_interrupt("pack"):
+            run(config)
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -17,7 +17,6 @@ go straight to their files and images are rendered one at a time, so memory does
 """
 from __future__ import annotations
 
-import argparse
 import colorsys
 import contextlib
 import csv
@@ -34,7 +33,8 @@ from typing import Callable, Iterable, Iterator, TextIO
 
 from PIL import Image, ImageDraw, ImageFont
 
-from stages.common import atomic_dir, load_params, setup_logging
+from stages.common import atomic_dir, setup_logging
+from stages.config import Part, check_fields, parse
 from stages.releases import DATASETS, PILOT_RECIPES
 
 log = logging.getLogger(__name__)
@@ -62,12 +62,22 @@ HAZARDS = {7: "same_image", 13: "near_duplicate", 17: "same_text"}
 
 @dataclass(frozen=True)
 class PilotConfig:
-    out: Path
-    seed: int = 0
-    examples_per_dataset: int = 60
-    text_noise: float = 0.12  # share of examples whose text comes from the other class's vocabulary
-    image_noise: float = 0.12  # share of images whose colour cue is the other class's
-    datasets: tuple[str, ...] = DATASETS
+    """The `pilot` params group."""
+    out: Path  # output folder (replaced as a whole)
+    seed: int = 0  # same seed and sizes -> byte-identical files
+    examples_per_dataset: int = field(  # distinct examples per dataset
+        default=60, metadata={"min": 1, "max": MAX_EXAMPLES})
+    text_noise: float = field(  # share of examples whose text comes from the other class's vocabulary
+        default=0.12, metadata={"min": 0.0, "max": 0.5})
+    image_noise: float = field(  # share of images whose colour cue is the other class's
+        default=0.12, metadata={"min": 0.0, "max": 0.5})
+    datasets: tuple[str, ...] = DATASETS  # the datasets to write
+
+    def __post_init__(self):
+        check_fields(self, "pilot")
+        unknown = sorted(set(self.datasets) - set(DATASETS))
+        if unknown:
+            raise ValueError(f"pilot.datasets: unknown dataset(s) {unknown}; valid names: {', '.join(DATASETS)}")
 
 
 @dataclass
@@ -747,20 +757,8 @@ seed: {seed}   examples per dataset: {n}
 """
 
 
-def check_config(config: PilotConfig) -> None:
-    if not 1 <= config.examples_per_dataset <= MAX_EXAMPLES:
-        raise ValueError(f"examples_per_dataset must be 1..{MAX_EXAMPLES}, got {config.examples_per_dataset}")
-    for name in ("text_noise", "image_noise"):
-        if not 0.0 <= getattr(config, name) <= 0.5:
-            raise ValueError(f"{name} must be within 0..0.5, got {getattr(config, name)}")
-    unknown = sorted(set(config.datasets) - set(DATASETS))
-    if unknown:
-        raise ValueError(f"unknown dataset(s) {unknown}; valid names: {', '.join(DATASETS)}")
-
-
 def write_pilot(config: PilotConfig, on_example: Callable[[str], None] | None = None) -> PilotResult:
     """Write the miniature releases under config.out/<dataset>/ (atomically: all or nothing)."""
-    check_config(config)
     start = time.perf_counter()
     result = PilotResult(out=config.out)
     with atomic_dir(config.out) as tmp:
@@ -794,32 +792,9 @@ def readme(config: PilotConfig, result: PilotResult) -> str:
 
 
 def main(argv: list[str] | None = None) -> PilotResult:
-    parser = argparse.ArgumentParser(description="Write miniature synthetic releases of every dataset.")
-    parser.add_argument("--out", help="output folder (default: params pilot.out)")
-    parser.add_argument("--seed", type=int, help="same seed and sizes -> byte-identical files (default: params)")
-    parser.add_argument("--examples-per-dataset", type=int, help="distinct examples per dataset (default: params)")
-    parser.add_argument("--text-noise", type=float, help="share of texts from the other class's vocabulary")
-    parser.add_argument("--image-noise", type=float, help="share of images with the other class's colour cue")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--verbose", action="store_true")
-    args = parser.parse_args(argv)
+    (config,), args = parse("pilot", "Write miniature synthetic releases of every dataset.",
+                            [Part("pilot", PilotConfig)], argv)
     setup_logging(args.verbose)
-    try:
-        params = load_params("pilot", args.params)
-    except FileNotFoundError:
-        raise SystemExit(f"params file not found: {args.params}") from None
-
-    def option(name: str, default):
-        value = getattr(args, name)
-        return value if value is not None else params.get(name, default)
-
-    config = PilotConfig(out=Path(option("out", "data/pilot")), seed=int(option("seed", 0)),
-                         examples_per_dataset=int(option("examples_per_dataset", 60)),
-                         text_noise=float(option("text_noise", 0.12)), image_noise=float(option("image_noise", 0.12)))
-    try:
-        check_config(config)
-    except ValueError as e:
-        raise SystemExit(f"pilot: {e}") from None
     result = run_with_progress(config)
     print_summary(result)
     return result

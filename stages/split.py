@@ -25,7 +25,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import io
@@ -41,7 +40,8 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from stages.common import REPO_ROOT, load_params, resolve_workers, setup_logging, write_json
+from stages.common import REPO_ROOT, resolve_workers, setup_logging, write_json
+from stages.config import Part, parse
 from stages.records import (DIAGNOSTIC_SPLIT, EVAL_SPLITS, SPLITS, ContractError, ManifestRecord, OcrRecord,
                             evaluation_splits, load_ocr_index, read_manifest, resolve_image_path)
 from stages.taxonomy import LabelError, Taxonomy, TaxonomyError, UnifiedLabels
@@ -54,17 +54,19 @@ EXAMPLES = 5  # example ids kept per reported item
 
 @dataclass(frozen=True)
 class SplitConfig:
-    official: dict[str, dict[str, str]]
-    ratios: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
-    carve_ratio: float = 0.1
-    seed: int = 0
-    phash_threshold: int = 4
-    drop_exact_duplicates: bool = True
-    drop_cross_split_duplicates: bool = False
-    balance_tolerance: float = 0.05
-    balance_min_examples: int = 20
-    diagnostic_datasets: tuple[str, ...] = ("hatecheck",)   # evaluation only: all to DIAGNOSTIC_SPLIT
-    workers: int = 0
+    """The tunables of the `split` params group."""
+    official: dict[str, dict[str, str]]  # dataset -> original split -> train|val|test|carve|create
+    ratios: dict[str, float] = field(  # for datasets (or parts) without an official split
+        default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
+    carve_ratio: float = 0.1  # `carve`: share of the original split moved into each split the dataset lacks
+    seed: int = 0  # seeds the stratified assignment
+    phash_threshold: int = 4  # max Hamming distance of 64-bit perceptual hashes for "same image"
+    drop_exact_duplicates: bool = True  # same dataset+split, image bytes, text and labels: keep one (official files stay whole)
+    drop_cross_split_duplicates: bool = False  # drop carved/created val/test examples whose content is in an earlier split
+    balance_tolerance: float = 0.05  # per-class share may differ by at most this across created splits
+    balance_min_examples: int = 20  # a created/carved split part smaller than this is reported, not judged
+    diagnostic_datasets: tuple[str, ...] = ("hatecheck",)  # evaluation only: all to the diagnostic split
+    workers: int = field(default=0, metadata={"min": 0})  # image hashing processes; 0 = all cores
 
     def __post_init__(self):
         bad = {f"{d}.{s}": t for d, m in self.official.items() for s, t in m.items() if t not in OFFICIAL_TARGETS}
@@ -78,6 +80,21 @@ class SplitConfig:
             raise ValueError(f"split.phash_threshold must be in [0, 32), got {self.phash_threshold}")
         if isinstance(self.diagnostic_datasets, str) or not all(isinstance(d, str) for d in self.diagnostic_datasets):
             raise ValueError(f"split.diagnostic_datasets must be a list of dataset names, got {self.diagnostic_datasets!r}")
+
+
+@dataclass(frozen=True)
+class SplitPaths:
+    """The files the stage reads and writes."""
+    manifest: Path = field(metadata={"group": "ingest"})  # Step 2 manifest
+    ocr: Path = field(metadata={"group": "ingest"})  # Step 2 OCR file
+    label_taxonomy: Path  # the label taxonomy JSON
+    splits: Path  # output: id -> train|val|test
+    report: Path  # output: the checks and counts (a DVC metric)
+    image_root: Path = field(  # root relative image paths resolve against (as pack)
+        default=REPO_ROOT, metadata={"cli_only": True})
+
+
+PARTS = (Part("split", SplitConfig), Part("split", SplitPaths))
 
 
 @dataclass(frozen=True)
@@ -678,53 +695,22 @@ def print_summary(result: SplitResult) -> None:
                       + ", ".join(f"{d} {dict(c)}" for d, c in diagnostic["counts"].items()))
 
 
-def config_from_params(params: dict[str, Any], workers: int | None = None) -> SplitConfig:
-    keys = {f for f in SplitConfig.__dataclass_fields__}
-    values = {k: v for k, v in params.items() if k in keys}
-    if workers is not None:
-        values["workers"] = workers
-    if "official" not in values:
-        raise ValueError("params split.official is missing")
-    return SplitConfig(**values)
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifest", help="Step 2 manifest (default: params ingest.manifest)")
-    parser.add_argument("--ocr", help="Step 2 OCR file (default: params ingest.ocr)")
-    parser.add_argument("--label-taxonomy", help="taxonomy JSON (default: params split.label_taxonomy)")
-    parser.add_argument("--splits", help="output splits.json (default: params split.splits)")
-    parser.add_argument("--report", help="output split report (default: params split.report)")
-    parser.add_argument("--image-root", default=str(REPO_ROOT),
-                        help="root relative image paths resolve against (default: the repo root, as pack)")
-    parser.add_argument("--workers", type=int, help="image hashing processes, 0 = all cores (default: params split.workers)")
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    parser.add_argument("--verbose", action="store_true", help="log progress at INFO level")
-    args = parser.parse_args(argv)
+    (config, paths), args = parse("split", __doc__.split("\n\n")[0], PARTS, argv)
     setup_logging(args.verbose)
-    try:
-        ingest, params = load_params("ingest", args.params), load_params("split", args.params)
-    except OSError as e:
-        raise SystemExit(f"cannot read params file {args.params}: {e.strerror}")
-    manifest = args.manifest or ingest.get("manifest")
-    ocr_path = args.ocr or ingest.get("ocr")
-    taxonomy_path = args.label_taxonomy or params.get("label_taxonomy")
-    splits_path, report_path = args.splits or params.get("splits"), args.report or params.get("report")
-    for name, path in (("manifest", manifest), ("ocr", ocr_path), ("label taxonomy", taxonomy_path)):
-        if not path or not Path(path).is_file():
+    for name, path in (("manifest", paths.manifest), ("ocr", paths.ocr), ("label taxonomy", paths.label_taxonomy)):
+        if not path.is_file():
             raise SystemExit(f"{name} file not found: {path}")
     try:
-        config = config_from_params(params, args.workers)
-        taxonomy = Taxonomy.load(taxonomy_path)
-        records = list(read_manifest(manifest))
-        ocr = load_ocr_index(ocr_path)
+        taxonomy = Taxonomy.load(paths.label_taxonomy)
+        records = list(read_manifest(paths.manifest))
+        ocr = load_ocr_index(paths.ocr)
         log.info("read %d manifest records, %d OCR records", len(records), len(ocr))
-        result = make_splits(records, ocr, taxonomy, config, Path(args.image_root), progress=True)
+        result = make_splits(records, ocr, taxonomy, config, paths.image_root, progress=True)
     except (ContractError, TaxonomyError, ValueError) as e:
         raise SystemExit(f"split: {e}")
-    write_json(splits_path, result.splits)
-    write_json(report_path, result.report)
+    write_json(paths.splits, result.splits)
+    write_json(paths.report, result.report)
     print_summary(result)
 
 

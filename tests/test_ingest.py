@@ -159,7 +159,7 @@ def test_cli_step2_files(tmp_path):
     result = main(["--params", str(params)])
     assert result.examples == 5 and (tmp_path / "out" / "o.jsonl").read_bytes() == (tmp_path / "o.jsonl").read_bytes()
     with pytest.raises(SystemExit, match="give both Step 2 files"):
-        main(["--params", str(params_file(tmp_path, {"step2_manifest": str(tmp_path / "m.jsonl")}))])
+        main(["--params", str(params_file(tmp_path, {"manifest": "m", "ocr": "o", "step2_manifest": str(tmp_path / "m.jsonl")}))])
 
 
 def test_cli_help_runs_as_module():

@@ -2,8 +2,11 @@
 counted under the right reason; outputs are deterministic, readable by the seed's snippet, and
 absent when the stage fails."""
 import json
+import re
+import shutil
 import subprocess
 import sys
+import tarfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -259,16 +262,41 @@ def test_bad_splits_file_is_a_clear_error(corpus):
 
 
 def test_defaults_come_from_params_and_flags_override(tmp_path):
-    from stages.pack import build_parser, config_from_args
+    from stages.config import parse
+    from stages.pack import PARTS
 
     params = tmp_path / "params.yaml"
     params.write_text("ingest: {manifest: m.jsonl, ocr: o.jsonl}\n"
                       "split: {label_taxonomy: t.json, splits: s.json, balance_tolerance: 0.1}\n"
                       "pack: {image_size: 224, resize: pad, image_format: png, require_images: false,\n"
                       "       examples_per_shard: 10, workers: 3, ocr_min_conf: 0.7}\n")
-    config = config_from_args(build_parser().parse_args(["--params", str(params), "--image-size", "64"]))
+    params.write_text(params.read_text().replace("pack: {", "pack: {output_dir: out, stats: st.json, "))
+    (config,), _ = parse("pack", "", PARTS, ["--params", str(params), "--image-size", "64"])
     assert (config.manifest, config.ocr, config.label_taxonomy, config.splits) == (
         Path("m.jsonl"), Path("o.jsonl"), Path("t.json"), Path("s.json"))
     assert (config.image.size, config.image.resize, config.image.format) == (64, "pad", "png")
     assert (config.require_images, config.examples_per_shard, config.workers, config.ocr_min_conf,
             config.balance_tolerance, config.max_failure_rate) == (False, 10, 3, 0.7, 0.1, 0.005)
+
+
+def readme_webdataset_snippet() -> str:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    found = [block for block in blocks if "wds.WebDataset(" in block]
+    assert len(found) == 1, "the README should hold one webdataset snippet"
+    return found[0]
+
+
+def test_readme_webdataset_snippet_reads_the_shards_without_a_warning(corpus, tmp_path):
+    config = corpus[0]
+    pack(config)
+    work = tmp_path / "user"
+    shutil.copytree(config.output_dir, work / "Step_3" / "shards")
+    code = readme_webdataset_snippet() + "\nprint(sum(1 for _ in ds))\n"
+    done = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""   # what a user sees: no shardshuffle UserWarning (nor any other warning)
+    with tarfile.open(config.output_dir / "train" / "shard-00000.tar") as tar:
+        examples = sum(name.endswith(".json") for name in tar.getnames())
+    assert int(done.stdout) == examples > 0

