@@ -30,14 +30,15 @@ def packed(tmp_path_factory) -> Path:
     from stages.ingest import ingest
     from stages.pack import PackConfig, pack
     from stages.pilot import PilotConfig, write_pilot
-    from stages.split import config_from_params, make_splits
+    from stages.config import build
+    from stages.split import PARTS, make_splits
 
     root = tmp_path_factory.mktemp("diagnostic")
     pilot = write_pilot(PilotConfig(out=root / "pilot", examples_per_dataset=60, datasets=DATASETS))
     manifest, ocr = root / "m.jsonl", root / "o.jsonl"
     ingest({name: pilot.out / name for name in DATASETS}, manifest, ocr, root=root)
-    config = config_from_params(load_params("split", REPO_ROOT / "params.yaml"), workers=1)
-    assert config.diagnostic_datasets == ["hatecheck"]   # the default params
+    config, _ = build(PARTS, load_params(None, REPO_ROOT / "params.yaml"), overrides={"split.workers": 1})
+    assert config.diagnostic_datasets == ("hatecheck",)   # the default params
     result = make_splits(list(read_manifest(manifest)), load_ocr_index(ocr), Taxonomy.load(TAXONOMY), config)
     write_json(root / "splits.json", result.splits)
     write_json(root / "split_report.json", result.report)
