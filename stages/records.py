@@ -9,6 +9,7 @@ absolute paths are accepted on input and resolved with `resolve_image_path`.
 from __future__ import annotations
 
 import json
+import os
 import re
 import urllib.parse
 from dataclasses import asdict, dataclass, field
@@ -99,6 +100,17 @@ def relative_image_path(path: str | Path, root: Path) -> str:
 def resolve_image_path(image_path: str, root: Path) -> Path:
     p = Path(image_path)
     return p if p.is_absolute() else root / p
+
+
+def outside_roots(path: str | Path, roots: Iterable[str | Path]) -> str | None:
+    """None when `path`, with every symlink and `..` resolved (as open() would), lies under the
+    resolved form of one of `roots`; else why not. The one containment rule of ingest and pack."""
+    real = Path(os.path.realpath(path))
+    real_roots = [Path(os.path.realpath(root)) for root in roots]
+    if any(real.is_relative_to(root) for root in real_roots):
+        return None
+    shown = " or ".join(str(root) for root in real_roots)
+    return f"resolves to {real}, outside {shown}"
 
 
 # ---------------------------------------------------------------- validation

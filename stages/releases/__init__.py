@@ -6,6 +6,17 @@ with file, line and reason) in file order. Adapters never need the image files t
 
 Files are located by name anywhere below the dataset folder (`ReleaseFiles`), so both the
 pilot's layout and an unzipped real release work.
+
+Rules every adapter follows through the shared helpers below:
+- text files are UTF-8 (a BOM is allowed); a byte that is not is an error naming file, line and
+  column (`text_lines`, `csv_rows`, `load_json_file`): a wrong encoding affects the whole file;
+- a release file with no records (0 bytes, blank lines, a header alone, an empty JSON object) is
+  an error naming the file: a truncated copy, never a dataset that has nothing in it;
+- a path built from the data (an image or a per-example file) must stay inside the release
+  folder: an absolute path, one climbing out with `..`, or an existing file that is (or sits
+  behind) a symlink resolving outside the folder is a counted skip `unsafe_path` (`release_path`);
+- a row of a split that the release labels, but without a label, is a counted skip
+  `missing_label` (never silently kept as unlabeled).
 """
 from __future__ import annotations
 
@@ -17,7 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from stages.records import ManifestRecord, OcrLine, OcrRecord
+from stages.records import ManifestRecord, OcrLine, OcrRecord, outside_roots
+
+UNSAFE_PATH = "unsafe_path"      # a data-derived path leaving the release folder (skip reason)
+MISSING_LABEL = "missing_label"  # a row without a label in a split the release labels (skip reason)
 
 
 @dataclass(frozen=True)
@@ -100,17 +114,56 @@ class ReleaseFiles:
 # ---------------------------------------------------------------- reading rows
 
 
+def text_lines(path: Path, newline: str | None = None) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 text file (BOM allowed); a non-UTF-8 byte is a ReleaseError
+    naming the line; a file without a non-blank line is one too (see the module docstring)."""
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline=newline) as f:
+        found = False
+        for number, text in enumerate(f, start=1):
+            if not text.isascii():
+                _check_utf8(path, number, text)
+            found = found or bool(text.strip())
+            yield number, text
+    if not found:
+        raise ReleaseError(path, None, "empty file: no records")
+
+
+def _check_utf8(path: Path, line: int, text: str) -> None:
+    """`text` was decoded with surrogateescape: a lone surrogate stands for an undecodable byte."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        byte = ord(text[e.start]) - 0xDC00
+        raise ReleaseError(path, line, f"not valid UTF-8: byte 0x{byte:02x} at column {e.start + 1}; "
+                           "re-save the file as UTF-8") from None
+
+
 def csv_rows(path: Path, delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
     """(first line number, fields) per record; RFC-4180 quoting, CRLF and embedded newlines, BOM."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        start = 1
-        try:
-            for fields in reader:
-                yield start, fields
-                start = reader.line_num + 1
-        except csv.Error as e:
-            raise ReleaseError(path, start, f"unreadable CSV: {e}") from None
+    reader = csv.reader((text for _, text in text_lines(path, newline="")), delimiter=delimiter)
+    start = 1
+    try:
+        for fields in reader:
+            yield start, fields
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise ReleaseError(path, start, f"unreadable CSV: {e}") from None
+
+
+def csv_table(path: Path, delimiter: str = ",") -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """The header and the non-blank data rows of a CSV; a file with no data row is a ReleaseError."""
+    rows = csv_rows(path, delimiter)
+    header = next(rows)[1]  # text_lines raised already when the file is empty
+
+    def data() -> Iterator[tuple[int, list[str]]]:
+        found = False
+        for line, fields in rows:
+            if fields:  # csv yields [] for blank lines
+                found = True
+                yield line, fields
+        if not found:
+            raise ReleaseError(path, None, "no records after the header")
+    return header, data()
 
 
 def header_index(path: Path, header: list[str], required: Iterable[str]) -> dict[str, int]:
@@ -128,12 +181,39 @@ def short_row_skip(path: Path, line: int, fields: list[str], needed: int) -> Ski
     return None
 
 
-def load_json_file(path: Path) -> Any:
+def load_json_file(path: Path, kind: type = dict, what: str = "one JSON object") -> Any:
+    """A whole JSON file holding a non-empty `kind`; errors name the file and line."""
+    data = Path(path).read_bytes().removeprefix(b"\xef\xbb\xbf")
     try:
-        with open(path, encoding="utf-8-sig") as f:
-            return json.load(f)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ReleaseError(path, line, f"not valid UTF-8: byte 0x{data[e.start]:02x} at column {column}; "
+                           "re-save the file as UTF-8") from None
+    try:
+        value = json.loads(text)
     except json.JSONDecodeError as e:
         raise ReleaseError(path, e.lineno, f"invalid JSON: {e.msg} at column {e.colno}") from None
+    if not isinstance(value, kind):
+        raise ReleaseError(path, 1, f"expected {what}, got {type(value).__name__}")
+    if not value:
+        raise ReleaseError(path, None, f"empty file: no records (an empty {kind.__name__})")
+    return value
+
+
+def release_path(root: Path, base: Path, name: str, file: Path, line: int) -> Path | Skip:
+    """`base / name` for a file name taken from the data, or an `unsafe_path` Skip when it leaves
+    the release folder `root`: absolute, `..` climbing out, or (when it exists) resolving outside
+    through a symlink. Missing files are fine (images need not exist at ingest)."""
+    relative = name.replace("\\", "/")
+    if relative.startswith("/") or (len(relative) > 1 and relative[1] == ":"):
+        return Skip(str(file), line, UNSAFE_PATH, f"absolute path {name!r:.200}")
+    path = Path(base) / relative
+    problem = outside_roots(path, [Path(root)])
+    if problem:
+        return Skip(str(file), line, UNSAFE_PATH, f"{name!r:.200} {problem}")
+    return path
 
 
 def check_values(labels: dict[str, Any], allowed: dict[str, Iterable]) -> str | None:
