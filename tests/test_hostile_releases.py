@@ -7,6 +7,7 @@ file, line and field, exit code, nothing written).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -178,14 +179,33 @@ def test_hatexplain_and_mmhs_without_labels_are_missing_label_skips(tmp_path):
     ("hateful_memes", "train.jsonl", "", "empty file: no records"),
     ("hateful_memes", "train.jsonl", "\n  \n", "empty file: no records"),
     ("olid", "olid-training-v1.0.tsv", "id\ttweet\tsubtask_a\tsubtask_b\tsubtask_c\r\n", "no records after the header"),
-    ("memotion2", "memotion_val.csv", "", "empty file: no records"),
+    ("memotion2", "memotion_val.csv", "Id,ocr_text,humour,sarcastic,offensive,motivational,overall_sentiment\n",
+     "no records after the header"),
     ("hatexplain", "dataset.json", "{}", "empty file: no records (an empty dict)"),
 ])
-def test_an_empty_release_file_is_an_error_naming_it(name, file, text, problem, tmp_path):
+def test_an_empty_release_is_an_error_and_its_empty_file_is_named(name, file, text, problem, tmp_path, caplog):
     path = write(tmp_path / name / file, text)
-    with pytest.raises(ReleaseError) as error:
-        list(read_release(name, tmp_path / name))
-    assert str(error.value) == f"{path}: {problem}"
+    with pytest.raises(ReleaseError) as error, caplog.at_level(logging.WARNING):
+        ingest({name: tmp_path / name}, tmp_path / "m.jsonl", tmp_path / "o.jsonl", tmp_path)
+    assert str(error.value) == f"{tmp_path / name}: {name}: no usable records (the release holds no rows)"
+    assert f"{path}: {problem}" in caplog.messages
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]   # nothing written
+
+
+def test_one_empty_file_beside_others_is_a_warning_naming_it(tmp_path, caplog):
+    hm = tmp_path / "hm"
+    write(hm / "train.jsonl", hm_rows("img/00001.png"))
+    empty = write(hm / "dev_seen.jsonl", "")
+    with caplog.at_level(logging.WARNING):
+        result = ingest({"hateful_memes": hm}, tmp_path / "m.jsonl", tmp_path / "o.jsonl", tmp_path)
+    assert result.counts == {"hateful_memes": {"train": 1}}
+    assert caplog.messages == [f"{empty}: empty file: no records"]
+
+
+def test_a_csv_without_even_a_header_is_an_error(tmp_path):
+    path = write(tmp_path / "olid" / "olid-training-v1.0.tsv", "")
+    with pytest.raises(ReleaseError, match=rf"^{path}:1: empty file \(expected a header\)$"):
+        list(read_release("olid", tmp_path / "olid"))
 
 
 def test_a_dataset_whose_every_row_is_skipped_is_an_error_and_writes_nothing(tmp_path):

@@ -11,7 +11,8 @@ Rules every adapter follows through the shared helpers below:
 - text files are UTF-8 (a BOM is allowed); a byte that is not is an error naming file, line and
   column (`text_lines`, `csv_rows`, `load_json_file`): a wrong encoding affects the whole file;
 - a release file with no records (0 bytes, blank lines, a header alone, an empty JSON object) is
-  an error naming the file: a truncated copy, never a dataset that has nothing in it;
+  a warning naming the file (the pilot at tiny sizes writes such files); a dataset with no usable
+  record at all is an error (stages.ingest);
 - a path built from the data (an image or a per-example file) must stay inside the release
   folder: an absolute path, one climbing out with `..`, or an existing file that is (or sits
   behind) a symlink resolving outside the folder is a counted skip `unsafe_path` (`release_path`);
@@ -23,6 +24,7 @@ from __future__ import annotations
 import csv
 import filecmp
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from stages.records import ManifestRecord, OcrLine, OcrRecord, outside_roots
 
+log = logging.getLogger(__name__)
 UNSAFE_PATH = "unsafe_path"      # a data-derived path leaving the release folder (skip reason)
 MISSING_LABEL = "missing_label"  # a row without a label in a split the release labels (skip reason)
 
@@ -116,7 +119,7 @@ class ReleaseFiles:
 
 def text_lines(path: Path, newline: str | None = None) -> Iterator[tuple[int, str]]:
     """(line number, text) of a UTF-8 text file (BOM allowed); a non-UTF-8 byte is a ReleaseError
-    naming the line; a file without a non-blank line is one too (see the module docstring)."""
+    naming the line; a file without a non-blank line is warned about (see the module docstring)."""
     with open(path, encoding="utf-8-sig", errors="surrogateescape", newline=newline) as f:
         found = False
         for number, text in enumerate(f, start=1):
@@ -125,7 +128,7 @@ def text_lines(path: Path, newline: str | None = None) -> Iterator[tuple[int, st
             found = found or bool(text.strip())
             yield number, text
     if not found:
-        raise ReleaseError(path, None, "empty file: no records")
+        log.warning("%s: empty file: no records", path)
 
 
 def _check_utf8(path: Path, line: int, text: str) -> None:
@@ -151,9 +154,13 @@ def csv_rows(path: Path, delimiter: str = ",") -> Iterator[tuple[int, list[str]]
 
 
 def csv_table(path: Path, delimiter: str = ",") -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
-    """The header and the non-blank data rows of a CSV; a file with no data row is a ReleaseError."""
+    """The header and the non-blank data rows of a CSV; a file without a header is a ReleaseError,
+    one without data rows is warned about."""
     rows = csv_rows(path, delimiter)
-    header = next(rows)[1]  # text_lines raised already when the file is empty
+    first = next(rows, None)
+    if first is None:
+        raise ReleaseError(path, 1, "empty file (expected a header)")
+    header = first[1]
 
     def data() -> Iterator[tuple[int, list[str]]]:
         found = False
@@ -162,7 +169,7 @@ def csv_table(path: Path, delimiter: str = ",") -> tuple[list[str], Iterator[tup
                 found = True
                 yield line, fields
         if not found:
-            raise ReleaseError(path, None, "no records after the header")
+            log.warning("%s: no records after the header", path)
     return header, data()
 
 
@@ -182,7 +189,7 @@ def short_row_skip(path: Path, line: int, fields: list[str], needed: int) -> Ski
 
 
 def load_json_file(path: Path, kind: type = dict, what: str = "one JSON object") -> Any:
-    """A whole JSON file holding a non-empty `kind`; errors name the file and line."""
+    """A whole JSON file holding a `kind` (an empty one is warned about); errors name the file and line."""
     data = Path(path).read_bytes().removeprefix(b"\xef\xbb\xbf")
     try:
         text = data.decode("utf-8")
@@ -198,7 +205,7 @@ def load_json_file(path: Path, kind: type = dict, what: str = "one JSON object")
     if not isinstance(value, kind):
         raise ReleaseError(path, 1, f"expected {what}, got {type(value).__name__}")
     if not value:
-        raise ReleaseError(path, None, f"empty file: no records (an empty {kind.__name__})")
+        log.warning("%s: empty file: no records (an empty %s)", path, kind.__name__)
     return value
 
 
@@ -207,7 +214,7 @@ def release_path(root: Path, base: Path, name: str, file: Path, line: int) -> Pa
     the release folder `root`: absolute, `..` climbing out, or (when it exists) resolving outside
     through a symlink. Missing files are fine (images need not exist at ingest)."""
     relative = name.replace("\\", "/")
-    if relative.startswith("/") or (len(relative) > 1 and relative[1] == ":"):
+    if relative.startswith("/") or relative[1:3] in (":/", ":") and relative[0].isalpha():  # POSIX or drive
         return Skip(str(file), line, UNSAFE_PATH, f"absolute path {name!r:.200}")
     path = Path(base) / relative
     problem = outside_roots(path, [Path(root)])
