@@ -7,9 +7,11 @@
 
 The manifest is streamed in order; a Pool of workers decodes, resizes and encodes the images
 (ordered imap, so the shards do not depend on the worker count) while the main process writes
-the tars. Each example is packed or counted under one failure reason; ids missing from
-splits.json are excluded (not failures). Above `max_failure_rate` the stage exits non-zero and
-writes nothing: shards and stats are built in temporary places and moved in only on success.
+the tars. Each example is packed, counted under one failure reason, or (no text and no image
+file, with require_images false) counted as skipped; ids missing from splits.json are excluded.
+Images are read only from under `image_dirs` (symlinks resolved; else failure `unsafe_path`).
+Above `max_failure_rate` the stage exits non-zero and writes nothing: shards and stats are built
+in temporary places and moved in only on success.
 """
 from __future__ import annotations
 
