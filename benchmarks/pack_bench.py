@@ -122,7 +122,8 @@ def write_inputs(folder: Path, images: Path, captions: dict[int, str], n: int) -
 def config_for(paths: dict[str, Path], out: Path, workers: int) -> PackConfig:
     return PackConfig(manifest=paths["manifest"], ocr=paths["ocr"], output_dir=out / "shards", stats=out / "stats.json",
                       label_taxonomy=REPO_ROOT / "Step_3" / "label_taxonomy.json", splits=paths["splits"],
-                      image=ImageSpec(), examples_per_shard=5000, workers=workers)
+                      image=ImageSpec(), examples_per_shard=5000, workers=workers,
+                      image_dirs=(paths["manifest"].parent.parent,))   # the work dir: inputs and images
 
 
 # ------------------------------------------------------------------ measurements
@@ -163,7 +164,8 @@ def peak_rss(paths: dict[str, Path], out: Path) -> dict[str, float]:
 
     cmd = [sys.executable, __file__, "--rss-child", "--manifest", str(paths["manifest"]), "--ocr", str(paths["ocr"]),
            "--splits", str(paths["splits"]), "--output-dir", str(out / "shards"), "--stats", str(out / "stats.json"),
-           "--label-taxonomy", str(REPO_ROOT / "Step_3" / "label_taxonomy.json"), "--workers", "0"]
+           "--label-taxonomy", str(REPO_ROOT / "Step_3" / "label_taxonomy.json"), "--workers", "0",
+           "--image-dirs", str(paths["manifest"].parent.parent)]
     child = psutil.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     tree_peak, worker_peak, done = 0, 0, threading.Event()
 

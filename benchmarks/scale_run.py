@@ -102,7 +102,8 @@ def write_params(folder: Path, size: int) -> Path:
                             manifest=str(folder / "Step_2/data_manifest.jsonl"), ocr=str(folder / "Step_2/ocr.jsonl"))
     params["split"].update(label_taxonomy=str(REPO_ROOT / "Step_3/label_taxonomy.json"),
                            splits=str(folder / "Step_3/splits.json"), report=str(folder / "Step_3/split_report.json"))
-    params["pack"].update(output_dir=str(folder / "Step_3/shards"), stats=str(folder / "Step_3/stats.json"))
+    params["pack"].update(output_dir=str(folder / "Step_3/shards"), stats=str(folder / "Step_3/stats.json"),
+                          image_dirs=[str(pilot)])
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     return path

@@ -1,6 +1,7 @@
 """Safe image preparation: open -> size check (header only) -> decode -> RGB -> resize -> encode.
 
 Any bad file becomes an ImageError with a reason the pack stats count:
+  unsafe_path        the path, symlinks resolved, lies outside the allowed image folders
   missing_image      the path does not exist
   not_a_file         a directory (or a FIFO, socket, ...) where an image should be
   unreadable_image   the file exists but cannot be opened (permissions)
@@ -18,6 +19,7 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stages.config import check_fields
+from stages.records import outside_roots
 
 RESIZE_MODES = ("squash", "pad")
 FORMATS = {"jpg": "JPEG", "png": "PNG"}
@@ -58,12 +60,16 @@ class PreparedImage:
     source_mode: str     # Pillow mode of the file before conversion (RGB, RGBA, CMYK, P, I;16, ...)
 
 
-def load_image(path: Path, spec: ImageSpec) -> tuple[Image.Image, str]:
+def load_image(path: Path, spec: ImageSpec, image_dirs: list[Path] | None = None) -> tuple[Image.Image, str]:
     """Decode `path` into (RGB image with EXIF orientation applied, the file's Pillow mode).
 
-    Raises ImageError. JPEGs are decoded at the smallest DCT scale that keeps both sides >= the
-    target size (Pillow's draft mode, as Image.thumbnail does), which halves decode time.
+    Raises ImageError. With `image_dirs`, a path that resolves (symlinks, `..`) outside all of them
+    is refused before it is opened. JPEGs are decoded at the smallest DCT scale that keeps both
+    sides >= the target size (Pillow's draft mode, as Image.thumbnail does), which halves decode time.
     """
+    problem = image_dirs is not None and outside_roots(path, image_dirs)
+    if problem:
+        raise ImageError("unsafe_path", f"{problem} (add its folder to pack.image_dirs if you trust it)")
     if not path.exists():
         raise ImageError("missing_image", "file does not exist")
     if not path.is_file():
@@ -135,8 +141,8 @@ def encode(im: Image.Image, spec: ImageSpec) -> bytes:
     return out.getvalue()
 
 
-def prepare_image(path: Path, spec: ImageSpec) -> PreparedImage:
+def prepare_image(path: Path, spec: ImageSpec, image_dirs: list[Path] | None = None) -> PreparedImage:
     """The whole per-image job: safe decode, resize, encode. Raises ImageError."""
-    im, source_mode = load_image(path, spec)
+    im, source_mode = load_image(path, spec, image_dirs)
     data = encode(resize(im, spec), spec)
     return PreparedImage(data=data, digest=hashlib.sha256(data).digest()[:8], source_mode=source_mode)

@@ -2,8 +2,9 @@
 
 Datasets are read in the fixed order of releases.DATASETS, each in its adapter's (file) order, so
 the same releases give byte-identical files. Image files need not exist yet. Rows an adapter
-cannot use, and ids seen twice, are counted skips with reasons (see the summary); a release that
-cannot be read at all is an error naming the file and line.
+cannot use, and ids seen twice, are counted skips with reasons, kept with their full `file:line`
+in Step_2/ingest_report.json (a DVC metric) and printed file:line first; a release that cannot be
+read at all is an error naming the file and line.
 
 Users with Step 2 files of their own set `ingest.step2_manifest` / `ingest.step2_ocr`: they are
 validated with the one Step 2 validator (records.read_manifest / read_ocr) and copied with image
@@ -25,14 +26,15 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from stages import records
-from stages.common import REPO_ROOT, atomic_file, setup_logging
+from stages.common import REPO_ROOT, atomic_file, json_text, setup_logging
 from stages.config import Part, given, parse
 from stages.records import ContractError, ManifestRecord, OcrRecord
 from stages.releases import ADAPTERS, DATASETS, Example, ReleaseError, Skip
 
 log = logging.getLogger(__name__)
 NO_SPLIT = "(none)"  # how counts show records whose split is None
-SKIP_EXAMPLES = 3
+SKIP_EXAMPLES = 3      # skipped rows printed per dataset and reason (all are in the report file)
+SKIP_ROWS_KEPT = 1000  # skipped rows kept in the report per dataset and reason (the counts are exact)
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class IngestConfig:
     """The `ingest` params group."""
     manifest: Path  # output Step 2 manifest
     ocr: Path  # output Step 2 OCR file
+    report: Path  # output report: counts and every skipped row (file:line); with --manifest: beside it
     datasets: dict[str, Path] = field(  # the releases: name -> folder (on the command line: --dataset NAME=DIR)
         default_factory=dict, metadata={"flag": False})
     step2_manifest: Path | None = None  # your own Step 2 manifest, validated and copied instead of the releases
@@ -54,7 +57,7 @@ class IngestResult:
     labeled: dict[str, dict[str, int]] = field(default_factory=dict)  # dataset -> split -> with labels
     ocr_counts: dict[str, int] = field(default_factory=dict)  # dataset -> OCR records
     skips: dict[str, int] = field(default_factory=dict)  # "<dataset>: <reason>" -> count
-    skip_examples: dict[str, list[str]] = field(default_factory=dict)  # same key -> a few "file:line: detail"
+    skip_rows: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # same key -> {where, detail}
 
     @property
     def examples(self) -> int:
@@ -69,8 +72,8 @@ class IngestResult:
 
 
 def ingest(datasets: dict[str, Path], manifest_out: Path, ocr_out: Path, root: Path,
-           progress: bool = False) -> IngestResult:
-    """Read every release with its adapter and write both Step 2 files (atomically, together)."""
+           progress: bool = False, report_out: Path | None = None) -> IngestResult:
+    """Read every release with its adapter and write both Step 2 files and the report (atomically, together)."""
     unknown = sorted(set(datasets) - set(ADAPTERS))
     if unknown:
         raise ValueError(f"unknown dataset(s) {unknown}; valid names: {', '.join(DATASETS)}")
@@ -91,7 +94,24 @@ def ingest(datasets: dict[str, Path], manifest_out: Path, ocr_out: Path, root: P
                 if ocr:
                     ocr_f.write(records.jsonl_line(ocr))
                 _count_example(result, manifest, ocr is not None)
+        _check_nonempty(result, ordered)
+        _write_report(stack, result, report_out)
     return result
+
+
+def _check_nonempty(result: IngestResult, ordered: list[tuple[str, Path]]) -> None:
+    """A dataset of which no row could be used is an error, not a quiet '0 records'."""
+    for name, folder in ordered:
+        if not result.counts.get(name):
+            skips = {key.split(": ", 1)[1]: n for key, n in result.skips.items() if key.startswith(f"{name}: ")}
+            why = ", ".join(f"{reason} {n}" for reason, n in skips.items()) or "the release holds no rows"
+            first = next((rows[0]["where"] for key, rows in result.skip_rows.items() if key.startswith(f"{name}: ")), "")
+            raise ReleaseError(folder, None, f"{name}: no usable records ({why})" + (f", first at {first}" if first else ""))
+
+
+def _write_report(stack: ExitStack, result: IngestResult, report_out: Path | None) -> None:
+    if report_out is not None:
+        stack.enter_context(atomic_file(report_out)).write_text(json_text(report(result)), encoding="utf-8")
 
 
 def _all_items(ordered: list[tuple[str, Path]], progress: bool) -> Iterator[tuple[str, Example | Skip]]:
@@ -161,17 +181,34 @@ def _count_example(result: IngestResult, record: ManifestRecord, has_ocr: bool) 
 def _count_skip(result: IngestResult, name: str, skip: Skip) -> None:
     key = f"{name}: {skip.reason}"
     result.skips[key] = result.skips.get(key, 0) + 1
-    examples = result.skip_examples.setdefault(key, [])
-    if len(examples) < SKIP_EXAMPLES:
-        where = f"{skip.file}:{skip.line}" if skip.line else skip.file
-        examples.append(where + (f": {skip.detail}" if skip.detail else ""))
-    log.info("skipped %s:%s (%s) %s", skip.file, skip.line, skip.reason, skip.detail)
+    rows = result.skip_rows.setdefault(key, [])
+    file = repo_path(skip.file, REPO_ROOT)
+    where = f"{file}:{skip.line}" if skip.line else file
+    if len(rows) < SKIP_ROWS_KEPT:
+        rows.append({"where": where, "detail": skip.detail})
+    log.info("skipped %s (%s) %s", where, skip.reason, skip.detail)
+
+
+def report(result: IngestResult) -> dict:
+    """The ingest report (Step_2/ingest_report.json): counts per dataset, skips per dataset and
+    reason, and the skipped rows with their full file:line (strings: `dvc metrics` shows only numbers)."""
+    datasets = {}
+    for name in sorted(set(result.counts) | {key.split(": ", 1)[0] for key in result.skips}):
+        datasets[name] = {"examples": result.counts.get(name, {}), "labeled": result.labeled.get(name, {}),
+                          "ocr_records": result.ocr_counts.get(name, 0),
+                          "skipped": {key.split(": ", 1)[1]: n for key, n in sorted(result.skips.items())
+                                      if key.split(": ", 1)[0] == name}}
+    rows = [{"dataset": key.split(": ", 1)[0], "reason": key.split(": ", 1)[1], **row}
+            for key in sorted(result.skip_rows) for row in result.skip_rows[key]]
+    return {"examples": result.examples, "skipped": result.skipped, "datasets": datasets,
+            "skipped_rows": rows, "skipped_rows_kept_per_reason": SKIP_ROWS_KEPT}
 
 
 # ---------------------------------------------------------------- user-supplied Step 2 files
 
 
-def import_step2(manifest_in: Path, ocr_in: Path, manifest_out: Path, ocr_out: Path, root: Path) -> IngestResult:
+def import_step2(manifest_in: Path, ocr_in: Path, manifest_out: Path, ocr_out: Path, root: Path,
+                 report_out: Path | None = None) -> IngestResult:
     """Validate a user's own Step 2 files and copy them with repo-relative image paths.
 
     Any contract break is an error (file, line, field); every OCR record must belong to a
@@ -198,6 +235,7 @@ def import_step2(manifest_in: Path, ocr_in: Path, manifest_out: Path, ocr_out: P
                     raise ContractError(ocr_in, _line_of(ocr_in, record.id), "id", f"{record.id!r}: {problem}")
                 f.write(records.jsonl_line(_normalised(record, root)))
                 result.ocr_counts[record.dataset] = result.ocr_counts.get(record.dataset, 0) + 1
+        _write_report(stack, result, report_out)
     return result
 
 
@@ -232,12 +270,18 @@ def print_summary(result: IngestResult) -> None:
         table.caption = f"{NO_SPLIT}: no original split (e.g. HateXplain posts in no division); the split stage assigns one"
     console.print(table)
     if result.skips:
-        skips = Table(title=f"{result.skipped} skipped rows")
-        for column in ("dataset: reason", "count", "examples"):
-            skips.add_column(column, justify="right" if column == "count" else "left")
-        for key, n in result.skips.items():
-            skips.add_row(key, str(n), "\n".join(result.skip_examples[key]))
-        console.print(skips)
+        print_skips(result, console)
+
+
+def print_skips(result: IngestResult, console) -> None:
+    """Counts per dataset and reason, then a few rows each, file:line first and never cut (a long
+    line wraps in the terminal instead of being truncated by rich)."""
+    console.print(f"{result.skipped} skipped rows (listed with file:line in the ingest report):")
+    for key, n in result.skips.items():
+        console.print(f"  {key}: {n}", soft_wrap=True, markup=False, highlight=False)
+        for row in result.skip_rows[key][:SKIP_EXAMPLES]:
+            detail = f"  {row['detail']}" if row["detail"] else ""
+            console.print(f"    {row['where']}{detail}", soft_wrap=True, markup=False, highlight=False)
 
 
 def parse_dataset_options(options: list[str]) -> dict[str, Path]:
@@ -276,6 +320,8 @@ def main(argv: list[str] | None = None) -> IngestResult:
             raise SystemExit("--dataset and --step2-manifest/--step2-ocr exclude each other")
         config = dataclasses.replace(config, datasets=parse_dataset_options(args.dataset),
                                      step2_manifest=None, step2_ocr=None)
+    if given(args, "ingest.manifest") and not given(args, "ingest.report"):   # keep the pipeline's report
+        config = dataclasses.replace(config, report=config.manifest.parent / "ingest_report.json")
     try:
         result = run(config)
     except (ReleaseError, ContractError) as e:
@@ -292,11 +338,11 @@ def run(config: IngestConfig) -> IngestResult:
         for path in (step2_manifest, step2_ocr):
             if not path.is_file():
                 raise SystemExit(f"Step 2 file not found: {path}")
-        return import_step2(step2_manifest, step2_ocr, config.manifest, config.ocr, REPO_ROOT)
+        return import_step2(step2_manifest, step2_ocr, config.manifest, config.ocr, REPO_ROOT, config.report)
     if not config.datasets:
         raise SystemExit("no datasets: give --dataset NAME=DIR or set ingest.datasets in params.yaml")
     check_datasets(config.datasets)
-    return ingest(config.datasets, config.manifest, config.ocr, REPO_ROOT, progress=True)
+    return ingest(config.datasets, config.manifest, config.ocr, REPO_ROOT, progress=True, report_out=config.report)
 
 
 if __name__ == "__main__":

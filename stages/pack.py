@@ -7,9 +7,11 @@
 
 The manifest is streamed in order; a Pool of workers decodes, resizes and encodes the images
 (ordered imap, so the shards do not depend on the worker count) while the main process writes
-the tars. Each example is packed or counted under one failure reason; ids missing from
-splits.json are excluded (not failures). Above `max_failure_rate` the stage exits non-zero and
-writes nothing: shards and stats are built in temporary places and moved in only on success.
+the tars. Each example is packed, counted under one failure reason, or (no text and no image
+file, with require_images false) counted as skipped; ids missing from splits.json are excluded.
+Images are read only from under `image_dirs` (symlinks resolved; else failure `unsafe_path`).
+Above `max_failure_rate` the stage exits non-zero and writes nothing: shards and stats are built
+in temporary places and moved in only on success.
 """
 from __future__ import annotations
 
@@ -24,13 +26,13 @@ import time
 import traceback
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from rich.progress import ProgressColumn
 from rich.text import Text
 
+from stages import balance
 from stages.common import (REPO_ROOT, atomic_dir, atomic_file, exit_on_interrupt, json_text, resolve_workers,
                            setup_logging)
 from stages.config import Part, check_fields, parse
@@ -81,11 +83,21 @@ class PackConfig:
         default=0.05, metadata={"group": "split"})
     image_root: Path = field(  # relative manifest image paths are relative to this
         default=REPO_ROOT, metadata={"cli_only": True})
-    official: dict[str, dict[str, str]] = field(  # which val/test files are the releases' own (stats: evaluation_splits)
+    balance_min_examples: int = field(  # a created/carved pool part smaller than this is reported, not judged
+        default=20, metadata={"group": "split"})
+    official: dict[str, dict[str, str]] = field(  # which val/test files are the releases' own, which parts created/carved
         default_factory=dict, metadata={"group": "split"})
+    image_dirs: tuple[Path, ...] | None = None  # images are read only from under these, symlinks resolved (None: image_root)
+    max_text_chars: int | None = field(  # the OCR part and the caption are each cut to this many characters
+        default=2000, metadata={"min": 1})
 
     def __post_init__(self):
         check_fields(self, "pack")
+
+
+    @property
+    def allowed_image_dirs(self) -> list[Path]:
+        return [resolve_image_path(str(d), self.image_root) for d in self.image_dirs or (self.image_root,)]
 
 
 PARTS = (Part("pack", PackConfig),)
@@ -105,6 +117,8 @@ class Task:
     failure: tuple[str, str] | None = None
     ocr_lines_dropped: int = 0
     ocr_repeats_caption: bool = False
+    text_truncated: bool = False      # a part was cut to max_text_chars
+    pool: str | None = None           # "<dataset>/<carve|create>" for the balance check
     abort: str | None = None          # an input error: the stage stops with this message
 
 
@@ -114,10 +128,11 @@ class Outcome:
     image: PreparedImage | None = None
     failure: tuple[str, str] | None = None
     text_only_fallback: bool = False  # image missing, packed text-only (require_images false)
+    skip: tuple[str, str] | None = None  # not packed and not a failure (see SKIP_REASONS)
 
     @property
     def packed(self) -> bool:
-        return self.task.split is not None and self.failure is None
+        return self.task.split is not None and self.failure is None and self.skip is None
 
 
 # ------------------------------------------------------------------ inputs
@@ -177,7 +192,7 @@ def make_task(record: ManifestRecord, config: PackConfig, taxonomy: Taxonomy, oc
         return task(split=split, failure=("invalid_labels", str(e)))
     ocr = ocr_index.get(record.id)
     lang = normalize_lang(record.lang, config.lang)
-    combined = combine_text(ocr.lines if ocr else (), record.text_raw, lang, config.ocr_min_conf)
+    combined = combine_text(ocr.lines if ocr else (), record.text_raw, lang, config.ocr_min_conf, config.max_text_chars)
     failure = None
     if record.image_path is None and not has_content(combined.text):
         failure = ("empty_example", "no image and no text")
@@ -185,7 +200,8 @@ def make_task(record: ManifestRecord, config: PackConfig, taxonomy: Taxonomy, oc
             "split": split, "lang": lang, "labeled": labels.labeled, **labels.to_json()}
     image_file = None if record.image_path is None else str(resolve_image_path(record.image_path, config.image_root))
     return task(split=split, key=key, text=combined.text, meta=meta, image_file=image_file, failure=failure,
-                ocr_lines_dropped=combined.ocr_lines_dropped, ocr_repeats_caption=combined.ocr_repeats_caption)
+                ocr_lines_dropped=combined.ocr_lines_dropped, ocr_repeats_caption=combined.ocr_repeats_caption,
+                text_truncated=combined.truncated, pool=balance.pool_of(record.dataset, record.split, config.official))
 
 
 def make_tasks(config: PackConfig, taxonomy: Taxonomy, ocr_index: dict, splits: dict[str, str]) -> Iterator[Task]:
@@ -193,7 +209,9 @@ def make_tasks(config: PackConfig, taxonomy: Taxonomy, ocr_index: dict, splits: 
     error becomes a final `abort` task that the main thread turns into PackError in order."""
     try:
         records = read_manifest(config.manifest)
-        for record in islice(records, config.examples_limit):
+        if config.examples_limit is not None:
+            records = evenly_spaced(records, config.examples_limit, count_lines(config.manifest))
+        for record in records:
             yield make_task(record, config, taxonomy, ocr_index, splits)
     except ContractError as e:
         yield Task(id="", dataset="", abort=str(e))
@@ -201,6 +219,14 @@ def make_tasks(config: PackConfig, taxonomy: Taxonomy, ocr_index: dict, splits: 
         yield Task(id="", dataset="", abort=f"{config.manifest}: not valid UTF-8 at byte {e.start}")
     except Exception:
         yield Task(id="", dataset="", abort=f"unexpected error while reading {config.manifest}:\n{traceback.format_exc()}")
+
+
+def evenly_spaced(items: Iterable, limit: int, total: int) -> Iterator:
+    """`limit` of `total` items, evenly spaced and in order (all when limit >= total), so that a
+    capped run still samples every dataset and split of the manifest, not just the first one."""
+    for i, item in enumerate(items):
+        if i * limit % total < limit:  # exactly `limit` of the `total` indices, the first one included
+            yield item
 
 
 def image_jobs(tasks: Iterable[Task], pending: deque) -> Iterator[str | None]:
@@ -212,12 +238,12 @@ def image_jobs(tasks: Iterable[Task], pending: deque) -> Iterator[str | None]:
         yield task.image_file if needs_image else None
 
 
-def prepare(image_file: str | None, spec: ImageSpec) -> PreparedImage | tuple[str, str] | None:
+def prepare(image_file: str | None, spec: ImageSpec, image_dirs: list[Path]) -> PreparedImage | tuple[str, str] | None:
     """The worker's job: the prepared image, or (failure reason, detail); None when no image."""
     if image_file is None:
         return None
     try:
-        return prepare_image(Path(image_file), spec)
+        return prepare_image(Path(image_file), spec, image_dirs)
     except ImageError as e:
         return e.reason, e.detail
 
@@ -228,15 +254,20 @@ def outcome_of(task: Task, result: PreparedImage | tuple[str, str] | None, requi
     if result is None:
         return Outcome(task=task, failure=task.failure)
     reason, detail = result
-    if reason == "missing_image" and not require_images and has_content(task.text):
-        return Outcome(task=task, text_only_fallback=True)
+    if reason == "missing_image" and not require_images:
+        if has_content(task.text):
+            return Outcome(task=task, text_only_fallback=True)
+        return Outcome(task=task, skip=("no_text_no_image", "no text, and the image file does not exist"))
     return Outcome(task=task, failure=(reason, detail))
 
 
 # ------------------------------------------------------------------ statistics
 
 FAILURE_REASONS = ("missing_image", "not_a_file", "unreadable_image", "undecodable_image", "image_too_large",
-                   "invalid_labels", "invalid_id", "empty_example")
+                   "unsafe_path", "invalid_labels", "invalid_id", "empty_example")
+# Not packed, yet not failures (outside the failure rate): with require_images false the user packs
+# what has text; an example whose image file is missing and that has no text has nothing to pack.
+SKIP_REASONS = ("no_text_no_image",)
 CLASS_FIELDS = ("abuse_hate", "offensive", "target_type")
 SHOWN_EXAMPLES = 5
 
@@ -251,21 +282,6 @@ def _count(entry: dict[str, Any], example_id: str, detail: str) -> None:
         entry["examples"].append({"id": example_id, "detail": repair_unicode(detail)})
 
 
-def class_balance(by_split: dict[str, Counter], tolerance: float) -> dict[str, Any]:
-    """Per-class share of the labeled examples in each split; ok when every class's share differs
-    by at most `tolerance` between the splits that have labels."""
-    shares = {}
-    for split, counts in by_split.items():
-        labeled = {cls: n for cls, n in counts.items() if cls != "unlabeled"}
-        if sum(labeled.values()):
-            shares[split] = {cls: n / sum(labeled.values()) for cls, n in labeled.items()}
-    classes = sorted(set().union(*shares.values())) if shares else []
-    spread = [max(s.get(c, 0.0) for s in shares.values()) - min(s.get(c, 0.0) for s in shares.values()) for c in classes]
-    max_diff = max(spread, default=0.0)
-    return {"shares": {split: {c: round(s.get(c, 0.0), 4) for c in classes} for split, s in shares.items()},
-            "max_diff": round(max_diff, 4), "ok": max_diff <= tolerance + 1e-9, "splits_compared": len(shares)}
-
-
 class PackStats:
     """Counts outcomes in manifest order. Besides counters it keeps each packed key's split and
     each packed image's 8-byte digest for the duplicate check: small per-example entries, like
@@ -275,7 +291,10 @@ class PackStats:
         self.config = config
         self.total = self.excluded = self.ocr_lines_dropped = self.ocr_repeats = 0
         self.failures = {reason: _examples_entry() for reason in FAILURE_REASONS}
+        self.skipped = {reason: _examples_entry() for reason in SKIP_REASONS}
         self.fallback = _examples_entry()
+        self.truncated = _examples_entry()
+        self.pools: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
         self.splits = {split: Counter(examples=0, with_image=0, text_only=0) for split in PACKED_SPLITS}
         self.classes = {split: {f: Counter() for f in CLASS_FIELDS + ("target_group",)} for split in PACKED_SPLITS}
         self.dataset_classes: dict[str, dict] = defaultdict(
@@ -301,6 +320,10 @@ class PackStats:
             reason, detail = outcome.failure
             _count(self.failures.setdefault(reason, _examples_entry()), task.id, detail)
             per_dataset["failed"] += 1
+        elif outcome.skip:
+            reason, detail = outcome.skip
+            _count(self.skipped[reason], task.id, detail)
+            per_dataset["skipped"] += 1
         else:
             self._add_packed(outcome)
         self._count_official(outcome)
@@ -335,13 +358,17 @@ class PackStats:
             self.datasets[task.dataset]["text_only"] += 1
         if outcome.text_only_fallback:
             _count(self.fallback, task.id, "image file missing; packed text-only")
+        if task.text_truncated:
+            _count(self.truncated, task.id, f"text cut to {self.config.max_text_chars} characters per part")
         if self.key_split.setdefault(task.key, split) != split:
             self.duplicates["same_id"] += 1
         labels = task.meta["labels"]
         for name in CLASS_FIELDS:
             cls = "unlabeled" if labels[name] is None else str(labels[name])
             self.classes[split][name][cls] += 1
-            self.dataset_classes[task.dataset][split][name][cls] += 1
+        if task.pool:
+            self.pools[task.pool][split][balance.stratum(task.meta["labeled"], labels["abuse_hate"],
+                                                         labels["offensive"])] += 1
         groups = labels["target_group"]
         self.classes[split]["target_group"].update(["unlabeled"] if groups is None else groups or ["(none)"])
         self.langs[task.meta["lang"]] += 1
@@ -371,43 +398,42 @@ class PackStats:
                                    "note": "evaluation only; not in `splits`, the balance check or training"}}
 
     def to_json(self, shard_counts: dict[str, dict[str, int]]) -> dict[str, Any]:
-        config, tolerance = self.config, self.config.balance_tolerance
+        config = self.config
         failed = sum(entry["count"] for entry in self.failures.values())
+        skipped = sum(entry["count"] for entry in self.skipped.values())
         packed = sum(s["examples"] for s in self.splits.values())
-        to_pack = self.total - self.excluded
-        balance = {name: class_balance({s: self.classes[s][name] for s in SPLITS}, tolerance) for name in CLASS_FIELDS}
-        by_dataset = {
-            dataset: {name: report for name in CLASS_FIELDS
-                      if (report := class_balance({s: per_split[s][name] for s in SPLITS}, tolerance))["splits_compared"]}
-            for dataset, per_split in sorted(self.dataset_classes.items())}
+        to_pack = self.total - self.excluded - skipped
+        check, _ = balance.balance_check(self.pools, config.balance_tolerance, config.balance_min_examples)
         return {
             "total_examples": self.total,
             "packed_examples": packed,
             "failed_examples": failed,
             "failure_rate": round(failed / to_pack, 6) if to_pack else 0.0,
             "excluded_examples": self.excluded,
+            "skipped_examples": skipped,
+            "skipped": self.skipped,
             "image_packed": sum(s["with_image"] for s in self.splits.values()),
             "text_only_packed": sum(s["text_only"] for s in self.splits.values()),
             "missing_image_packed_text_only": self.fallback,
             "failures": self.failures,
             "splits": {split: {**self.splits[split], "shards": shard_counts[split],
                                "classes": {f: dict(c) for f, c in self.classes[split].items()}} for split in SPLITS},
-            "datasets": {name: {k: counts[k] for k in (*SPLITS, "text_only", "failed", "excluded")}
+            "datasets": {name: {k: counts[k] for k in (*SPLITS, "text_only", "failed", "skipped", "excluded")}
                          | ({DIAGNOSTIC_SPLIT: counts[DIAGNOSTIC_SPLIT]} if counts[DIAGNOSTIC_SPLIT] else {})
                          for name, counts in sorted(self.datasets.items())},
             "evaluation_splits": evaluation_splits({cell: dict(c) for cell, c in self.official_files.items()},
                                                    self.carved_or_created, "packed"),
             **self._diagnostic_json(shard_counts),
             "duplicates_across_splits": self.duplicates,
-            "balance": {"tolerance": tolerance, "ok": all(r["ok"] for r in balance.values()),
-                        "fields": balance, "by_dataset": by_dataset},
+            "balance": check,
             "image": {"format": config.image.format, "size": [config.image.size, config.image.size],
                       "resize": config.image.resize, "max_pixels": config.image.max_pixels,
                       "jpeg_quality": config.image.jpeg_quality if config.image.format == "jpg" else None,
                       "source_modes": dict(self.source_modes)},
             "text": {"ocr_min_conf": config.ocr_min_conf, "default_lang": config.lang, "langs": dict(self.langs),
                      "ocr_lines_dropped_low_conf": self.ocr_lines_dropped,
-                     "ocr_dropped_as_caption_repeat": self.ocr_repeats},
+                     "ocr_dropped_as_caption_repeat": self.ocr_repeats,
+                     "max_text_chars": config.max_text_chars, "truncated": self.truncated},
             "examples_per_shard": config.examples_per_shard,
             "examples_limit": config.examples_limit,
             "require_images": config.require_images,
@@ -472,7 +498,7 @@ def pack(config: PackConfig, advance: Callable[[], None] | None = None) -> dict[
     """
     workers = resolve_workers(config.workers)
     window = Window(workers * IN_FLIGHT_PER_WORKER)
-    work = functools.partial(prepare, spec=config.image)
+    work = functools.partial(prepare, spec=config.image, image_dirs=config.allowed_image_dirs)
     stats, pending = PackStats(config), deque()
     with worker_pool(workers, window) as pool:  # forks before the inputs are loaded: lean workers
         jobs = image_jobs(window.gate(make_tasks(config, *load_inputs(config))), pending)
@@ -510,7 +536,7 @@ def _write(writer: ShardSetWriter, outcome: Outcome, image_ext: str) -> None:
 def failure_message(summary: dict[str, Any], max_rate: float) -> str:
     reasons = sorted(((r["count"], name) for name, r in summary["failures"].items() if r["count"]), reverse=True)
     lines = [f"pack failed: failure rate {summary['failure_rate']:.2%} > max {max_rate:.2%} "
-             f"({summary['failed_examples']} of {summary['total_examples'] - summary['excluded_examples']} "
+             f"({summary['failed_examples']} of {summary['total_examples'] - summary['excluded_examples'] - summary['skipped_examples']} "
              "examples); no outputs written. Top reasons:"]
     for count, name in reasons[:5]:
         shown = ", ".join(f"{e['id']} ({e['detail']})" for e in summary["failures"][name]["examples"][:3])
@@ -552,18 +578,22 @@ def print_summary(summary: dict[str, Any], console) -> None:
     for reason, entry in summary["failures"].items():
         if entry["count"]:
             failures.add_row(reason, str(entry["count"]), ", ".join(e["id"] for e in entry["examples"][:3]))
+    for reason, entry in summary["skipped"].items():
+        if entry["count"]:
+            failures.add_row(f"{reason} (skipped, not a failure)", str(entry["count"]),
+                             ", ".join(e["id"] for e in entry["examples"][:3]))
     if failures.row_count:
         console.print(failures)
-    image, dup, balance = summary["image"], summary["duplicates_across_splits"], summary["balance"]
+    image, dup = summary["image"], summary["duplicates_across_splits"]
     console.print(
         f"total {summary['total_examples']}  packed {summary['packed_examples']}  failed {summary['failed_examples']} "
         f"(rate {summary['failure_rate']:.3%})  excluded {summary['excluded_examples']}  "
         f"text-only {summary['text_only_packed']} (of which image missing: "
-        f"{summary['missing_image_packed_text_only']['count']})\n"
+        f"{summary['missing_image_packed_text_only']['count']})  skipped {summary['skipped_examples']}  "
+        f"text cut to {summary['text']['max_text_chars']} chars: {summary['text']['truncated']['count']}\n"
         f"images: {image['format']} {image['size'][0]}x{image['size'][1]} ({image['resize']})  "
-        f"cross-split duplicates: same id {dup['same_id']}, same image {dup['same_image']}  "
-        f"balance (±{balance['tolerance']:.0%}): " + ", ".join(
-            f"{name} {'ok' if r['ok'] else 'OFF'} (max diff {r['max_diff']:.3f})" for name, r in balance["fields"].items()))
+        f"cross-split duplicates: same id {dup['same_id']}, same image {dup['same_image']}")
+    console.print(balance.balance_line(summary["balance"]), soft_wrap=True)
     console.print("test splits (packed/official): " + ", ".join(
         f"{dataset} {describe_test_split(splits['test'])}" for dataset, splits in summary["evaluation_splits"].items()
         if "test" in splits))

@@ -9,6 +9,7 @@ absolute paths are accepted on input and resolved with `resolve_image_path`.
 from __future__ import annotations
 
 import json
+import os
 import re
 import urllib.parse
 from dataclasses import asdict, dataclass, field
@@ -136,6 +137,17 @@ def evaluation_splits(files: dict[tuple[str, str, str], dict[str, int]], others:
             "complete": all(c[present] == c["official_examples"] for c in own.values()) if own else None,
             **totals, "carved_or_created": carved, "files": own}
     return out
+
+
+def outside_roots(path: str | Path, roots: Iterable[str | Path]) -> str | None:
+    """None when `path`, with every symlink and `..` resolved (as open() would), lies under the
+    resolved form of one of `roots`; else why not. The one containment rule of ingest and pack."""
+    real = Path(os.path.realpath(path))
+    real_roots = [Path(os.path.realpath(root)) for root in roots]
+    if any(real.is_relative_to(root) for root in real_roots):
+        return None
+    shown = " or ".join(str(root) for root in real_roots)
+    return f"resolves to {real}, outside {shown}"
 
 
 # ---------------------------------------------------------------- validation

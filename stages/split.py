@@ -40,6 +40,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from stages import balance
 from stages.common import REPO_ROOT, resolve_workers, setup_logging, write_json
 from stages.config import Part, parse
 from stages.records import (DIAGNOSTIC_SPLIT, EVAL_SPLITS, SPLITS, ContractError, ManifestRecord, OcrRecord,
@@ -49,6 +50,7 @@ from stages.taxonomy import LabelError, Taxonomy, TaxonomyError, UnifiedLabels
 log = logging.getLogger(__name__)
 
 OFFICIAL_TARGETS = SPLITS + ("carve", "create")
+EVAL_FIELDS = ("abuse_hate", "offensive")  # the binary tasks the experts train on (train.task)
 EXAMPLES = 5  # example ids kept per reported item
 
 
@@ -65,6 +67,8 @@ class SplitConfig:
     drop_cross_split_duplicates: bool = False  # drop carved/created val/test examples whose content is in an earlier split
     balance_tolerance: float = 0.05  # per-class share may differ by at most this across created splits
     balance_min_examples: int = 20  # a created/carved split part smaller than this is reported, not judged
+    min_eval_labeled: int = field(  # warn when a dataset's val/test part has fewer labelled examples for a field
+        default=30, metadata={"min": 0})
     diagnostic_datasets: tuple[str, ...] = ("hatecheck",)  # evaluation only: all to the diagnostic split
     workers: int = field(default=0, metadata={"min": 0})  # image hashing processes; 0 = all cores
 
@@ -283,16 +287,10 @@ def content_groups(records: list[ManifestRecord], texts: list[str], hashes: list
 
 
 def stratum(labels: UnifiedLabels | None) -> str:
-    """The class a record is stratified and balance-checked on."""
+    """The class a record is stratified and balance-checked on (balance.stratum)."""
     if labels is None:
-        return "label_error"
-    if not labels.labeled:
-        return "unlabeled"
-    if labels.abuse_hate is not None:
-        return f"abuse_hate={labels.abuse_hate}"
-    if labels.offensive is not None:
-        return f"offensive={labels.offensive}"
-    return "no_binary_label"
+        return balance.stratum(None, None, None)
+    return balance.stratum(labels.labeled, labels.abuse_hate, labels.offensive)
 
 
 def pool_targets(dataset: str, kind: str, config: SplitConfig) -> dict[str, float]:
@@ -362,9 +360,7 @@ def _deficit(split, in_pool, records, pools, strata, targets, need, have) -> flo
 
 
 def _pool_kind(record: ManifestRecord, config: SplitConfig) -> str:
-    if record.split is None:
-        return "create"
-    return config.official[record.dataset][record.split]
+    return balance.pool_target(record.dataset, record.split, config.official)
 
 
 def check_official_mapping(records: list[ManifestRecord], config: SplitConfig) -> None:
@@ -467,6 +463,7 @@ def make_training_splits(records: list[ManifestRecord], ocr: dict[str, OcrRecord
     duplicates = Duplicates(exact, exact_kept, crossing, cross_dropped, [i for i in later if protected[i]])
     report = _report(records, strata, hashes, groups, link_summary, split_of, pools, kept, duplicates,
                      label_errors, config)
+    report["eval_labeled"] = eval_labeled(records, labels, split_of, kept, config.min_eval_labeled, report["warnings"])
     for message in report["warnings"]:
         log.warning(message)
     return SplitResult(splits=splits, report=report)
@@ -529,7 +526,7 @@ def _report(records, strata, hashes, groups, link_summary, split_of, pools, kept
     for i, r in enumerate(records):
         if kept[i]:
             counts[r.dataset][split_of[i]][strata[i]] += 1
-    balance = _balance(records, strata, split_of, pools, kept, config, warnings_)
+    balance_report = _balance(records, strata, split_of, pools, kept, config, warnings_)
     group_sizes = Counter(groups)
     straddling_pools = _pool_groups_straddling(groups, split_of, pools, kept)
     if label_errors:
@@ -573,7 +570,7 @@ def _report(records, strata, hashes, groups, link_summary, split_of, pools, kept
         "checks": {
             "ids_unique": _check_ids(records, kept),
             "groups_within_one_created_split": {"ok": not straddling_pools, "violations": len(straddling_pools)},
-            "balance": balance,
+            "balance": balance_report,
         },
         "evaluation_splits": _evaluation_splits(records, split_of, pools, kept),
         "label_errors": {"count": len(label_errors), "examples": label_errors[:EXAMPLES]},
@@ -605,6 +602,25 @@ def _evaluation_splits(records, split_of, pools, kept) -> dict[str, Any]:
     return evaluation_splits({cell: dict(c) for cell, c in files.items()}, others, "kept")
 
 
+def eval_labeled(records, labels, split_of, kept, minimum: int, warnings_: list[str]) -> dict[str, Any]:
+    """Labelled examples per dataset, binary field and evaluation split (val, test), for the fields
+    a dataset annotates; parts under `minimum` are listed and warned about in one message."""
+    counts: dict = defaultdict(lambda: defaultdict(Counter))   # dataset -> field -> split -> labelled
+    for i, r in enumerate(records):
+        if kept[i] and labels[i] is not None:
+            for name in EVAL_FIELDS:
+                if getattr(labels[i], name) is not None:
+                    counts[r.dataset][name][split_of[i]] += 1
+    below = [f"{d}/{s}/{name}: {per_field[name][s]}" for d, per_field in sorted(counts.items())
+             for name in EVAL_FIELDS if name in per_field for s in ("val", "test") if per_field[name][s] < minimum]
+    if below:
+        warnings_.append(f"{len(below)} evaluation parts have fewer than {minimum} labelled examples "
+                         f"(split.min_eval_labeled); their per-dataset metrics mean little: " + ", ".join(below))
+    return {"min_eval_labeled": minimum, "below": below,
+            "counts": {d: {name: {s: per_field[name][s] for s in ("val", "test")} for name in sorted(per_field)}
+                       for d, per_field in sorted(counts.items())}}
+
+
 def _nested_count(records, strata, split_of, kept, wanted) -> dict:
     out: dict = defaultdict(Counter)
     for i, r in enumerate(records):
@@ -633,37 +649,14 @@ def _pool_groups_straddling(groups, split_of, pools, kept) -> list[int]:
 
 
 def _balance(records, strata, split_of, pools, kept, config, warnings_) -> dict[str, Any]:
-    """Per created/carved pool: each class's share in each split vs the pool's overall share."""
+    """The balance check (stages.balance) on every created/carved pool's assignment."""
     tally: dict = defaultdict(lambda: defaultdict(Counter))   # pool -> split -> stratum -> n
     for i, r in enumerate(records):
-        if kept[i] and pools[i] and strata[i] not in ("unlabeled", "label_error"):
+        if kept[i] and pools[i]:
             tally[f"{r.dataset}/{pools[i]}"][split_of[i]][strata[i]] += 1
-    result, all_ok = {}, True
-    for pool, per_split in sorted(tally.items()):
-        dataset, kind = pool.split("/")
-        overall = sum(per_split.values(), Counter())
-        total = sum(overall.values())
-        entry = {"overall": {c: round(n / total, 4) for c, n in sorted(overall.items())}, "splits": {}, "ok": True}
-        for split in pool_targets(dataset, kind, config):
-            n = sum(per_split[split].values())
-            shares = {c: round(per_split[split][c] / n, 4) if n else None for c in sorted(overall)}
-            deviation = max((abs(per_split[split][c] / n - overall[c] / total) for c in overall), default=0.0) if n else None
-            judged = n >= config.balance_min_examples
-            ok = (deviation is not None and deviation <= config.balance_tolerance + 1e-9) if judged else True
-            entry["splits"][split] = {"n": n, "shares": shares, "max_deviation": None if deviation is None else round(deviation, 4),
-                                      "judged": judged, "ok": ok}
-            if not judged:  # recorded in the report (judged: false); not a problem worth a warning
-                log.info("balance %s: %s has %d labeled examples (< balance_min_examples %d), too few to judge",
-                         pool, split, n, config.balance_min_examples)
-            elif not ok:
-                worst = max(overall, key=lambda c: abs(per_split[split][c] / n - overall[c] / total))
-                warnings_.append(f"balance {pool}: class {worst} is {per_split[split][worst] / n:.1%} of {split} vs "
-                                 f"{overall[worst] / total:.1%} overall (tolerance +-{config.balance_tolerance:.0%}); "
-                                 f"content groups too large or too few examples to balance")
-            entry["ok"] &= ok
-        all_ok &= entry["ok"]
-        result[pool] = entry
-    return {"ok": all_ok, "tolerance": config.balance_tolerance, "pools": result}
+    report, problems = balance.balance_check(tally, config.balance_tolerance, config.balance_min_examples)
+    warnings_ += [f"{w}; content groups too large or too few examples to balance" for w in problems]
+    return report
 
 
 def print_summary(result: SplitResult) -> None:
@@ -683,12 +676,15 @@ def print_summary(result: SplitResult) -> None:
     console.print(table)
     checks = report["checks"]
     console.print(f"ids unique: {checks['ids_unique']['ok']}   groups within one created split: "
-                  f"{checks['groups_within_one_created_split']['ok']}   balance within "
-                  f"+-{checks['balance']['tolerance']:.0%}: {checks['balance']['ok']}   "
+                  f"{checks['groups_within_one_created_split']['ok']}   "
                   f"duplicate groups: {report['groups']['multi_member']}   cross-split groups: "
                   f"{report['cross_split_duplicates']['groups']}   dropped exact duplicates: "
                   f"{report['totals']['dropped_exact_duplicates']}   kept copies in official val/test files: "
                   f"{report['exact_duplicates']['kept_in_official_files']['count']}   warnings: {len(report['warnings'])}")
+    console.print(balance.balance_line(checks["balance"]), soft_wrap=True)
+    if report["eval_labeled"]["below"]:
+        console.print(f"[bold yellow]evaluation parts under {report['eval_labeled']['min_eval_labeled']} labelled "
+                      f"examples: {', '.join(report['eval_labeled']['below'])}[/]")
     if "diagnostic" in report:
         diagnostic = report["diagnostic"]
         console.print(f"{DIAGNOSTIC_SPLIT} (evaluation only, counted apart): {diagnostic['examples']} examples "

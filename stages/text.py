@@ -3,8 +3,9 @@
     [OCR] <kept OCR lines> [/OCR] [CAP] <text_raw> [/CAP] <lang=xx>
 
 OCR lines below a confidence threshold are dropped (conf None = a dataset transcription, kept);
-every part is normalised (valid Unicode, NFC, no control characters, single spaces); the OCR part
-is left out when it only repeats the caption; empty parts are omitted.
+every part is normalised (valid Unicode, NFC, no control characters, single spaces) and cut to
+`max_chars` characters (pack.max_text_chars); the OCR part is left out when it only repeats the
+caption; empty parts are omitted.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class CombinedText:
     text: str
     ocr_lines_dropped: int = 0          # below the confidence threshold
     ocr_repeats_caption: bool = False   # OCR part left out because it equals the caption
+    truncated: bool = False             # the OCR part or the caption was cut to max_chars
 
 
 def repair_unicode(text: str) -> str:
@@ -61,12 +63,12 @@ def kept_ocr_lines(lines: Sequence[OcrLine], min_conf: float) -> list[str]:
 
 
 def combine_text(ocr_lines: Sequence[OcrLine], caption: str | None, lang: str,
-                 ocr_min_conf: float) -> CombinedText:
+                 ocr_min_conf: float, max_chars: int | None = None) -> CombinedText:
     """`lang` is the tag as written (see normalize_lang)."""
     kept = [line for line in kept_ocr_lines(ocr_lines, ocr_min_conf) if line]
     dropped = sum(1 for line in ocr_lines if line.conf is not None and line.conf < ocr_min_conf)
-    ocr = " ".join(kept)
-    cap = normalize_text(caption)
+    full_ocr, full_cap = " ".join(kept), normalize_text(caption)
+    ocr, cap = (full_ocr[:max_chars].rstrip(), full_cap[:max_chars].rstrip()) if max_chars else (full_ocr, full_cap)
     ocr_key = comparison_key(ocr)
     repeats = bool(ocr_key) and ocr_key == comparison_key(cap)
     parts = []
@@ -75,7 +77,8 @@ def combine_text(ocr_lines: Sequence[OcrLine], caption: str | None, lang: str,
     if cap:
         parts.append(f"[CAP] {cap} [/CAP]")
     parts.append(f"<lang={lang}>")
-    return CombinedText(text=" ".join(parts), ocr_lines_dropped=dropped, ocr_repeats_caption=repeats)
+    return CombinedText(text=" ".join(parts), ocr_lines_dropped=dropped, ocr_repeats_caption=repeats,
+                        truncated=(ocr, cap) != (full_ocr, full_cap))
 
 
 def has_content(text: str) -> bool:

@@ -64,9 +64,10 @@ def test_duplicate_ids_and_bad_lines_are_counted_skips(tmp_path):
     assert result.counts == {"hateful_memes": {"train": 1}}
     assert result.skips == {"hateful_memes: duplicate id": 1, "hateful_memes: invalid JSON line": 1,
                             "hateful_memes: empty id": 1}
-    dup = result.skip_examples["hateful_memes: duplicate id"][0]
-    assert dup.startswith(f"{hm / 'train.jsonl'}:2: hateful_memes_train_00001 (first at {hm / 'train.jsonl'}:1")
-    assert result.skip_examples["hateful_memes: invalid JSON line"][0].startswith(f"{hm / 'train.jsonl'}:3:")
+    (dup,) = result.skip_rows["hateful_memes: duplicate id"]
+    assert dup["where"] == f"{hm / 'train.jsonl'}:2"
+    assert dup["detail"].startswith(f"hateful_memes_train_00001 (first at {hm / 'train.jsonl'}:1")
+    assert result.skip_rows["hateful_memes: invalid JSON line"][0]["where"] == f"{hm / 'train.jsonl'}:3"
     (row,) = records.read_manifest(tmp_path / "m.jsonl")
     assert row.labels_raw == {"label": 1}  # the first one is kept
 

@@ -154,7 +154,7 @@ def test_faulty_corpus_each_example_packed_or_counted(corpus):
     assert packed["hateful_memes_train_alpha"][1] == "[CAP] look at this! [/CAP] <lang=en>"
     assert packed["hateful_memes_train_notext"][1] == "<lang=en>"
     assert packed["olid_train_emoji"][1] == f"[CAP] {EMOJI_RTL} [/CAP] <lang=he>"
-    assert packed["olid_train_long"][1] == f"[CAP] {LONG_CAPTION.strip()} [/CAP] <lang=en>"
+    assert packed["olid_train_long"][1] == f"[CAP] {LONG_CAPTION[:2000].strip()} [/CAP] <lang=en>"  # max_text_chars
     assert packed["olid_train_badutf8"][1] == "[CAP] caf\ufffd au lait [/CAP] <lang=en>"
     assert stats["text"]["ocr_lines_dropped_low_conf"] == 1 and stats["text"]["ocr_dropped_as_caption_repeat"] == 1
 
@@ -215,7 +215,7 @@ def test_failure_gate_exits_nonzero_and_writes_nothing(corpus, capsys):
     config = corpus[0]
     argv = ["--manifest", str(config.manifest), "--ocr", str(config.ocr), "--output-dir", str(config.output_dir),
             "--label-taxonomy", str(config.label_taxonomy), "--splits", str(config.splits),
-            "--stats", str(config.stats), "--image-root", str(config.image_root),
+            "--stats", str(config.stats), "--image-root", str(config.image_root), "--image-dirs", str(config.image_root),
             "--image-size", "32", "--workers", "1", "--max-failure-rate", "0.005"]
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
@@ -245,11 +245,16 @@ def test_seed_command_line_and_limit(corpus, tmp_path):
     cmd = [sys.executable, "Step_3/pack_examples.py", "--manifest", str(config.manifest), "--ocr", str(config.ocr),
            "--output-dir", str(out / "shards"), "--label-taxonomy", str(config.label_taxonomy),
            "--splits", str(config.splits), "--examples-limit", "5", "--stats", str(out / "stats.json"),
-           "--image-size", "32", "--workers", "2"]
+           "--image-size", "32", "--workers", "2", "--image-dirs", str(tmp_path), "--max-failure-rate", "0.5"]
     result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["total_examples"] == stats["packed_examples"] == 5 and stats["examples_limit"] == 5
+    # 5 of the 27 records, evenly spaced (0, 6, 11, 17, 22): both datasets, not just the first records
+    assert stats["total_examples"] == 5 and stats["examples_limit"] == 5
+    assert stats["packed_examples"] == 4 and stats["failures"]["missing_image"]["examples"][0]["id"] == \
+        "hateful_memes_train_missing"
+    seen = {name: sum(counts[k] for k in ("train", "val", "test", "failed")) for name, counts in stats["datasets"].items()}
+    assert seen == {"hateful_memes": 4, "olid": 1}
     assert "examples/s" in result.stderr
 
 

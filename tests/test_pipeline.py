@@ -397,6 +397,57 @@ def test_not_slow_marker_leaves_out_only_this_module():
     assert deselected and int(deselected[3]) > 0
 
 
+# ---------------------------------------------------------------- the README's real-data walkthrough
+
+REAL_SAMPLES = REPO_ROOT.parent / "shared" / "real_samples"
+WALKTHROUGH = "**Try it on the public label files**"   # where the README's walkthrough on them starts
+
+
+def readme_walkthrough() -> tuple[dict, list[str]]:
+    """The params block and the commands of the README's walkthrough on ../shared/real_samples."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index(WALKTHROUGH):]
+    section = section[:section.index("\n## ")]
+    blocks = re.findall(r"```(yaml|bash)\n(.*?)```", section, re.S)
+    params = yaml.safe_load(next(text for kind, text in blocks if kind == "yaml"))
+    commands = [line for kind, text in blocks if kind == "bash" for line in text.splitlines() if line.strip()]
+    return params, commands
+
+
+def test_readme_real_data_walkthrough_reaches_trained_text_metrics(tmp_path):
+    """A fresh clone, the real label files copied into Datasets/, then the README's commands as written."""
+    if not REAL_SAMPLES.is_dir():
+        pytest.skip(f"real samples not found at {REAL_SAMPLES}")
+    repo = tmp_path / "repo"
+    clone_working_tree(REPO_ROOT, repo)
+    params, commands = readme_walkthrough()
+    set_params(repo, params)
+    assert [c.split()[:2] for c in commands] == [["cp", "-r"], ["dvc", "repro"]]
+    copy = run(["bash", "-c", commands[0].replace("../shared/real_samples", str(REAL_SAMPLES))], repo)
+    assert copy.returncode == 0 and (repo / "Datasets/mami/truth.txt").is_file()
+    start = time.perf_counter()
+    result = dvc(repo, *commands[1].split()[1:])
+    print(f"\nREADME real-data walkthrough: {time.perf_counter() - start:.0f} s")
+    assert ran_stages(result.stdout) == {"pilot", "ingest", "split", "pack", "train_text"}
+    assert "Traceback" not in result.stdout
+
+    report = json.loads((repo / "Step_2/ingest_report.json").read_text())
+    assert sorted(report["datasets"]) == sorted(params["ingest"]["datasets"])
+    assert report["datasets"]["memotion1"]["examples"] == {"train": 6992, "test": 1878}
+    split_report = json.loads((repo / "Step_3/split_report.json").read_text())
+    assert "hateful_memes/test/abuse_hate: 0" in split_report["eval_labeled"]["below"]
+    assert "hateful_memes/test/abuse_hate: 0" in stage_logs(result.stdout)["split"]
+    stats = json.loads((repo / "Step_3/stats.json").read_text())
+    assert stats["total_examples"] == params["pack"]["examples_limit"] and stats["failure_rate"] <= 0.005
+    mami = stats["datasets"]["mami"]   # truth.txt alone: labels without text or image
+    assert mami["skipped"] > 0 and mami["train"] == mami["val"] == mami["test"] == mami["failed"] == 0
+    assert stats["skipped"]["no_text_no_image"]["count"] >= mami["skipped"]
+    metrics = json.loads((repo / "Step_4/metrics/text.json").read_text())
+    assert (metrics["epochs"], metrics["task"]) == (params["train"]["epochs"], params["train"]["task"]) == (1, "offensive")
+    for split in ("val", "test"):
+        assert metrics[split]["support"] > 0 and 0 <= metrics[split]["f1_macro"] <= 1
+
+
 def benchmark(script: str, *args: str, cwd: Path = REPO_ROOT) -> str:
     return run([sys.executable, f"benchmarks/{script}", *args], cwd, timeout=300).stdout
 

@@ -10,6 +10,18 @@ pilot's layout and an unzipped real release work.
 Adding a dataset = one module here (DATASET, SPLITS, read_release, and a `PILOT` recipe for the
 built-in pilot) plus its entry in Step_3/label_taxonomy.json: the registry below finds the module,
 and ingest, the pilot and the CLI name checks derive their dataset lists from it.
+
+Rules every adapter follows through the shared helpers below:
+- text files are UTF-8 (a BOM is allowed); a byte that is not is an error naming file, line and
+  column (`text_lines`, `csv_rows`, `load_json_file`): a wrong encoding affects the whole file;
+- a release file with no records (0 bytes, blank lines, a header alone, an empty JSON object) is
+  a warning naming the file (the pilot at tiny sizes writes such files); a dataset with no usable
+  record at all is an error (stages.ingest);
+- a path built from the data (an image or a per-example file) must stay inside the release
+  folder: an absolute path, one climbing out with `..`, or an existing file that is (or sits
+  behind) a symlink resolving outside the folder is a counted skip `unsafe_path` (`release_path`);
+- a row of a split that the release labels, but without a label, is a counted skip
+  `missing_label` (never silently kept as unlabeled).
 """
 from __future__ import annotations
 
@@ -17,6 +29,7 @@ import csv
 import filecmp
 import importlib
 import json
+import logging
 import os
 import pkgutil
 from dataclasses import dataclass
@@ -24,7 +37,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterable, Iterator
 
-from stages.records import ManifestRecord, OcrLine, OcrRecord
+from stages.records import ManifestRecord, OcrLine, OcrRecord, outside_roots
+
+log = logging.getLogger(__name__)
+UNSAFE_PATH = "unsafe_path"      # a data-derived path leaving the release folder (skip reason)
+MISSING_LABEL = "missing_label"  # a row without a label in a split the release labels (skip reason)
 
 
 @dataclass(frozen=True)
@@ -107,17 +124,60 @@ class ReleaseFiles:
 # ---------------------------------------------------------------- reading rows
 
 
+def text_lines(path: Path, newline: str | None = None) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 text file (BOM allowed); a non-UTF-8 byte is a ReleaseError
+    naming the line; a file without a non-blank line is warned about (see the module docstring)."""
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline=newline) as f:
+        found = False
+        for number, text in enumerate(f, start=1):
+            if not text.isascii():
+                _check_utf8(path, number, text)
+            found = found or bool(text.strip())
+            yield number, text
+    if not found:
+        log.warning("%s: empty file: no records", path)
+
+
+def _check_utf8(path: Path, line: int, text: str) -> None:
+    """`text` was decoded with surrogateescape: a lone surrogate stands for an undecodable byte."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        byte = ord(text[e.start]) - 0xDC00
+        raise ReleaseError(path, line, f"not valid UTF-8: byte 0x{byte:02x} at column {e.start + 1}; "
+                           "re-save the file as UTF-8") from None
+
+
 def csv_rows(path: Path, delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
     """(first line number, fields) per record; RFC-4180 quoting, CRLF and embedded newlines, BOM."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        start = 1
-        try:
-            for fields in reader:
-                yield start, fields
-                start = reader.line_num + 1
-        except csv.Error as e:
-            raise ReleaseError(path, start, f"unreadable CSV: {e}") from None
+    reader = csv.reader((text for _, text in text_lines(path, newline="")), delimiter=delimiter)
+    start = 1
+    try:
+        for fields in reader:
+            yield start, fields
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise ReleaseError(path, start, f"unreadable CSV: {e}") from None
+
+
+def csv_table(path: Path, delimiter: str = ",") -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """The header and the non-blank data rows of a CSV; a file without a header is a ReleaseError,
+    one without data rows is warned about."""
+    rows = csv_rows(path, delimiter)
+    first = next(rows, None)
+    if first is None:
+        raise ReleaseError(path, 1, "empty file (expected a header)")
+    header = first[1]
+
+    def data() -> Iterator[tuple[int, list[str]]]:
+        found = False
+        for line, fields in rows:
+            if fields:  # csv yields [] for blank lines
+                found = True
+                yield line, fields
+        if not found:
+            log.warning("%s: no records after the header", path)
+    return header, data()
 
 
 def header_index(path: Path, header: list[str], required: Iterable[str]) -> dict[str, int]:
@@ -135,12 +195,39 @@ def short_row_skip(path: Path, line: int, fields: list[str], needed: int) -> Ski
     return None
 
 
-def load_json_file(path: Path) -> Any:
+def load_json_file(path: Path, kind: type = dict, what: str = "one JSON object") -> Any:
+    """A whole JSON file holding a `kind` (an empty one is warned about); errors name the file and line."""
+    data = Path(path).read_bytes().removeprefix(b"\xef\xbb\xbf")
     try:
-        with open(path, encoding="utf-8-sig") as f:
-            return json.load(f)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ReleaseError(path, line, f"not valid UTF-8: byte 0x{data[e.start]:02x} at column {column}; "
+                           "re-save the file as UTF-8") from None
+    try:
+        value = json.loads(text)
     except json.JSONDecodeError as e:
         raise ReleaseError(path, e.lineno, f"invalid JSON: {e.msg} at column {e.colno}") from None
+    if not isinstance(value, kind):
+        raise ReleaseError(path, 1, f"expected {what}, got {type(value).__name__}")
+    if not value:
+        log.warning("%s: empty file: no records (an empty %s)", path, kind.__name__)
+    return value
+
+
+def release_path(root: Path, base: Path, name: str, file: Path, line: int) -> Path | Skip:
+    """`base / name` for a file name taken from the data, or an `unsafe_path` Skip when it leaves
+    the release folder `root`: absolute, `..` climbing out, or (when it exists) resolving outside
+    through a symlink. Missing files are fine (images need not exist at ingest)."""
+    relative = name.replace("\\", "/")
+    if relative.startswith("/") or relative[1:3] in (":/", ":") and relative[0].isalpha():  # POSIX or drive
+        return Skip(str(file), line, UNSAFE_PATH, f"absolute path {name!r:.200}")
+    path = Path(base) / relative
+    problem = outside_roots(path, [Path(root)])
+    if problem:
+        return Skip(str(file), line, UNSAFE_PATH, f"{name!r:.200} {problem}")
+    return path
 
 
 def check_values(labels: dict[str, Any], allowed: dict[str, Iterable]) -> str | None:

@@ -1,8 +1,9 @@
 """Facebook Hateful Memes: <split>.jsonl files with {"id", "img", "label", "text"} per line.
 
 Ids are keyed on the `img` stem ("img/08291.png" -> 08291): the JSON `id` is an integer and has
-lost its leading zeros. test_unseen (Phase 2) has no `label` key -> labels_raw None. The meme
-text is the release's transcription -> one OCR line.
+lost its leading zeros. test_unseen (Phase 2) and test (Phase 1) have no `label` key -> labels_raw
+None; a row without a label in any other split is a counted `missing_label` skip. The meme text is
+the release's transcription -> one OCR line.
 """
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from stages.records import ManifestRecord, make_id
-from stages.releases import Example, ReleaseFiles, Skip, transcription
+from stages.releases import MISSING_LABEL, Example, ReleaseFiles, Skip, release_path, text_lines, transcription
 
 DATASET = "hateful_memes"
 # Phase 2 names, then the Phase 1 names (dev.jsonl / test.jsonl) of older copies.
 SPLITS = ("train", "dev_seen", "dev_unseen", "test_seen", "test_unseen", "dev", "test")
+UNLABELED_SPLITS = ("test_unseen", "test")  # released without labels
 
 
 def read_release(folder: Path) -> Iterator[Example | Skip]:
@@ -24,35 +26,38 @@ def read_release(folder: Path) -> Iterator[Example | Skip]:
     for split in SPLITS:
         path = files.file(f"{split}.jsonl")
         if path:
-            yield from _read_split(path, split)
+            yield from _read_split(path, split, files.folder)
 
 
-def _read_split(path: Path, split: str) -> Iterator[Example | Skip]:
-    with open(path, encoding="utf-8-sig") as f:
-        for line, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as e:
-                yield Skip(str(path), line, "invalid JSON line", f"{e.msg} at column {e.colno}")
-                continue
-            problem = _problem(row)
-            if problem:
-                yield Skip(str(path), line, *problem)
-                continue
-            img = _img(row)  # relative to the folder holding the jsonl files ("img/08291.png")
-            labels = {"label": row["label"]} if row.get("label") is not None else None
-            record = ManifestRecord(id=make_id(DATASET, split, img.stem), dataset=DATASET, split=split,
-                                    image_path=str(path.parent / img), text_raw=None, labels_raw=labels)
-            yield Example(record, transcription(record, row["text"]), f"{path}:{line}")
+def _read_split(path: Path, split: str, root: Path) -> Iterator[Example | Skip]:
+    for line, text in text_lines(path):
+        if not text.strip():
+            continue
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as e:
+            yield Skip(str(path), line, "invalid JSON line", f"{e.msg} at column {e.colno}")
+            continue
+        problem = _problem(row, split)
+        if problem:
+            yield Skip(str(path), line, *problem)
+            continue
+        # "img/08291.png", relative to the folder holding the jsonl files
+        image = release_path(root, path.parent, row["img"], path, line)
+        if isinstance(image, Skip):
+            yield image
+            continue
+        labels = {"label": row["label"]} if row.get("label") is not None else None
+        record = ManifestRecord(id=make_id(DATASET, split, _img(row).stem), dataset=DATASET, split=split,
+                                image_path=str(image), text_raw=None, labels_raw=labels)
+        yield Example(record, transcription(record, row["text"]), f"{path}:{line}")
 
 
 def _img(row: dict) -> PurePosixPath:
     return PurePosixPath(row["img"].replace("\\", "/"))
 
 
-def _problem(row) -> tuple[str, str] | None:
+def _problem(row, split: str) -> tuple[str, str] | None:
     if not isinstance(row, dict):
         return "malformed row", f"expected a JSON object, got {type(row).__name__}"
     for key in ("img", "text"):
@@ -62,4 +67,6 @@ def _problem(row) -> tuple[str, str] | None:
         return "empty id", "'img' has no file name"
     if row.get("label") is not None and (row["label"] not in (0, 1) or isinstance(row["label"], bool)):
         return "label value outside the documented set", f"label={row['label']!r:.40} is not 0 or 1"
+    if row.get("label") is None and split not in UNLABELED_SPLITS:
+        return MISSING_LABEL, f"no 'label' in {split}, a labelled split"
     return None

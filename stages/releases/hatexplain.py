@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from stages.records import ManifestRecord, make_id
-from stages.releases import Example, ReleaseError, ReleaseFiles, Skip, load_json_file
+from stages.releases import MISSING_LABEL, Example, ReleaseError, ReleaseFiles, Skip, load_json_file
 
 DATASET = "hatexplain"
 SPLITS = ("train", "val", "test")  # plus None for posts in no division
@@ -29,9 +29,7 @@ def read_release(folder: Path) -> Iterator[Example | Skip]:
     split_of = _read_divisions(divisions_path) if divisions_path else {}
     if not divisions_path:
         log.warning("%s: no %s found; every post gets split None", folder, DIVISIONS_FILE)
-    posts = load_json_file(data_path)
-    if not isinstance(posts, dict):
-        raise ReleaseError(data_path, 1, f"expected one JSON object keyed by post_id, got {type(posts).__name__}")
+    posts = load_json_file(data_path, dict, "one JSON object keyed by post_id")
     unsplit = 0
     for number, (post_id, post) in enumerate(posts.items(), start=1):
         where = f"{data_path}: post #{number} ({post_id!r})"
@@ -56,9 +54,7 @@ def read_release(folder: Path) -> Iterator[Example | Skip]:
 
 
 def _read_divisions(path: Path) -> dict[str, str]:
-    divisions = load_json_file(path)
-    if not isinstance(divisions, dict):
-        raise ReleaseError(path, 1, "expected an object {split: [post_id, ...]}")
+    divisions = load_json_file(path, dict, "an object {split: [post_id, ...]}")
     split_of: dict[str, str] = {}
     for split in sorted(divisions):
         ids = divisions[split]
@@ -80,6 +76,8 @@ def _problem(post_id: str, post) -> tuple[str, str] | None:
     for key, kind in (("annotators", list), ("rationales", list), ("post_tokens", list)):
         if not isinstance(post.get(key), kind):
             return "malformed post", f"{key} missing or not a list"
+    if not post["annotators"]:
+        return MISSING_LABEL, "annotators is empty (every HateXplain post is labelled)"
     if not all(isinstance(t, str) for t in post["post_tokens"]):
         return "malformed post", "post_tokens must be strings"
     for annotator in post["annotators"]:

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Iterator
 
 from stages.records import ManifestRecord, make_id
-from stages.releases import (Example, ReleaseError, ReleaseFiles, Skip, check_values, csv_rows, header_index,
-                             short_row_skip, transcription)
+from stages.releases import (Example, ReleaseError, ReleaseFiles, Skip, check_values, csv_rows, csv_table,
+                             header_index, release_path, short_row_skip, transcription)
 
 DATASET = "mami"
 SPLITS = ("training", "test")
@@ -32,34 +32,29 @@ def read_release(folder: Path) -> Iterator[Example | Skip]:
     files.require_any([TRAIN_FILE, TEST_FILE, *GOLD_FILES])
     train = files.file(TRAIN_FILE)
     if train:
-        yield from _read_table(train, "training", None)
+        yield from _read_table(train, "training", None, files.folder)
     test, gold_path = files.file(TEST_FILE), files.file(*GOLD_FILES)
     gold = _read_gold(gold_path) if gold_path else None
     if test:
-        yield from _read_table(test, "test", gold and (gold_path, gold))
+        yield from _read_table(test, "test", gold and (gold_path, gold), files.folder)
     elif gold_path:
-        yield from _read_gold_only(gold_path, gold, files.dir("test", gold_path.parent))
+        yield from _read_gold_only(gold_path, gold, files.dir("test", gold_path.parent), files.folder)
 
 
-def _example(split: str, file_name: str, image_dir: Path, labels: dict | None, text: str | None,
+def _example(split: str, file_name: str, image: Path, labels: dict | None, text: str | None,
              where: str) -> Example:
     record = ManifestRecord(id=make_id(DATASET, split, Path(file_name).stem), dataset=DATASET, split=split,
-                            image_path=str(image_dir / file_name), text_raw=None, labels_raw=labels)
+                            image_path=str(image), text_raw=None, labels_raw=labels)
     return Example(record, transcription(record, text), where)
 
 
-def _read_table(path: Path, split: str, gold: tuple[Path, dict] | None) -> Iterator[Example | Skip]:
+def _read_table(path: Path, split: str, gold: tuple[Path, dict] | None, root: Path) -> Iterator[Example | Skip]:
     """training.csv (labels inline) or Test.csv (labels from the gold file, if any)."""
-    rows = csv_rows(path, delimiter="\t")
-    first = next(rows, None)
-    if first is None:
-        raise ReleaseError(path, 1, "empty file (expected a header)")
+    header, rows = csv_table(path, delimiter="\t")
     required = ["file_name", *LABELS, TEXT] if split == "training" else ["file_name", TEXT]
-    col = header_index(path, first[1], required)
+    col = header_index(path, header, required)
     seen = set()
     for line, fields in rows:
-        if not fields:
-            continue
         skip = short_row_skip(path, line, fields, len(col))
         if skip:
             yield skip
@@ -80,7 +75,11 @@ def _read_table(path: Path, split: str, gold: tuple[Path, dict] | None) -> Itera
         if bad:
             yield Skip(str(path), line, "label value outside the documented set", bad)
             continue
-        yield _example(split, file_name, path.parent, labels, fields[col[TEXT]], f"{path}:{line}")
+        image = release_path(root, path.parent, file_name, path, line)
+        if isinstance(image, Skip):
+            yield image
+            continue
+        yield _example(split, file_name, image, labels, fields[col[TEXT]], f"{path}:{line}")
     if gold:
         unknown = sorted(set(gold[1]) - seen)
         if unknown:
@@ -103,11 +102,15 @@ def _read_gold(path: Path) -> dict[str, tuple[int, dict[str, str]]]:
     return gold
 
 
-def _read_gold_only(path: Path, gold: dict, image_dir: Path) -> Iterator[Example | Skip]:
+def _read_gold_only(path: Path, gold: dict, image_dir: Path, root: Path) -> Iterator[Example | Skip]:
     log.warning("%s: no %s found; the gold labels are ingested without transcriptions", path, TEST_FILE)
     for file_name, (line, labels) in gold.items():
         bad = check_values(labels, ALLOWED)
         if bad:
             yield Skip(str(path), line, "label value outside the documented set", bad)
             continue
-        yield _example("test", file_name, image_dir, labels, None, f"{path}:{line}")
+        image = release_path(root, image_dir, file_name, path, line)
+        if isinstance(image, Skip):
+            yield image
+            continue
+        yield _example("test", file_name, image, labels, None, f"{path}:{line}")

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Iterator
 
 from stages.records import ManifestRecord, make_id
-from stages.releases import (Example, ReleaseError, ReleaseFiles, Skip, check_values, csv_rows, short_row_skip,
-                             transcription)
+from stages.releases import (Example, ReleaseError, ReleaseFiles, Skip, check_values, csv_table, release_path,
+                             short_row_skip, transcription)
 
 DATASET = "memotion1"
 SPLITS = ("train", "test")
@@ -48,44 +48,43 @@ def read_release(folder: Path) -> Iterator[Example | Skip]:
     if train:
         if train.name == TRAIN_FILES[0] and files.file(TRAIN_FILES[1]):
             log.warning("%s: both labels.csv and data_6512.csv found; using labels.csv (same annotations)", folder)
-        yield from _read_train(train, files.dir("images", train.parent / "images"))
+        yield from _read_train(train, files.dir("images", train.parent / "images"), files.folder)
     test = files.file(TEST_FILE)
     if test:
         gold_path = files.file(*GOLD_FILES)
         gold = _read_gold(gold_path) if gold_path else None
         if gold is None:
             log.warning("%s: no Meme_groundTruth.csv found; the test memes are ingested unlabeled", folder)
-        yield from _read_test(test, gold_path, gold, files.dir("2000_data", test.parent / "2000_data"))
+        yield from _read_test(test, gold_path, gold, files.dir("2000_data", test.parent / "2000_data"), files.folder)
 
 
 def _table(path: Path, required: list[str]) -> Iterator[tuple[int, list[str] | Skip, dict[str, int]]]:
     """Rows of a comma CSV with columns by normalised name; short rows come out as Skips."""
-    rows = csv_rows(path)
-    first = next(rows, None)
-    if first is None:
-        raise ReleaseError(path, 1, "empty file (expected a header)")
-    names = [ALIASES.get(h.strip().lower(), h.strip().lower()) for h in first[1]]
+    header, rows = csv_table(path)
+    names = [ALIASES.get(h.strip().lower(), h.strip().lower()) for h in header]
     col = {name: i for i, name in enumerate(names) if name and not name.startswith("unnamed")}
     missing = [name for name in required if name not in col]
     if missing:
-        raise ReleaseError(path, 1, f"header lacks column(s) {missing}; header is {first[1]}")
+        raise ReleaseError(path, 1, f"header lacks column(s) {missing}; header is {header}")
     needed = max(col[name] for name in required) + 1
     for line, fields in rows:
-        if fields:
-            yield line, short_row_skip(path, line, fields, needed) or fields, col
+        yield line, short_row_skip(path, line, fields, needed) or fields, col
 
 
-def _example(split: str, image_name: str, image_dir: Path, labels: dict | None, fields: list[str],
-             col: dict[str, int], where: str) -> Example:
+def _example(split: str, image_name: str, image_dir: Path, root: Path, labels: dict | None, fields: list[str],
+             col: dict[str, int], path: Path, line: int) -> Example | Skip:
+    image = release_path(root, image_dir, image_name, path, line)
+    if isinstance(image, Skip):
+        return image
     text = fields[col["text_corrected"]]
     if not text.strip():
         text = fields[col["text_ocr"]]
     record = ManifestRecord(id=make_id(DATASET, split, image_name), dataset=DATASET, split=split,
-                            image_path=str(image_dir / image_name), text_raw=None, labels_raw=labels)
-    return Example(record, transcription(record, text), where)
+                            image_path=str(image), text_raw=None, labels_raw=labels)
+    return Example(record, transcription(record, text), f"{path}:{line}")
 
 
-def _read_train(path: Path, image_dir: Path) -> Iterator[Example | Skip]:
+def _read_train(path: Path, image_dir: Path, root: Path) -> Iterator[Example | Skip]:
     for line, fields, col in _table(path, ["image_name", "text_ocr", "text_corrected", *ALLOWED]):
         if isinstance(fields, Skip):
             yield fields
@@ -99,7 +98,7 @@ def _read_train(path: Path, image_dir: Path) -> Iterator[Example | Skip]:
         if bad:
             yield Skip(str(path), line, "label value outside the documented set", bad)
             continue
-        yield _example("train", image_name, image_dir, labels, fields, col, f"{path}:{line}")
+        yield _example("train", image_name, image_dir, root, labels, fields, col, path, line)
 
 
 def _read_gold(path: Path) -> dict[str, tuple[int, str]]:
@@ -126,7 +125,8 @@ def decode_gold(code: str) -> dict[str, str] | None:
             "overall_sentiment": {"-1": "negative", "0": "neutral", "1": "positive"}[sentiment]}
 
 
-def _read_test(path: Path, gold_path: Path | None, gold: dict | None, image_dir: Path) -> Iterator[Example | Skip]:
+def _read_test(path: Path, gold_path: Path | None, gold: dict | None, image_dir: Path,
+               root: Path) -> Iterator[Example | Skip]:
     seen = set()
     for line, fields, col in _table(path, ["image_name", "text_ocr", "text_corrected"]):
         if isinstance(fields, Skip):
@@ -148,7 +148,7 @@ def _read_test(path: Path, gold_path: Path | None, gold: dict | None, image_dir:
                 yield Skip(str(gold_path), gold_line, "label value outside the documented set",
                            f"Labels={code!r:.60} is not <-1|0|1>_<4 binary>_<4 intensities>")
                 continue
-        yield _example("test", image_name, image_dir, labels, fields, col, f"{path}:{line}")
+        yield _example("test", image_name, image_dir, root, labels, fields, col, path, line)
     if gold:
         unknown = sorted(set(gold) - seen)
         if unknown:

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Iterator
 
 from stages.records import ManifestRecord, make_id
-from stages.releases import (Example, ReleaseError, ReleaseFiles, Skip, check_values, csv_rows, short_row_skip,
-                             transcription)
+from stages.releases import (Example, ReleaseError, ReleaseFiles, Skip, check_values, csv_table, release_path,
+                             short_row_skip, transcription)
 
 DATASET = "memotion2"
 SPLITS = ("train", "val")
@@ -29,22 +29,18 @@ def read_release(folder: Path) -> Iterator[Example | Skip]:
     for split in SPLITS:
         path = files.file(f"memotion_{split}.csv")
         if path:
-            yield from _read_split(path, split, files.dir(f"{split}_images", path.parent / f"{split}_images"))
+            image_dir = files.dir(f"{split}_images", path.parent / f"{split}_images")
+            yield from _read_split(path, split, image_dir, files.folder)
 
 
-def _read_split(path: Path, split: str, image_dir: Path) -> Iterator[Example | Skip]:
-    rows = csv_rows(path)
-    first = next(rows, None)
-    if first is None:
-        raise ReleaseError(path, 1, "empty file (expected a header)")
-    col = {name.strip().lower(): i for i, name in enumerate(first[1]) if name.strip()}
+def _read_split(path: Path, split: str, image_dir: Path, root: Path) -> Iterator[Example | Skip]:
+    header, rows = csv_table(path)
+    col = {name.strip().lower(): i for i, name in enumerate(header) if name.strip()}
     missing = [name for name in ("id", "ocr_text", *ALLOWED) if name not in col]
     if missing:
-        raise ReleaseError(path, 1, f"header lacks column(s) {missing}; header is {first[1]}")
+        raise ReleaseError(path, 1, f"header lacks column(s) {missing}; header is {header}")
     needed = max(col[name] for name in ("id", "ocr_text", *ALLOWED)) + 1
     for line, fields in rows:
-        if not fields:
-            continue
         skip = short_row_skip(path, line, fields, needed)
         if skip:
             yield skip
@@ -58,6 +54,10 @@ def _read_split(path: Path, split: str, image_dir: Path) -> Iterator[Example | S
         if bad:
             yield Skip(str(path), line, "label value outside the documented set", bad)
             continue
+        image = release_path(root, image_dir, f"{meme_id}.jpg", path, line)
+        if isinstance(image, Skip):
+            yield image
+            continue
         record = ManifestRecord(id=make_id(DATASET, split, meme_id), dataset=DATASET, split=split,
-                                image_path=str(image_dir / f"{meme_id}.jpg"), text_raw=None, labels_raw=labels)
+                                image_path=str(image), text_raw=None, labels_raw=labels)
         yield Example(record, transcription(record, fields[col["ocr_text"]]), f"{path}:{line}")

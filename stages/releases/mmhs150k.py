@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Iterator
 
 from stages.records import ManifestRecord, make_id
-from stages.releases import Example, ReleaseError, ReleaseFiles, Skip, load_json_file, transcription
+from stages.releases import (MISSING_LABEL, Example, ReleaseError, ReleaseFiles, Skip, load_json_file, release_path,
+                             text_lines, transcription)
 
 DATASET = "mmhs150k"
 SPLITS = ("train", "val", "test")  # plus None for tweets in no split file
@@ -30,9 +31,7 @@ def read_release(folder: Path) -> Iterator[Example | Skip]:
     yield from skips
     image_dir = files.dir("img_resized", gt_path.parent / "img_resized")
     text_dir = files.dir("img_txt", gt_path.parent / "img_txt")
-    tweets = load_json_file(gt_path)
-    if not isinstance(tweets, dict):
-        raise ReleaseError(gt_path, 1, f"expected one JSON object keyed by tweet id, got {type(tweets).__name__}")
+    tweets = load_json_file(gt_path, dict, "one JSON object keyed by tweet id")
     unsplit = 0
     for number, (tweet_id, tweet) in enumerate(tweets.items(), start=1):
         where = f"{gt_path}: tweet #{number} ({tweet_id!r})"
@@ -40,13 +39,18 @@ def read_release(folder: Path) -> Iterator[Example | Skip]:
         if problem:
             yield Skip(str(gt_path), number, problem[0], f"{where}: {problem[1]}")
             continue
+        image = release_path(folder, image_dir, f"{tweet_id}.jpg", gt_path, number)
+        img_txt = release_path(folder, text_dir, f"{tweet_id}.json", gt_path, number)
+        if isinstance(image, Skip) or isinstance(img_txt, Skip):
+            yield image if isinstance(image, Skip) else img_txt
+            continue
         split = split_of.get(tweet_id)
         unsplit += split is None
         record = ManifestRecord(
             id=make_id(DATASET, split, tweet_id), dataset=DATASET, split=split,
-            image_path=str(image_dir / f"{tweet_id}.jpg"), text_raw=tweet["tweet_text"],
+            image_path=str(image), text_raw=tweet["tweet_text"],
             labels_raw={"labels": tweet["labels"], "labels_str": tweet["labels_str"]})
-        img_text, skip = _read_img_txt(text_dir / f"{tweet_id}.json")
+        img_text, skip = _read_img_txt(img_txt)
         if skip:
             yield skip
         yield Example(record, transcription(record, img_text), where)
@@ -66,17 +70,16 @@ def _read_splits(files: ReleaseFiles) -> tuple[dict[str, str], list[Skip]]:
         if not path:
             log.warning("%s: no %s_ids.txt found", files.folder, split)
             continue
-        with open(path, encoding="utf-8-sig") as f:
-            for line, text in enumerate(f, start=1):
-                tweet_id = text.strip()
-                if not tweet_id:
-                    continue
-                if tweet_id in split_of:
-                    if split_of[tweet_id] != split:
-                        raise ReleaseError(path, line, f"tweet {tweet_id} is also in the {split_of[tweet_id]} split")
-                    skips.append(Skip(str(path), line, "duplicate id in a split file", tweet_id))
-                    continue
-                split_of[tweet_id] = split
+        for line, text in text_lines(path):
+            tweet_id = text.strip()
+            if not tweet_id:
+                continue
+            if tweet_id in split_of:
+                if split_of[tweet_id] != split:
+                    raise ReleaseError(path, line, f"tweet {tweet_id} is also in the {split_of[tweet_id]} split")
+                skips.append(Skip(str(path), line, "duplicate id in a split file", tweet_id))
+                continue
+            split_of[tweet_id] = split
     return split_of, skips
 
 
@@ -104,6 +107,8 @@ def _problem(tweet_id: str, tweet) -> tuple[str, str] | None:
     labels, labels_str = tweet.get("labels"), tweet.get("labels_str")
     if not isinstance(labels, list) or not isinstance(labels_str, list):
         return "row with missing columns", "labels / labels_str missing or not lists"
+    if not labels or not labels_str:
+        return MISSING_LABEL, "labels / labels_str are empty (every MMHS150K tweet is labelled)"
     if not all(type(v) is int and 0 <= v < len(LABELS_STR) for v in labels):
         return "label value outside the documented set", f"labels={labels!r:.80}"
     if not all(v in LABELS_STR for v in labels_str):

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Iterator
 
 from stages.records import ManifestRecord, make_id
-from stages.releases import (Example, ReleaseError, ReleaseFiles, Skip, check_values, csv_rows, header_index,
-                             short_row_skip)
+from stages.releases import (Example, ReleaseError, ReleaseFiles, Skip, check_values, csv_rows, csv_table,
+                             header_index, short_row_skip)
 
 DATASET = "olid"
 SPLITS = ("train", "test")
@@ -43,14 +43,10 @@ def _record(split: str, tweet_id: str, tweet: str, labels: dict | None) -> Manif
 
 
 def _rows(path: Path, required: list[str]) -> Iterator[tuple[int, list[str], dict[str, int]]]:
-    rows = csv_rows(path, delimiter="\t")
-    first = next(rows, None)
-    if first is None:
-        raise ReleaseError(path, 1, "empty file (expected a header)")
-    columns = header_index(path, first[1], required)
+    header, rows = csv_table(path, delimiter="\t")
+    columns = header_index(path, header, required)
     for line, fields in rows:
-        if fields:  # csv yields [] for blank lines
-            yield line, fields, columns
+        yield line, fields, columns
 
 
 def _read_train(path: Path) -> Iterator[Example | Skip]:
