@@ -180,14 +180,18 @@ def check(value: Any, key: Key) -> None:
 
 
 def from_text(text: str, key: Key) -> Any:
-    """A flag's text: kept as is for strings and paths, else read as YAML (numbers, null, mappings)."""
+    """A flag's text: kept as is for strings and paths, else read as YAML (numbers, null, mappings,
+    lists; a single item given for a list is a list of one)."""
     base, nullable = _optional(key.type)
     if base in (str, Path):
         return None if nullable and text == "null" else text
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
-        return text
+        value = text
+    if typing.get_origin(base) in (tuple, list) and not isinstance(value, list) and value is not None:
+        return [value]   # `--image-dirs DIR`: one item; `--image-dirs '[A, B]'`: several
+    return value
 
 
 # ---------------------------------------------------------------- building configs

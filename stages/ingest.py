@@ -42,7 +42,7 @@ class IngestConfig:
     """The `ingest` params group."""
     manifest: Path  # output Step 2 manifest
     ocr: Path  # output Step 2 OCR file
-    report: Path  # output report: counts and every skipped row (file:line); with --manifest: beside it
+    report: Path | None = None  # output report: counts and every skipped row (file:line); null: beside the manifest
     datasets: dict[str, Path] = field(  # the releases: name -> folder (on the command line: --dataset NAME=DIR)
         default_factory=dict, metadata={"flag": False})
     step2_manifest: Path | None = None  # your own Step 2 manifest, validated and copied instead of the releases
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> IngestResult:
         config = dataclasses.replace(config, datasets=parse_dataset_options(args.dataset),
                                      step2_manifest=None, step2_ocr=None)
     if given(args, "ingest.manifest") and not given(args, "ingest.report"):   # keep the pipeline's report
-        config = dataclasses.replace(config, report=config.manifest.parent / "ingest_report.json")
+        config = dataclasses.replace(config, report=None)
     try:
         result = run(config)
     except (ReleaseError, ContractError) as e:
@@ -332,17 +332,18 @@ def main(argv: list[str] | None = None) -> IngestResult:
 
 def run(config: IngestConfig) -> IngestResult:
     step2_manifest, step2_ocr = config.step2_manifest, config.step2_ocr
+    report = config.report or config.manifest.parent / "ingest_report.json"
     if step2_manifest or step2_ocr:
         if not (step2_manifest and step2_ocr):
             raise SystemExit("give both Step 2 files (step2_manifest and step2_ocr), or neither")
         for path in (step2_manifest, step2_ocr):
             if not path.is_file():
                 raise SystemExit(f"Step 2 file not found: {path}")
-        return import_step2(step2_manifest, step2_ocr, config.manifest, config.ocr, REPO_ROOT, config.report)
+        return import_step2(step2_manifest, step2_ocr, config.manifest, config.ocr, REPO_ROOT, report)
     if not config.datasets:
         raise SystemExit("no datasets: give --dataset NAME=DIR or set ingest.datasets in params.yaml")
     check_datasets(config.datasets)
-    return ingest(config.datasets, config.manifest, config.ocr, REPO_ROOT, progress=True, report_out=config.report)
+    return ingest(config.datasets, config.manifest, config.ocr, REPO_ROOT, progress=True, report_out=report)
 
 
 if __name__ == "__main__":

@@ -122,7 +122,8 @@ def run_stages(name: str, release: Path, work: Path, taxonomy: Taxonomy) -> tupl
     shards = work / "shards"
     stats = pack(PackConfig(manifest=manifest, ocr=ocr, output_dir=shards, stats=work / "stats.json",
                             label_taxonomy=TAXONOMY, splits=work / "splits.json", image=ImageSpec(size=32),
-                            require_images=False, workers=1, image_root=work, official=OFFICIAL))
+                            require_images=False, workers=1, image_root=work, image_dirs=(release,),
+                            official=OFFICIAL))
     assert json.loads((work / "stats.json").read_text()) == stats
     return result.report, stats, shards
 
