@@ -22,19 +22,20 @@ def format_eta(seconds: float | None) -> str:
 
 
 class Progress:
-    """Progress of `total` units (examples, images): `update(completed)`, `advance(n)`,
-    `note(text)` for a line above the bar. Use as a context manager."""
+    """Progress of `total` units (examples, images; None: unknown): `update(completed)`,
+    `advance(n)`, `note(text)` for a line above the bar. Use as a context manager;
+    `enabled=False` shows nothing."""
 
-    def __init__(self, label: str, total: int, unit: str = "examples", console: Console | None = None,
-                 every: float = LOG_EVERY_SECONDS, completed: int = 0):
-        self.label, self.total, self.unit, self.every = label, total, unit, every
+    def __init__(self, label: str, total: int | None, unit: str = "examples", console: Console | None = None,
+                 every: float = LOG_EVERY_SECONDS, completed: int = 0, enabled: bool = True):
+        self.label, self.total, self.unit, self.every, self.enabled = label, total, unit, every, enabled
         self.console = console or Console(stderr=True)
         self.completed = self.start_completed = completed
         self.bar = None
 
     def __enter__(self) -> "Progress":
         self.start = self.last_line = time.perf_counter()
-        if self.console.is_terminal:
+        if self.enabled and self.console.is_terminal:
             self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                     _RateETA(self), TimeElapsedColumn(), console=self.console)
             self.bar.start()
@@ -44,7 +45,7 @@ class Progress:
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.stop()
-        elif exc[0] is None:
+        elif exc[0] is None and self.enabled:
             self.console.print(self.line(), soft_wrap=True)
 
     def rate(self) -> float | None:
@@ -54,28 +55,31 @@ class Progress:
 
     def eta(self) -> float | None:
         rate = self.rate()
-        return (self.total - self.completed) / rate if rate else None
+        return (self.total - self.completed) / rate if rate and self.total is not None else None
 
     def line(self) -> str:
-        rate = self.rate()
+        rate = f"{'-' if self.rate() is None else f'{self.rate():.1f}'} {self.unit}/s"
+        if self.total is None:
+            return f"{self.label}: {self.completed} {self.unit}, {rate}"
         share = self.completed / self.total if self.total else 1.0
-        return (f"{self.label}: {self.completed}/{self.total} {self.unit} ({share:.0%}), "
-                f"{'-' if rate is None else f'{rate:.1f}'} {self.unit}/s, ETA {format_eta(self.eta())}")
+        return (f"{self.label}: {self.completed}/{self.total} {self.unit} ({share:.0%}), {rate}, "
+                f"ETA {format_eta(self.eta())}")
 
     def update(self, completed: int, label: str | None = None) -> None:
         self.completed, self.label = completed, label or self.label
         if self.bar is not None:
             self.bar.update(self.task, completed=completed, description=self.label)
-        elif time.perf_counter() - self.last_line >= self.every:
+        elif self.enabled and time.perf_counter() - self.last_line >= self.every:
             self.last_line = time.perf_counter()
             self.console.print(self.line(), soft_wrap=True)
 
-    def advance(self, count: int = 1) -> None:
-        self.update(self.completed + count)
+    def advance(self, count: int = 1, label: str | None = None) -> None:
+        self.update(self.completed + count, label)
 
     def note(self, text: str) -> None:
         """A line of its own (above the bar on a terminal)."""
-        self.console.print(text, soft_wrap=True)
+        if self.enabled:
+            self.console.print(text, soft_wrap=True)
 
 
 class _RateETA(ProgressColumn):
@@ -85,5 +89,5 @@ class _RateETA(ProgressColumn):
 
     def render(self, task) -> Text:
         rate = self.progress.rate()
-        return Text(f"{'-' if rate is None else f'{rate:.1f}'} {self.progress.unit}/s  "
-                    f"ETA {format_eta(self.progress.eta())}")
+        eta = "" if self.progress.total is None else f"  ETA {format_eta(self.progress.eta())}"
+        return Text(f"{'-' if rate is None else f'{rate:.1f}'} {self.progress.unit}/s{eta}")

@@ -28,6 +28,7 @@ from typing import Iterable, Iterator
 from stages import records
 from stages.common import REPO_ROOT, atomic_file, json_text, setup_logging
 from stages.config import Part, given, parse
+from stages.console import Progress
 from stages.records import ContractError, ManifestRecord, OcrRecord
 from stages.releases import ADAPTERS, DATASETS, Example, ReleaseError, Skip
 
@@ -115,24 +116,13 @@ def _write_report(stack: ExitStack, result: IngestResult, report_out: Path | Non
 
 
 def _all_items(ordered: list[tuple[str, Path]], progress: bool) -> Iterator[tuple[str, Example | Skip]]:
-    from rich.progress import Progress, ProgressColumn, TextColumn, TimeElapsedColumn
-    from rich.text import Text
-
-    class Rate(ProgressColumn):
-        def render(self, task) -> Text:
-            return Text(f"{task.finished_speed or task.speed or 0:,.0f} examples/s")
-
-    columns = [TextColumn("[bold]{task.description:<14}"), TextColumn("{task.completed:>9,.0f} records"), Rate(),
-               TimeElapsedColumn()]
-    with Progress(*columns, disable=not progress) as bar:
-        for name, folder in ordered:
-            if not folder.is_dir():
-                raise ReleaseError(folder, None, f"dataset folder for {name!r} does not exist")
-            task = bar.add_task(name, total=None)
+    for name, folder in ordered:
+        if not folder.is_dir():
+            raise ReleaseError(folder, None, f"dataset folder for {name!r} does not exist")
+        with Progress(name, None, unit="records", enabled=progress) as bar:
             for item in ADAPTERS[name](folder):
                 yield name, item
-                bar.advance(task)
-            bar.stop_task(task)
+                bar.advance()
 
 
 def _unique(items: Iterable[tuple[str, Example | Skip]]) -> Iterator[tuple[str, Example | Skip]]:

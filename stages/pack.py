@@ -29,13 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from rich.progress import ProgressColumn
-from rich.text import Text
 
 from stages import balance
 from stages.common import (REPO_ROOT, atomic_dir, atomic_file, exit_on_interrupt, json_text, resolve_workers,
                            setup_logging)
 from stages.config import Part, check_fields, parse
+from stages.console import Progress
 from stages.images import ImageError, ImageSpec, PreparedImage, prepare_image
 from stages.records import (DIAGNOSTIC_SPLIT, EVAL_SPLITS, PACKED_SPLITS, SPLITS, ContractError, ManifestRecord,
                             evaluation_splits, load_ocr_index, official_split, read_manifest, resolve_image_path,
@@ -607,12 +606,6 @@ def describe_test_split(test: dict[str, Any]) -> str:
     return f"{official} + {carved}" if test["official_examples"] else carved
 
 
-class RateColumn(ProgressColumn):
-    def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:.1f} examples/s" if speed else "- examples/s")
-
-
 def _exit_on_sigterm(signum, frame) -> None:
     raise SystemExit(f"pack: stopped by signal {signum}; no outputs written")
 
@@ -631,7 +624,6 @@ def main(argv: list[str] | None = None) -> None:
 def run(config: PackConfig) -> None:
     """main() after option parsing: progress bar, summary table, speed."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
     try:
@@ -641,12 +633,10 @@ def run(config: PackConfig) -> None:
     total = count_lines(config.manifest)
     if config.examples_limit is not None:
         total = min(total, config.examples_limit)
-    columns = (TextColumn("pack"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), RateColumn())
     start = time.perf_counter()
     try:
-        with Progress(*columns, console=console) as progress:
-            bar = progress.add_task("pack", total=total)
-            summary = pack(config, lambda: progress.advance(bar))
+        with Progress("pack", total, console=console) as progress:
+            summary = pack(config, progress.advance)
     except PackError as e:
         raise SystemExit(f"pack: {e}") from None
     except PackFailed as e:

@@ -35,6 +35,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from stages.common import atomic_dir, setup_logging
 from stages.config import Part, check_fields, parse
+from stages.console import Progress
 from stages.releases import DATASETS, PILOT_RECIPES
 
 log = logging.getLogger(__name__)
@@ -801,18 +802,9 @@ def main(argv: list[str] | None = None) -> PilotResult:
 
 
 def run_with_progress(config: PilotConfig) -> PilotResult:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
-    from rich.text import Text
-
-    class RateColumn(ProgressColumn):
-        def render(self, task) -> Text:
-            return Text(f"{task.finished_speed or task.speed or 0:.0f} examples/s")
-
     total = config.examples_per_dataset * len(config.datasets)
-    with Progress(TextColumn("pilot {task.description:<14}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-                  TimeElapsedColumn(), transient=False) as progress:
-        task = progress.add_task("", total=total)
-        return write_pilot(config, lambda dataset: progress.update(task, advance=1, description=dataset))
+    with Progress("pilot", total) as progress:
+        return write_pilot(config, lambda dataset: progress.advance(label=f"pilot {dataset}"))
 
 
 def print_summary(result: PilotResult) -> None:

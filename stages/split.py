@@ -25,7 +25,6 @@
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import logging
@@ -43,6 +42,7 @@ import numpy as np
 from stages import balance
 from stages.common import REPO_ROOT, resolve_workers, setup_logging, write_json
 from stages.config import Part, parse
+from stages.console import Progress
 from stages.records import (DIAGNOSTIC_SPLIT, EVAL_SPLITS, SPLITS, ContractError, ManifestRecord, OcrRecord,
                             evaluation_splits, load_ocr_index, read_manifest, resolve_image_path)
 from stages.taxonomy import LabelError, Taxonomy, TaxonomyError, UnifiedLabels
@@ -148,32 +148,14 @@ def hash_images(image_paths: list[str], root: Path, workers: int, progress: bool
     """Hash images in a process pool; ordered imap, so results never depend on the worker count."""
     jobs = ((p, str(root)) for p in image_paths)
     workers = resolve_workers(workers)
-    with _progress_bar(progress, "hashing images", len(image_paths)) as advance:
+    with Progress("hashing images", len(image_paths), unit="images", enabled=progress) as bar:
+        def advance(image_hash: ImageHash) -> ImageHash:
+            bar.advance()
+            return image_hash
         if workers == 1 or len(image_paths) < 64:
             return [advance(_hash_one(job)) for job in jobs]
         with Pool(workers) as pool:
             return [advance(h) for h in pool.imap(_hash_one, jobs, chunksize=32)]
-
-
-@contextlib.contextmanager
-def _progress_bar(enabled: bool, label: str, total: int):
-    """Yield `advance(x) -> x`; shows a rich bar with images/s when enabled."""
-    if not enabled:
-        yield lambda x: x
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), transient=False) as bar:
-        task = bar.add_task(label, total=total, rate="")
-
-        def advance(x):
-            bar.advance(task)
-            speed = bar.tasks[0].speed
-            if speed:
-                bar.update(task, rate=f"{speed:.1f} images/s")
-            return x
-        yield advance
 
 
 # ------------------------------------------------------------------ content groups
