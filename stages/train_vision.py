@@ -83,7 +83,7 @@ def load_weights_by_position(model: torch.nn.Module, source: dict[str, torch.Ten
     return len(loaded)
 
 
-def build_timm_model(cfg: VisionConfig, task: str):
+def build_timm_model(cfg: VisionConfig, task: str | TrainConfig):
     """(TimmWrapperForImageClassification, its image processor, pretrained?)."""
     import timm
     from transformers import TimmWrapperConfig, TimmWrapperForImageClassification, TimmWrapperImageProcessor
@@ -92,7 +92,7 @@ def build_timm_model(cfg: VisionConfig, task: str):
     id2label, label2id = training.label_maps(task)
     try:
         model = TimmWrapperForImageClassification(TimmWrapperConfig(
-            architecture=arch, num_labels=2, id2label=id2label, label2id=label2id, model_args={}))
+            architecture=arch, num_labels=len(id2label), id2label=id2label, label2id=label2id, model_args={}))
     except (ImportError, RuntimeError) as err:
         raise TrainingInputError(f"vision.model {cfg.model!r}: {err}") from err
     if cfg.weights:
@@ -107,7 +107,7 @@ def build_timm_model(cfg: VisionConfig, task: str):
     return model, processor, bool(cfg.weights)
 
 
-def build_hf_model(cfg: VisionConfig, task: str):
+def build_hf_model(cfg: VisionConfig, task: str | TrainConfig):
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     path = training.resolve_model_source(cfg.model)
@@ -117,7 +117,7 @@ def build_hf_model(cfg: VisionConfig, task: str):
     try:
         processor = AutoImageProcessor.from_pretrained(path, trust_remote_code=False)
         model = AutoModelForImageClassification.from_pretrained(
-            path, num_labels=2, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True,
+            path, num_labels=len(id2label), id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True,
             trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise TrainingInputError(f"vision.model {cfg.model!r}: cannot load an image processor + image "
@@ -157,9 +157,9 @@ def collate_images(features: list[dict]) -> dict:
 
 def build_vision_expert(cfg: VisionConfig, train: TrainConfig) -> Expert:
     if cfg.model.startswith("timm:"):
-        model, processor, pretrained = build_timm_model(cfg, train.task)
+        model, processor, pretrained = build_timm_model(cfg, train)
     else:
-        model, processor, pretrained = build_hf_model(cfg, train.task)
+        model, processor, pretrained = build_hf_model(cfg, train)
     return Expert(model=model, processor=processor, fields_wanted=IMAGE_FIELDS,
                   decode_train=ImageDecoder(processor, flip_seed=train.seed),
                   decode_eval=ImageDecoder(processor), collate=collate_images, model_id=cfg.model,
