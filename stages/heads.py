@@ -254,12 +254,39 @@ def majority_target(head: Head, counts: np.ndarray) -> Any:
 
 def head_class_weights(head: Head, counts: np.ndarray) -> list[float]:
     """Inverse class frequency N / (K n_c) (binary: training.class_weights); multi-label: the
-    positive weight negatives / positives per label. A class absent from train gets 1."""
+    positive weight sqrt(negatives / positives) per label (the full ratio would make P = 0.5 the
+    loss optimum of every rare group, i.e. predict it whenever in doubt). A class absent from train
+    gets 1, and so does a label every labeled train example has (nothing to balance)."""
     if head.kind == "multilabel":
         labeled, positives = counts[0], counts[1:]
-        return [round(float((labeled - p) / p), 6) if p else 1.0 for p in positives]
+        return [round(float(np.sqrt((labeled - p) / p)), 6) if 0 < p < labeled else 1.0 for p in positives]
     total = counts.sum()
     return [round(float(total / (len(counts) * n)), 6) if n else 1.0 for n in counts]
+
+
+def output_layer(model: torch.nn.Module, width: int) -> torch.nn.Linear:
+    """The classifier's last linear layer (one output per logit of every head)."""
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == width]
+    if not layers or layers[-1].bias is None:
+        raise HeadLayoutError(f"{type(model).__name__}: no linear output layer with {width} outputs and a bias")
+    return layers[-1]
+
+
+def init_label_priors(model: torch.nn.Module, layout: HeadLayout, counts: HeadCounts,
+                      class_weights: dict[str, list[float]] | None) -> None:
+    """Start each multi-label output at the optimum of its (weighted) loss for a constant prediction,
+    logit = log(w p / (1 - p)) with p the train positive rate (clipped to [1e-3, 1 - 1e-3]): a
+    fresh output at logit 0 says P = 0.5 for every group, which a few hundred steps at a fine-tuning
+    learning rate do not undo, and the 0.5 threshold then predicts noise."""
+    bias = output_layer(model, layout.width).bias
+    with torch.no_grad():
+        for head, part in zip(layout.heads, layout.logit_slices().values()):
+            if head.kind != "multilabel":
+                continue
+            total = counts.total(head.name)
+            rate = np.clip(total[1:] / max(total[0], 1), 1e-3, 1 - 1e-3)
+            weight = np.asarray((class_weights or {}).get(head.name, [1.0] * head.width))
+            bias[part] = torch.tensor(np.log(weight * rate / (1 - rate)), dtype=bias.dtype)
 
 
 class MultiHeadLoss:

@@ -868,6 +868,8 @@ def run_expert(expert: Expert, splits: dict[str, SplitInfo], paths: ExpertPaths,
     val_stream = ShardStream(splits["val"], task, expert.fields_wanted, expert.decode_eval, bs)
     weights = train_class_weights(splits["train"], layout) if cfg.class_weighting else None
     head_loss = heads.MultiHeadLoss(layout, weights, dict(cfg.head_weights)) if layout else None
+    if layout and resume_from is None:
+        heads.init_label_priors(expert.model, layout, splits["train"].head_counts, weights)
 
     with contextlib.ExitStack() as stack:
         live = stack.enter_context(Live(str(live_work), dvcyaml=False, save_dvc_exp=False,

@@ -153,10 +153,31 @@ def test_class_weights_and_majorities_per_head_from_train_counts():
     assert counts.total("target_group").tolist() == [3, 2, 0, 0, 0, 0, 0, 0, 0]   # labeled, then per category
     assert heads.head_class_weights(layout.head("abuse_hate"), counts.total("abuse_hate")) == [1.5, 0.75]
     assert heads.head_class_weights(layout.head("target_type"), counts.total("target_type")) == [0.75, 1.0, 0.375, 1.0]   # N / (4 n_c)
-    assert heads.head_class_weights(layout.head("target_group"), counts.total("target_group"))[:2] == [0.5, 1.0]
+    assert heads.head_class_weights(layout.head("target_group"), counts.total("target_group"))[:2] == [
+        round(0.5 ** 0.5, 6), 1.0]   # sqrt(negatives / positives)
     assert heads.majority_target(layout.head("target_type"), counts.of("b", "target_type")) == 2
     assert heads.majority_target(layout.head("target_type"), counts.of("a", "target_type")) == 2   # overall
     assert heads.majority_target(layout.head("target_group"), counts.total("target_group")).tolist() == [1] + [0] * 7
+
+
+def test_multilabel_outputs_start_at_the_weighted_train_prior():
+    layout = head_layout(("abuse_hate", "target_group"), TAXONOMY, "category")
+    counts = HeadCounts(layout)
+    for groups in (["women"], ["women", "black"], [], []):
+        counts.add("mami", layout.encode({"labels": {"abuse_hate": 1, "target_group": groups}}, "x"))
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, layout.width))
+    abuse_bias = model[1].bias[:2].clone()
+    weights = {"target_group": heads.head_class_weights(layout.head("target_group"), counts.total("target_group"))}
+    assert weights["target_group"][:3] == [1.0, round(3 ** 0.5, 6), 1.0]   # sqrt(negatives / positives)
+    every = counts.total("target_group").copy()
+    every[1] = every[0]   # a label all labeled examples have: weight 1, not 0
+    assert heads.head_class_weights(layout.head("target_group"), every)[0] == 1.0
+    heads.init_label_priors(model, layout, counts, weights)
+    probs = torch.sigmoid(model[1].bias[2:]).tolist()
+    # gender: p = 2/4, w = 1 -> 0.5; race: p = 1/4, w = sqrt 3 -> sqrt3/4 / (sqrt3/4 + 3/4); never seen: p = 1e-3
+    assert probs[0] == pytest.approx(0.5) and probs[1] == pytest.approx(3 ** 0.5 / (3 ** 0.5 + 3), abs=1e-6)
+    assert probs[2] == pytest.approx(1e-3, abs=1e-6)
+    assert torch.equal(model[1].bias[:2], abuse_bias)   # single-label heads keep their init
 
 
 # ---------------------------------------------------------------- per-head metrics
