@@ -291,7 +291,8 @@ def init_label_priors(model: torch.nn.Module, layout: HeadLayout, counts: HeadCo
 
 class MultiHeadLoss:
     """Sum over heads of head_weight x the head's loss over the rows where its field is labeled
-    (weighted cross-entropy; multi-label: BCE with per-label positive weights). A head with no
+    (weighted cross-entropy; multi-label: BCE with per-label positive weights, summed over the labels,
+    averaged over the rows). A head with no
     labeled row in the batch adds nothing, so its output rows get zero gradient."""
 
     def __init__(self, layout: HeadLayout, class_weights: dict[str, list[float]] | None,
@@ -310,8 +311,9 @@ class MultiHeadLoss:
             weight = self.class_weights.get(head.name)
             weight = None if weight is None else torch.tensor(weight, device=logits.device)
             if head.kind == "multilabel":
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                    logits[rows][:, logit_part], target[rows], pos_weight=weight)
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(   # summed over labels:
+                    logits[rows][:, logit_part], target[rows], pos_weight=weight,   # a mean would divide
+                    reduction="none").sum(dim=1).mean()                             # each group's signal by K
             else:
                 loss = torch.nn.functional.cross_entropy(logits[rows][:, logit_part], target[rows, 0].long(),
                                                          weight=weight)

@@ -130,7 +130,7 @@ def test_a_head_without_labeled_rows_contributes_nothing_and_gets_zero_gradient(
     loss = loss_fn(logits, labels)
     loss.backward()
     by_hand = (torch.nn.functional.cross_entropy(logits[:2, 0:2], torch.tensor([1, 0]), weight=torch.tensor([0.75, 1.5]))
-               + 0.5 * torch.nn.functional.binary_cross_entropy_with_logits(
+               + 0.5 * 8 * torch.nn.functional.binary_cross_entropy_with_logits(   # summed over the 8 labels
                    logits[[0, 2], 6:14], labels[[0, 2], 2:10], pos_weight=torch.full((8,), 2.0)))
     assert torch.allclose(loss, by_hand)
     slices = layout.logit_slices()
