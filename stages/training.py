@@ -287,6 +287,11 @@ class SplitInfo:
     def majority(self) -> int:
         return majority_class(self.class_counts)
 
+    @property
+    def datasets(self) -> list[str]:
+        """The datasets with labeled examples."""
+        return sorted(self.by_dataset if self.head_counts is None else self.head_counts.by_dataset)
+
 
 def majority_class(counts: tuple[int, int]) -> int:
     return int(counts[1] > counts[0])
@@ -381,7 +386,7 @@ def read_diagnostic(shards_dir: Path, kinds: tuple[str, ...], task) -> tuple[Spl
     if info.skipped_null:
         why = f"no {DIAGNOSTIC_SPLIT} example has a '{task_name(task)}' label ({info.skipped_null} null)"
     else:
-        why = (f"text-only suite(s) ({', '.join(every.by_dataset) or 'no labeled examples'}): this expert reads "
+        why = (f"text-only suite(s) ({', '.join(every.datasets) or 'no labeled examples'}): this expert reads "
                f"{' + '.join(kinds)} shards only")
     log.warning("%s: %s; not scored", Path(shards_dir) / DIAGNOSTIC_SPLIT, why)
     return None, why

@@ -366,3 +366,23 @@ def test_torchrun_two_processes_train_two_heads(shards, tiny_deberta, tmp_path):
     metrics = json.loads((out / "text.json").read_text())
     assert metrics["tasks"] == ["abuse_hate", "offensive"] and metrics["examples"]["train"] == len(train_ids)
     assert set(metrics["test"]) == {"abuse_hate", "offensive"}
+
+
+def test_multi_head_experts_score_the_diagnostic_split_with_the_abuse_hate_head(tiny_deberta, tmp_path):  # noqa: F811
+    from stages.train_text import TextConfig, train_text
+    from tests.test_diagnostic import write_diagnostic_split
+
+    root = tmp_path / "shards"
+    write_shards(root, {"train": 12, "val": 6, "test": 6}, nulls=0, relabel=annotate_like_the_releases)
+    write_diagnostic_split(root, 10)   # abuse_hate and target_group ([]) labeled, text-only
+    layout = head_layout(("abuse_hate", "target_group"), TAXONOMY)
+    assert training.read_diagnostic(root, ("image",), layout) == (
+        None, "text-only suite(s) (hatecheck): this expert reads image shards only")
+    text = TextConfig(model=str(tiny_deberta), max_length=32)
+    for tasks, expected in ((("target_group", "abuse_hate"), 10), (("offensive", "target_group"), None)):
+        cfg = TrainConfig(tasks=tasks, epochs=1, batch_size=8, label_taxonomy=TAXONOMY)
+        metrics = train_text(paths_under(tmp_path / tasks[0], root), cfg, text)
+        if expected:
+            assert metrics["diagnostic"]["cases"] == expected and "accuracy_abuse_hate" in metrics["diagnostic"]
+        else:
+            assert metrics["diagnostic"] == {"skipped": "no abuse_hate head with labeled diagnostic examples"}
