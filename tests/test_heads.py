@@ -386,3 +386,23 @@ def test_multi_head_experts_score_the_diagnostic_split_with_the_abuse_hate_head(
             assert metrics["diagnostic"]["cases"] == expected and "accuracy_abuse_hate" in metrics["diagnostic"]
         else:
             assert metrics["diagnostic"] == {"skipped": "no abuse_hate head with labeled diagnostic examples"}
+
+
+@pytest.mark.parametrize("override, tasks, epochs", [
+    ("train.tasks=[abuse_hate]", ("abuse_hate",), 4),
+    ("train.tasks=[abuse_hate,offensive,target_type,target_group]", tuple(UNIFIED), 4),
+    ("train.epochs=3", ("abuse_hate",), 3),
+])
+def test_dvc_exp_run_set_param_edits_give_a_valid_train_config(override, tasks, epochs, tmp_path):
+    """`dvc exp run -S <override>` rewrites params.yaml with dvc.utils.hydra.apply_overrides; the
+    rewritten train group loads (the label_taxonomy alias of split.label_taxonomy survives)."""
+    pytest.importorskip("hydra")
+    from dvc.utils.hydra import apply_overrides
+
+    params = tmp_path / "params.yaml"
+    params.write_text((REPO / "params.yaml").read_text())
+    apply_overrides(params, [override])
+    groups = yaml.safe_load(params.read_text())
+    cfg = config_from_params(TrainConfig, groups["train"], "train")
+    assert (cfg.tasks, cfg.epochs, cfg.primary) == (tasks, epochs, "abuse_hate")
+    assert cfg.label_taxonomy == groups["split"]["label_taxonomy"] == "Step_3/label_taxonomy.json"
