@@ -219,7 +219,8 @@ class HeadCounts:
 
     def add(self, dataset: str, target: list[float]) -> None:
         counts = self.by_dataset.setdefault(dataset, {
-            head.name: np.zeros(head.width + (head.kind == "multilabel"), dtype=np.int64) for head in self.layout.heads})
+            head.name: np.zeros(head.width + (head.kind == "multilabel"), dtype=np.int64)
+            for head in self.layout.heads})
         for head, part in zip(self.layout.heads, self.layout.slot_slices().values()):
             values = target[part]
             if values[0] == MISSING:

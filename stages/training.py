@@ -71,7 +71,7 @@ class TrainConfig:
     """The shared `train` params group: `dvc exp run -S train.epochs=3` changes both experts."""
     task: str | None = None        # shortcut for tasks=[task] (older experiments)
     tasks: tuple[str, ...] | None = None   # label fields learned, one head each (None: [abuse_hate])
-    primary: str | None = None     # head whose val macro-F1 picks the best epoch (None: abuse_hate if learned, else the first)
+    primary: str | None = None     # its val macro-F1 picks the epoch; None: abuse_hate if learned, else the first
     head_weights: dict[str, float] = field(default_factory=dict)   # field -> loss weight (default 1)
     target_group_level: str = "name"    # target_group head over the taxonomy's names | category
     label_taxonomy: str = "Step_3/label_taxonomy.json"   # head layouts of the fields (multi-head only)

@@ -38,7 +38,7 @@ def test_params_yaml_default_stays_the_single_task_abuse_hate_expert():
 
 
 @pytest.mark.parametrize("text, tasks, primary, multi", [
-    ("tasks: [abuse_hate]", ("abuse_hate",), "abuse_hate", False),            # dvc exp run -S 'train.tasks=[abuse_hate]'
+    ("tasks: [abuse_hate]", ("abuse_hate",), "abuse_hate", False),     # -S 'train.tasks=[abuse_hate]'
     ("task: offensive", ("offensive",), "offensive", False),                  # the old shortcut
     ("task: offensive\ntasks: [offensive]", ("offensive",), "offensive", False),
     ("tasks: [offensive, abuse_hate]", ("offensive", "abuse_hate"), "abuse_hate", True),
@@ -129,7 +129,8 @@ def test_a_head_without_labeled_rows_contributes_nothing_and_gets_zero_gradient(
     logits = output(features)
     loss = loss_fn(logits, labels)
     loss.backward()
-    by_hand = (torch.nn.functional.cross_entropy(logits[:2, 0:2], torch.tensor([1, 0]), weight=torch.tensor([0.75, 1.5]))
+    by_hand = (torch.nn.functional.cross_entropy(logits[:2, 0:2], torch.tensor([1, 0]),
+                                                 weight=torch.tensor([0.75, 1.5]))
                + 0.5 * 8 * torch.nn.functional.binary_cross_entropy_with_logits(   # summed over the 8 labels
                    logits[[0, 2], 6:14], labels[[0, 2], 2:10], pos_weight=torch.full((8,), 2.0)))
     assert torch.allclose(loss, by_hand)
@@ -152,7 +153,8 @@ def test_class_weights_and_majorities_per_head_from_train_counts():
     assert counts.total("abuse_hate").tolist() == [1, 2] and counts.labeled("target_type") == 3
     assert counts.total("target_group").tolist() == [3, 2, 0, 0, 0, 0, 0, 0, 0]   # labeled, then per category
     assert heads.head_class_weights(layout.head("abuse_hate"), counts.total("abuse_hate")) == [1.5, 0.75]
-    assert heads.head_class_weights(layout.head("target_type"), counts.total("target_type")) == [0.75, 1.0, 0.375, 1.0]   # N / (4 n_c)
+    assert heads.head_class_weights(layout.head("target_type"), counts.total("target_type")) == [
+        0.75, 1.0, 0.375, 1.0]   # N / (4 n_c)
     assert heads.head_class_weights(layout.head("target_group"), counts.total("target_group"))[:2] == [
         round(0.5 ** 0.5, 6), 1.0]   # sqrt(negatives / positives)
     assert heads.majority_target(layout.head("target_type"), counts.of("b", "target_type")) == 2
@@ -205,7 +207,8 @@ def test_multilabel_metrics_match_hand_computed_values():
 def test_split_metrics_per_head_and_dataset_skip_unlabeled_rows():
     layout = head_layout(("abuse_hate", "target_type"), TAXONOMY)
     train = HeadCounts(layout)
-    for dataset, meta in [("hm", {"abuse_hate": 1, "target_type": None}), ("hm", {"abuse_hate": 1, "target_type": None}),
+    for dataset, meta in [("hm", {"abuse_hate": 1, "target_type": None}),
+                          ("hm", {"abuse_hate": 1, "target_type": None}),
                           ("olid", {"abuse_hate": None, "target_type": "group"})]:
         train.add(dataset, layout.encode({"labels": meta}, "x"))
     info = training.SplitInfo("train", (), 3, 0, (0, 0), {}, train)
@@ -285,7 +288,8 @@ def test_multi_head_text_expert_reports_every_head_per_dataset(text_run, shards)
         assert metrics["head_examples"][split] == expected_examples(written[split], UNIFIED + ["shaming"])
         # an example counts when any requested field is labeled: only the null Hateful Memes/MAMI ones are skipped
         assert metrics["examples"][split] + metrics["skipped_null_labels"][split] == len(written[split])
-    assert set(metrics["class_weights"]) == set(UNIFIED + ["shaming"]) and len(metrics["class_weights"]["target_group"]) == 25
+    assert set(metrics["class_weights"]) == set(UNIFIED + ["shaming"])
+    assert len(metrics["class_weights"]["target_group"]) == 25
     for split in ("val", "test"):
         block = metrics[split]
         assert set(block) == set(UNIFIED + ["shaming"])
