@@ -11,7 +11,9 @@ every rank busy even when a split is a single shard (the pilot), gives every ran
 of steps (DDP needs it), and makes the batch sequence independent of the worker count.
 
 Training. Hugging Face Trainer, one explicit DVCLiveCallback, val macro-F1 chooses the best epoch,
-weighted cross-entropy when `class_weighting`. Final val/test metrics and predictions come from one
+weighted cross-entropy when `class_weighting`. Several `train.tasks` (or one non-binary field): one
+head per field on the shared backbone (stages/heads.py), a masked per-head loss, the `primary`
+head's val macro-F1 picks the epoch, and metrics are reported per head and dataset. Final val/test metrics and predictions come from one
 single-process pass over the complete splits on rank 0 with the best model, which then also scores
 the evaluation-only diagnostic split when there is one (stages/diagnostic.py; never trained on).
 """
