@@ -52,7 +52,7 @@ class TextDecoder:
         return {**features, "labels": raw["label"], "id": raw["id"], "dataset": raw["dataset"]}
 
 
-def load_text_model(source: str, task: str):
+def load_text_model(source: str, task: str | TrainConfig):
     """(tokenizer, model) from a hub id / folder / pip: package; the head gets the task's labels."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -62,7 +62,7 @@ def load_text_model(source: str, task: str):
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=local_only)
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=2, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True,
+            path, num_labels=len(id2label), id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True,
             trust_remote_code=False, local_files_only=local_only)
     except (OSError, ValueError) as err:
         raise TrainingInputError(f"text.model {source!r}: cannot load a tokenizer + sequence classifier "
@@ -73,7 +73,7 @@ def load_text_model(source: str, task: str):
 def build_text_expert(cfg: TextConfig, train: TrainConfig) -> Expert:
     from transformers import DataCollatorWithPadding
 
-    tokenizer, model = load_text_model(cfg.model, train.task)
+    tokenizer, model = load_text_model(cfg.model, train)
     tokenizer.model_max_length = cfg.max_length   # saved with the tokenizer: a reload truncates the same way
     if getattr(tokenizer, "backend_tokenizer", None) is not None:
         # tokenizer.json records the truncation/padding of the last call in this process: set it to

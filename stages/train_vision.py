@@ -88,7 +88,7 @@ def load_weights_by_position(model: torch.nn.Module, source: dict[str, torch.Ten
     return len(loaded)
 
 
-def build_timm_model(cfg: VisionConfig, task: str):
+def build_timm_model(cfg: VisionConfig, task: str | TrainConfig):
     """(TimmWrapperForImageClassification, its image processor, pretrained?)."""
     import timm
     from transformers import TimmWrapperConfig, TimmWrapperForImageClassification, TimmWrapperImageProcessor
@@ -97,7 +97,7 @@ def build_timm_model(cfg: VisionConfig, task: str):
     id2label, label2id = training.label_maps(task)
     try:
         model = TimmWrapperForImageClassification(TimmWrapperConfig(
-            architecture=arch, num_labels=2, id2label=id2label, label2id=label2id, model_args={}))
+            architecture=arch, num_labels=len(id2label), id2label=id2label, label2id=label2id, model_args={}))
     except (ImportError, RuntimeError) as err:
         raise TrainingInputError(f"vision.model {cfg.model!r}: {err}") from err
     if cfg.weights:
@@ -128,7 +128,7 @@ def load_image_processor(source: str | Path, local_files_only: bool = False):
                                               local_files_only=local_files_only)
 
 
-def build_hf_model(cfg: VisionConfig, task: str):
+def build_hf_model(cfg: VisionConfig, task: str | TrainConfig):
     from transformers import AutoModelForImageClassification
 
     path = training.resolve_model_source(cfg.model)
@@ -139,7 +139,7 @@ def build_hf_model(cfg: VisionConfig, task: str):
     try:
         processor = load_image_processor(path, local_files_only=local_only)
         model = AutoModelForImageClassification.from_pretrained(
-            path, num_labels=2, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True,
+            path, num_labels=len(id2label), id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True,
             trust_remote_code=False, local_files_only=local_only)
     except (OSError, ValueError) as err:
         raise TrainingInputError(f"vision.model {cfg.model!r}: cannot load an image processor + image "
@@ -179,9 +179,9 @@ def collate_images(features: list[dict]) -> dict:
 
 def build_vision_expert(cfg: VisionConfig, train: TrainConfig) -> Expert:
     if cfg.model.startswith("timm:"):
-        model, processor, pretrained = build_timm_model(cfg, train.task)
+        model, processor, pretrained = build_timm_model(cfg, train)
     else:
-        model, processor, pretrained = build_hf_model(cfg, train.task)
+        model, processor, pretrained = build_hf_model(cfg, train)
     return Expert(model=model, processor=processor, fields_wanted=IMAGE_FIELDS,
                   decode_train=ImageDecoder(processor, flip_seed=train.seed),
                   decode_eval=ImageDecoder(processor), collate=collate_images, model_id=cfg.model,

@@ -11,7 +11,9 @@ every rank busy even when a split is a single shard (the pilot), gives every ran
 of steps (DDP needs it), and makes the batch sequence independent of the worker count.
 
 Training. Hugging Face Trainer, one explicit DVCLiveCallback, val macro-F1 chooses the best epoch,
-weighted cross-entropy when `class_weighting`. Final val/test metrics and predictions come from one
+weighted cross-entropy when `class_weighting`. Several `train.tasks` (or one non-binary field): one
+head per field on the shared backbone (stages/heads.py), a masked per-head loss, the `primary`
+head's val macro-F1 picks the epoch, and metrics are reported per head and dataset. Final val/test metrics and predictions come from one
 single-process pass over the complete splits on rank 0 with the best model, which then also scores
 the evaluation-only diagnostic split when there is one (stages/diagnostic.py; never trained on).
 """
@@ -41,10 +43,11 @@ from torch.utils.data import DataLoader, IterableDataset
 from transformers import PreTrainedModel, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.integrations import DVCLiveCallback
 
-from stages import diagnostic
+from stages import diagnostic, heads
 from stages.common import atomic_dir, atomic_file, exit_on_interrupt, setup_logging, write_json
 from stages.config import Part, check_fields, parse
 from stages.console import Progress
+from stages.head_metrics import categorical_metrics, multilabel_metrics, rounded
 from stages.records import DIAGNOSTIC_SPLIT, SPLITS
 from stages.shards import shard_files
 from stages.threads import pin_torch_threads
@@ -69,7 +72,13 @@ class TrainingInputError(ValueError):
 @dataclass(frozen=True)
 class TrainConfig:
     """The shared `train` params group: `dvc exp run -S train.epochs=3` changes both experts."""
-    task: str = field(default="abuse_hate", metadata={"choices": TASKS})  # label field of the shards' json
+    task: str | None = None  # shortcut for tasks: [task] (older experiments)
+    tasks: tuple[str, ...] | None = None  # label fields learned, one head each (null: [abuse_hate])
+    primary: str | None = None  # its val macro-F1 picks the epoch; null: abuse_hate if learned, else the first
+    head_weights: dict[str, float] = field(default_factory=dict)  # field -> loss weight (default 1)
+    target_group_level: str = "name"  # target_group head over the taxonomy's names | category
+    label_taxonomy: str = field(  # head layouts of the fields (multi-head only)
+        default="Step_3/label_taxonomy.json", metadata={"group": "split"})
     epochs: int = field(default=4, metadata={"min": 1})  # passes over the train split
     batch_size: int = field(default=16, metadata={"min": 1})  # per process
     learning_rate: float = 5e-5    # an expert's own learning_rate, when set, wins
@@ -82,8 +91,48 @@ class TrainConfig:
 
     def __post_init__(self):
         check_fields(self, "train")
+        self.resolve_tasks()   # field names are checked against the taxonomy when its layout is read
         if not 0 <= self.warmup_ratio < 1:
             raise TrainingInputError(f"train.warmup_ratio: {self.warmup_ratio} must be in [0, 1)")
+
+    def resolve_tasks(self) -> None:
+        """tasks from `tasks` or the `task` shortcut (both given: they must agree), then primary."""
+        tasks = None if self.tasks is None else tuple(self.tasks)
+        if tasks is not None and self.task is not None and tasks != (self.task,):
+            raise TrainingInputError(f"train.task={self.task!r} and train.tasks={list(tasks)} disagree: "
+                                     "set only train.tasks")
+        tasks = tasks or (self.task or "abuse_hate",)
+        if len(set(tasks)) != len(tasks) or not all(isinstance(name, str) for name in tasks):
+            raise TrainingInputError(f"train.tasks: {list(tasks)} must be distinct field names")
+        primary = self.primary or ("abuse_hate" if "abuse_hate" in tasks else tasks[0])
+        if primary not in tasks:
+            raise TrainingInputError(f"train.primary: {primary!r} is not among train.tasks {list(tasks)}")
+        unknown = sorted(set(self.head_weights) - set(tasks))
+        if unknown or any(not isinstance(w, (int, float)) or w < 0 for w in self.head_weights.values()):
+            raise TrainingInputError(f"train.head_weights: {dict(self.head_weights)} must map fields of train.tasks "
+                                     f"to weights >= 0 (not learned: {', '.join(unknown) or '-'})")
+        if self.target_group_level not in heads.TARGET_GROUP_LEVELS:
+            raise TrainingInputError(f"train.target_group_level: {self.target_group_level!r} is not one of "
+                                     f"{', '.join(heads.TARGET_GROUP_LEVELS)}")
+        object.__setattr__(self, "tasks", tasks)
+        object.__setattr__(self, "primary", primary)
+        object.__setattr__(self, "task", tasks[0] if len(tasks) == 1 else None)
+
+    @property
+    def multi_head(self) -> bool:
+        """Several fields, or one that is not a unified binary field: the multi-head path (stages/heads.py).
+        One binary field keeps the plain 2-class expert and today's metrics layout."""
+        return len(self.tasks) > 1 or self.tasks[0] not in TASKS
+
+    def layout(self) -> heads.HeadLayout:
+        try:
+            return heads.head_layout(self.tasks, self.label_taxonomy, self.target_group_level)
+        except (OSError, ValueError) as err:
+            raise TrainingInputError(str(err)) from err
+
+    def target(self):
+        """What the shards' json is read for: the task name (single task) or the head layout."""
+        return self.layout() if self.multi_head else self.task
 
 
 @dataclass(frozen=True)
@@ -108,11 +157,15 @@ def stage_parts(name: str, config_cls) -> tuple[Part, ...]:
 def train_expert(build_expert: Callable, shard_kinds: tuple[str, ...], paths: ExpertPaths, train: TrainConfig,
                  expert_cfg, resume: bool = False) -> dict | None:
     """A training stage: count splits, build the expert, train, write outputs (metrics on rank 0)."""
-    splits = read_splits(paths.shards, shard_kinds, train.task)
+    target = train.target()
+    splits = read_splits(paths.shards, shard_kinds, target)
     pin_torch_threads()
-    diagnostic_info, skipped = read_diagnostic(paths.shards, shard_kinds, train.task)
+    diagnostic_info, skipped = read_diagnostic(paths.shards, shard_kinds, target)
     seed_everything(train.seed)
-    return run_expert(build_expert(expert_cfg, train), splits, paths, train, resume=resume,
+    expert = build_expert(expert_cfg, train)
+    if train.multi_head:
+        setattr(expert.model.config, heads.CONFIG_KEY, target.to_config())   # saved in config.json
+    return run_expert(expert, splits, paths, train, resume=resume,
                       diagnostic_split=diagnostic_info, diagnostic_skipped=skipped)
 
 
@@ -146,9 +199,12 @@ def label_names(task: str) -> tuple[str, str]:
     return (f"not_{task}", task)
 
 
-def label_maps(task: str) -> tuple[dict[int, str], dict[str, int]]:
-    names = label_names(task)
-    return dict(enumerate(names)), {name: i for i, name in enumerate(names)}
+def label_maps(task: str | TrainConfig) -> tuple[dict[int, str], dict[str, int]]:
+    """The classifier's output names: a task's two classes, or every head's `<field>=<class>`."""
+    if isinstance(task, TrainConfig):
+        task = task.layout() if task.multi_head else task.task
+    id2label = task.id2label() if isinstance(task, heads.HeadLayout) else dict(enumerate(label_names(task)))
+    return id2label, {name: i for i, name in id2label.items()}
 
 
 def resolve_pip_package(spec: str) -> Path:
@@ -228,14 +284,20 @@ class SplitInfo:
     """One split's shards and what a JSON-only pass learned about them."""
     name: str
     shards: tuple[str, ...]
-    labeled: int                                   # examples with a non-null target
+    labeled: int                                   # examples with a non-null target (multi-head: any)
     skipped_null: int                              # examples whose target is null (not trained on)
-    class_counts: tuple[int, int]
-    by_dataset: dict[str, tuple[int, int]]         # dataset -> class counts
+    class_counts: tuple[int, int]                  # single task only
+    by_dataset: dict[str, tuple[int, int]]         # dataset -> class counts (single task only)
+    head_counts: heads.HeadCounts | None = None    # multi-head: per dataset and head
 
     @property
     def majority(self) -> int:
         return majority_class(self.class_counts)
+
+    @property
+    def datasets(self) -> list[str]:
+        """The datasets with labeled examples."""
+        return sorted(self.by_dataset if self.head_counts is None else self.head_counts.by_dataset)
 
 
 def majority_class(counts: tuple[int, int]) -> int:
@@ -260,13 +322,24 @@ def read_target(meta: dict[str, Any], task: str, where: str) -> int | None:
     raise TrainingInputError(f"{where}: labels.{task} = {value!r}, expected 0, 1 or null")
 
 
-def read_split(shards_dir: Path, split: str, kinds: tuple[str, ...], task: str) -> SplitInfo:
+def example_target(meta: dict[str, Any], task, where: str):
+    """A single task's 0/1 (or None), or a head layout's target vector (or None)."""
+    if isinstance(task, str):
+        return read_target(meta, task, where)
+    try:
+        return task.encode(meta, where)
+    except heads.HeadLayoutError as err:
+        raise TrainingInputError(str(err)) from err
+
+
+def read_split(shards_dir: Path, split: str, kinds: tuple[str, ...], task) -> SplitInfo:
     """Count one split from the JSON members only (tarfile seeks past the image bytes).
     kinds: ("image", "textonly") = shard-*.tar and textonly-*.tar, ("image",) = shard-*.tar."""
     shards = tuple(shard_files(shards_dir, split, kinds))
     labeled = skipped = 0
     counts = [0, 0]
     by_dataset: dict[str, list[int]] = {}
+    head_counts = None if isinstance(task, str) else heads.HeadCounts(task)
     for shard in shards:
         try:
             with tarfile.open(shard) as tar:
@@ -275,20 +348,23 @@ def read_split(shards_dir: Path, split: str, kinds: tuple[str, ...], task: str) 
                     if not member.isfile() or ext != "json":
                         continue
                     meta = json.loads(tar.extractfile(member).read())
-                    target = read_target(meta, task, f"{shard}: {key}")
+                    target = example_target(meta, task, f"{shard}: {key}")
                     if target is None:
                         skipped += 1
                         continue
                     labeled += 1
+                    if head_counts is not None:
+                        head_counts.add(str(meta.get("dataset")), target)
+                        continue
                     counts[target] += 1
                     by_dataset.setdefault(str(meta.get("dataset")), [0, 0])[target] += 1
         except (tarfile.TarError, json.JSONDecodeError, UnicodeDecodeError) as err:
             raise TrainingInputError(f"{shard}: unreadable shard: {err}") from err
     return SplitInfo(split, shards, labeled, skipped, (counts[0], counts[1]),
-                     {name: (c[0], c[1]) for name, c in sorted(by_dataset.items())})
+                     {name: (c[0], c[1]) for name, c in sorted(by_dataset.items())}, head_counts)
 
 
-def read_splits(shards_dir: Path, kinds: tuple[str, ...], task: str) -> dict[str, SplitInfo]:
+def read_splits(shards_dir: Path, kinds: tuple[str, ...], task) -> dict[str, SplitInfo]:
     splits = {split: read_split(shards_dir, split, kinds, task) for split in SPLITS}
     for info in splits.values():
         if not info.shards:
@@ -296,12 +372,16 @@ def read_splits(shards_dir: Path, kinds: tuple[str, ...], task: str) -> dict[str
                                      "(run the pack stage first: dvc repro pack)")
         if info.labeled == 0:
             raise TrainingInputError(
-                f"{Path(shards_dir) / info.name}: no labeled examples for task '{task}' in its "
+                f"{Path(shards_dir) / info.name}: no labeled examples for task '{task_name(task)}' in its "
                 f"{' + '.join(kinds)} shards ({len(info.shards)} file(s), {info.skipped_null} with a null target)")
     return splits
 
 
-def read_diagnostic(shards_dir: Path, kinds: tuple[str, ...], task: str) -> tuple[SplitInfo | None, str | None]:
+def task_name(task) -> str:
+    return task if isinstance(task, str) else ", ".join(task.names)
+
+
+def read_diagnostic(shards_dir: Path, kinds: tuple[str, ...], task) -> tuple[SplitInfo | None, str | None]:
     """The evaluation-only split this expert can score, or (None, why it cannot); (None, None)
     when there is no diagnostic split. Never trained on, never used to pick the epoch."""
     every = read_split(shards_dir, DIAGNOSTIC_SPLIT, ("image", "textonly"), task)
@@ -311,15 +391,15 @@ def read_diagnostic(shards_dir: Path, kinds: tuple[str, ...], task: str) -> tupl
     if info.labeled:
         return info, None
     if info.skipped_null:
-        why = f"no {DIAGNOSTIC_SPLIT} example has a '{task}' label ({info.skipped_null} null)"
+        why = f"no {DIAGNOSTIC_SPLIT} example has a '{task_name(task)}' label ({info.skipped_null} null)"
     else:
-        why = (f"text-only suite(s) ({', '.join(every.by_dataset) or 'no labeled examples'}): this expert reads "
+        why = (f"text-only suite(s) ({', '.join(every.datasets) or 'no labeled examples'}): this expert reads "
                f"{' + '.join(kinds)} shards only")
     log.warning("%s: %s; not scored", Path(shards_dir) / DIAGNOSTIC_SPLIT, why)
     return None, why
 
 
-def raw_examples(shards: Iterable[str], task: str, wanted: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+def raw_examples(shards: Iterable[str], task, wanted: tuple[str, ...]) -> Iterator[dict[str, Any]]:
     """Labeled examples in shard order, undecoded: {id, dataset, label, <field>: bytes}."""
     def keep(name: str) -> bool:
         return member_key_ext(name)[1] in wanted + ("json",)
@@ -330,7 +410,7 @@ def raw_examples(shards: Iterable[str], task: str, wanted: tuple[str, ...]) -> I
         if "json" not in sample:
             raise TrainingInputError(f"{where}: example without a .json member")
         meta = json.loads(sample["json"])
-        target = read_target(meta, task, where)
+        target = example_target(meta, task, where)
         if target is None:
             continue
         example = {"id": meta.get("id", sample["__key__"]), "dataset": str(meta.get("dataset")),
@@ -390,7 +470,7 @@ class ShardStream(IterableDataset):
     distributed=False reads the whole split whatever the launcher (the final metrics pass).
     """
 
-    def __init__(self, split: SplitInfo, task: str, fields_wanted: tuple[str, ...],
+    def __init__(self, split: SplitInfo, task, fields_wanted: tuple[str, ...],
                  decode: Callable[[dict, int], dict], batch_size: int, *, shuffle_seed: int | None = None,
                  bucket_by_length: bool = False, distributed: bool = True, trace_dir: Path | None = None):
         super().__init__()
@@ -500,10 +580,6 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, majority: int)
     }
 
 
-def rounded(value: float) -> float:
-    return round(float(value), 6)
-
-
 def epoch_metrics(eval_pred) -> dict[str, float]:
     """Trainer's per-epoch validation metrics (logged by DVCLive; f1_macro picks the best epoch)."""
     logits, labels = eval_pred.predictions, eval_pred.label_ids
@@ -513,18 +589,65 @@ def epoch_metrics(eval_pred) -> dict[str, float]:
     return {name: metrics[name] for name in keep}
 
 
+class HeadEpochMetrics:
+    """Multi-head validation metrics per epoch: `f1_macro` is the primary head's (it picks the
+    best epoch), `<field>_f1_macro` every head's."""
+
+    def __init__(self, layout: heads.HeadLayout, primary: str):
+        self.layout, self.primary = layout, primary
+
+    def __call__(self, eval_pred) -> dict[str, float]:
+        probs = self.layout.probabilities(torch.as_tensor(eval_pred.predictions, dtype=torch.float32)).numpy()
+        labels = np.asarray(eval_pred.label_ids)
+        out = {}
+        for name in self.layout.names:
+            values = head_metrics(self.layout, name, labels, probs, majority=None)
+            if values is not None:
+                out[f"{name}_f1_macro"] = values["f1_macro"]
+        out["f1_macro"] = out.get(f"{self.primary}_f1_macro", 0.0)
+        return out
+
+
+def head_rows(layout: heads.HeadLayout, name: str, labels: np.ndarray, probs: np.ndarray):
+    """(row mask, gold of the head, its probabilities) over the rows where the field is labeled;
+    a binary head's probabilities are P(class 1), as the single-task path's."""
+    head = layout.head(name)
+    gold = labels[:, layout.slot_slices()[name]]
+    rows = gold[:, 0] != heads.MISSING
+    head_probs = probs[rows][:, layout.logit_slices()[name]]
+    if head.kind == "binary":
+        return rows, gold[rows, 0].astype(int), head_probs[:, 1]
+    return rows, gold[rows].astype(int) if head.kind == "multilabel" else gold[rows, 0].astype(int), head_probs
+
+
+def head_metrics(layout: heads.HeadLayout, name: str, labels: np.ndarray, probs: np.ndarray,
+                 majority) -> dict[str, Any] | None:
+    """One head's metrics over its labeled rows (None when there is none); majority None: no baseline
+    needed (epoch metrics), class 0 / the empty set is used."""
+    head = layout.head(name)
+    rows, gold, head_probs = head_rows(layout, name, labels, probs)
+    if not rows.any():
+        return None
+    if head.kind == "binary":
+        return classification_metrics(gold, head_probs, majority or 0)
+    if head.kind == "categorical":
+        return categorical_metrics(gold, head_probs, majority or 0)
+    return multilabel_metrics(gold, head_probs, np.zeros(head.width, dtype=int) if majority is None else majority)
+
+
 @dataclass
 class Predictions:
     split: str
     ids: list[str]
     datasets: list[str]
     labels: np.ndarray
-    probs: np.ndarray       # P(class 1)
+    probs: np.ndarray       # P(class 1); multi-head: per example every head's probabilities (HeadLayout.probabilities)
 
 
 def predict(model: PreTrainedModel, stream: ShardStream, collate: Callable, batch_size: int,
-            num_workers: int = 0) -> Predictions:
-    """One pass over a whole split (stream must be distributed=False) with ids kept."""
+            num_workers: int = 0, layout: heads.HeadLayout | None = None) -> Predictions:
+    """One pass over a whole split (stream must be distributed=False) with ids kept; with a head
+    layout the labels are target vectors and probs every head's probabilities."""
     loader = DataLoader(stream, batch_size=batch_size, num_workers=num_workers,
                         collate_fn=ModelCollator(collate, with_meta=True))
     device = next(model.parameters()).device
@@ -536,7 +659,8 @@ def predict(model: PreTrainedModel, stream: ShardStream, collate: Callable, batc
         for batch, metas in loader:
             labels.append(batch.pop("labels").numpy())
             logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-            probs.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy())
+            probs.append((layout.probabilities(logits) if layout else torch.softmax(logits.float(), dim=-1)[:, 1])
+                         .cpu().numpy())
             ids += [meta["id"] for meta in metas]
             datasets += [meta["dataset"] for meta in metas]
     return Predictions(stream.split.name, ids, datasets, np.concatenate(labels), np.concatenate(probs))
@@ -554,8 +678,46 @@ def split_metrics(pred: Predictions, train: SplitInfo) -> dict[str, Any]:
     return out
 
 
-def prediction_rows(preds: Iterable[Predictions]) -> list[dict[str, Any]]:
+def multi_head_split_metrics(pred: Predictions, train: SplitInfo, layout: heads.HeadLayout) -> dict[str, Any]:
+    """Per head: its metrics over the split's labeled rows, then `by_dataset` (baselines: the train
+    majority of the dataset when it has labeled train examples of the field, else the overall one)."""
+    counts, datasets = train.head_counts, np.asarray(pred.datasets)
+    out = {}
+    for head in layout.heads:
+        section = head_metrics(layout, head.name, pred.labels, pred.probs,
+                               heads.majority_target(head, counts.total(head.name)))
+        if section is None:
+            continue
+        section["by_dataset"] = {}
+        for name in sorted(set(pred.datasets)):
+            mine = datasets == name
+            values = head_metrics(layout, head.name, pred.labels[mine], pred.probs[mine],
+                                  heads.majority_target(head, counts.of(name, head.name)))
+            if values is not None:
+                section["by_dataset"][name] = values
+        out[head.name] = section
+    return out
+
+
+def prediction_rows(preds: Iterable[Predictions], layout: heads.HeadLayout | None = None) -> list[dict[str, Any]]:
+    if layout is not None:
+        return multi_head_prediction_rows(preds, layout)
     rows = [{"id": i, "dataset": d, "split": p.split, "label": int(y), "prob": rounded(q)}
+            for p in preds for i, d, y, q in zip(p.ids, p.datasets, p.labels, p.probs)]
+    return sorted(rows, key=lambda row: (row["split"], row["id"]))
+
+
+def multi_head_prediction_rows(preds: Iterable[Predictions], layout: heads.HeadLayout) -> list[dict[str, Any]]:
+    """Every head's gold label (null when not annotated) and probabilities: a binary head's P(class 1),
+    a categorical head's distribution, a multi-label head's P(label) per label (order: config.json)."""
+    def head_probs(probs: np.ndarray) -> dict[str, Any]:
+        out = {}
+        for head, part in zip(layout.heads, layout.logit_slices().values()):
+            values = [rounded(p) for p in probs[part]]
+            out[head.name] = values[1] if head.kind == "binary" else values
+        return out
+
+    rows = [{"id": i, "dataset": d, "split": p.split, "labels": layout.decode_labels(y), "probs": head_probs(q)}
             for p in preds for i, d, y, q in zip(p.ids, p.datasets, p.labels, p.probs)]
     return sorted(rows, key=lambda row: (row["split"], row["id"]))
 
@@ -584,17 +746,22 @@ def class_weights(counts: tuple[int, int]) -> list[float]:
 
 
 class ExpertTrainer(Trainer):
-    """Trainer with weighted cross-entropy and ShardStream's own rank split left alone."""
+    """Trainer with weighted cross-entropy (or a multi-head loss) and ShardStream's own rank split left alone."""
 
-    def __init__(self, *args, class_weights: list[float] | None = None, **kwargs):
+    def __init__(self, *args, class_weights: list[float] | None = None,
+                 head_loss: heads.MultiHeadLoss | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.class_weights = None if class_weights is None else torch.tensor(class_weights)
+        self.head_loss = head_loss
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         labels = inputs.pop("labels")
         outputs = model(**inputs)
         logits = outputs["logits"].float()
+        if self.head_loss is not None:
+            loss = self.head_loss(logits, labels)
+            return (loss, outputs) if return_outputs else loss
         weight = None if self.class_weights is None else self.class_weights.to(logits.device)
         loss = torch.nn.functional.cross_entropy(logits, labels, weight=weight)
         return (loss, outputs) if return_outputs else loss
@@ -705,12 +872,16 @@ def run_expert(expert: Expert, splits: dict[str, SplitInfo], paths: ExpertPaths,
     if resume and resume_from is None and main:
         log.warning("--resume: no checkpoint in %s, training from the start", checkpoints)
 
-    task, bs = cfg.task, cfg.batch_size
+    task, bs = cfg.target(), cfg.batch_size
+    layout = task if cfg.multi_head else None
     train_stream = ShardStream(splits["train"], task, expert.fields_wanted, expert.decode_train, bs,
                                shuffle_seed=cfg.seed, bucket_by_length=expert.bucket_by_length,
                                trace_dir=paths.trace_ids)
     val_stream = ShardStream(splits["val"], task, expert.fields_wanted, expert.decode_eval, bs)
-    weights = class_weights(splits["train"].class_counts) if cfg.class_weighting else None
+    weights = train_class_weights(splits["train"], layout) if cfg.class_weighting else None
+    head_loss = heads.MultiHeadLoss(layout, weights, dict(cfg.head_weights)) if layout else None
+    if layout and resume_from is None:
+        heads.init_label_priors(expert.model, layout, splits["train"].head_counts, weights)
 
     with contextlib.ExitStack() as stack:
         live = stack.enter_context(Live(str(live_work), dvcyaml=False, save_dvc_exp=False,
@@ -718,32 +889,61 @@ def run_expert(expert: Expert, splits: dict[str, SplitInfo], paths: ExpertPaths,
         callbacks = [ReproducibleDVCLive(live=live), ProgressCallback(bs * args.world_size)] if main else []
         trainer = ExpertTrainer(model=expert.model, args=args, train_dataset=train_stream,
                                 eval_dataset=val_stream, data_collator=ModelCollator(expert.collate),
-                                compute_metrics=epoch_metrics, callbacks=callbacks, class_weights=weights)
+                                compute_metrics=HeadEpochMetrics(layout, cfg.primary) if layout else epoch_metrics,
+                                callbacks=callbacks, class_weights=None if layout else weights,
+                                head_loss=head_loss)
         trainer.remove_callback(PrinterCallback)   # ProgressCallback reports instead
         trainer.train(resume_from_checkpoint=resume_from)
         if main:
             preds = [predict(trainer.model, ShardStream(splits[split], task, expert.fields_wanted,
                                                         expert.decode_eval, bs, distributed=False),
-                             expert.collate, bs, cfg.num_workers) for split in ("val", "test")]
-            log_test_plots(live, preds[1])
+                             expert.collate, bs, cfg.num_workers, layout) for split in ("val", "test")]
+            log_test_plots(live, primary_view(preds[1], layout, cfg.primary))
             report = diagnostic_report(trainer.model, expert, diagnostic_split, diagnostic_skipped, paths, cfg, live,
                                        preds)
     metrics = None
     if main:
         epochs_run, best_epoch = epoch_summary(trainer.state)
+        head = ({"task": cfg.task} if layout is None else
+                {"tasks": list(cfg.tasks), "primary": cfg.primary, "head_weights": dict(cfg.head_weights),
+                 "target_group_level": cfg.target_group_level,
+                 "head_examples": {name: {head: info.head_counts.labeled(head) for head in layout.names}
+                                   for name, info in splits.items()}})
         metrics = {
-            "model": expert.model_id, "pretrained": expert.pretrained, "task": task,
+            "model": expert.model_id, "pretrained": expert.pretrained, **head,
             "epochs": cfg.epochs, "epochs_run": epochs_run, "best_epoch": best_epoch,
             "examples": {name: info.labeled for name, info in splits.items()},
             "skipped_null_labels": {name: info.skipped_null for name, info in splits.items()},
             "class_weights": weights, "ece_bins": ECE_BINS,
-            **{p.split: split_metrics(p, splits["train"]) for p in preds if p.split in SPLITS},
+            **{p.split: (multi_head_split_metrics(p, splits["train"], layout) if layout
+                         else split_metrics(p, splits["train"])) for p in preds if p.split in SPLITS},
             **({DIAGNOSTIC_SPLIT: report} if report else {})}
-        write_outputs(expert, metrics, prediction_rows(preds), live_work, paths)
+        write_outputs(expert, metrics, prediction_rows(preds, layout), live_work, paths)
     trainer.accelerator.wait_for_everyone()
     if main:
         shutil.rmtree(paths.scratch, ignore_errors=True)   # done: checkpoints are no longer needed
     return metrics
+
+
+def train_class_weights(train: SplitInfo, layout: heads.HeadLayout | None):
+    """Single task: the two class weights; multi-head: field -> weights of its head."""
+    if layout is None:
+        return class_weights(train.class_counts)
+    return {head.name: heads.head_class_weights(head, train.head_counts.total(head.name)) for head in layout.heads}
+
+
+def primary_view(pred: Predictions, layout: heads.HeadLayout | None, name: str) -> Predictions | None:
+    """A multi-head prediction reduced to one binary head's labeled rows (gold 0/1, P(class 1)) --
+    the shape of a single-task one; None when that head is not binary or has no labeled row."""
+    if layout is None:
+        return pred
+    if name not in layout.names or layout.head(name).kind != "binary":
+        return None
+    rows, gold, probs = head_rows(layout, name, pred.labels, pred.probs)
+    if not rows.any():
+        return None
+    return Predictions(pred.split, [i for i, keep in zip(pred.ids, rows) if keep],
+                       [d for d, keep in zip(pred.datasets, rows) if keep], gold, probs)
 
 
 def diagnostic_report(model, expert: Expert, info: SplitInfo | None, skipped: str | None, paths: ExpertPaths,
@@ -752,18 +952,26 @@ def diagnostic_report(model, expert: Expert, info: SplitInfo | None, skipped: st
     per-functionality bar plot; the metrics section, or None when there is no diagnostic split."""
     if info is None:
         return {"skipped": skipped} if skipped else None
-    pred = predict(model, ShardStream(info, cfg.task, expert.fields_wanted, expert.decode_eval, cfg.batch_size,
-                                      distributed=False), expert.collate, cfg.batch_size, cfg.num_workers)
+    layout = cfg.target() if cfg.multi_head else None
+    pred = predict(model, ShardStream(info, cfg.target(), expert.fields_wanted, expert.decode_eval, cfg.batch_size,
+                                      distributed=False), expert.collate, cfg.batch_size, cfg.num_workers, layout)
     preds.append(pred)
-    section = diagnostic.report(pred.ids, pred.labels, pred.probs, diagnostic.read_cases(paths.shards),
-                                label_names(cfg.task))
+    task = cfg.task if layout is None else "abuse_hate"   # the suites test hate detection
+    scored = primary_view(pred, layout, task)
+    if scored is None:
+        return {"skipped": f"no {task} head with labeled {DIAGNOSTIC_SPLIT} examples"}
+    section = diagnostic.report(scored.ids, scored.labels, scored.probs, diagnostic.read_cases(paths.shards),
+                                label_names(task))
     live.log_plot(diagnostic.PLOT_NAME, diagnostic.plot_rows(section), x="accuracy", y="functionality",
-                  template="bar_horizontal", title=f"Diagnostic accuracy per functionality ({cfg.task})")
+                  template="bar_horizontal", title=f"Diagnostic accuracy per functionality ({task})")
     return section
 
 
-def log_test_plots(live, test: Predictions) -> None:
-    """Confusion matrix, ROC and calibration curves of the test split (DVCLive sklearn plots)."""
+def log_test_plots(live, test: Predictions | None) -> None:
+    """Confusion matrix, ROC and calibration curves of the test split (DVCLive sklearn plots);
+    multi-head: of the primary head when it is binary (test=None: no plots)."""
+    if test is None:
+        return
     preds = (test.probs > 0.5).astype(int)
     live.log_sklearn_plot("confusion_matrix", test.labels.tolist(), preds.tolist(), name="test/confusion_matrix")
     live.log_sklearn_plot("calibration", test.labels.tolist(), test.probs.tolist(), name="test/calibration",
@@ -792,6 +1000,11 @@ def print_summary(metrics: dict[str, Any], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    if "tasks" in metrics:
+        Console().print(multi_head_summary(metrics, title))
+        if DIAGNOSTIC_SPLIT in metrics:
+            Console().print(diagnostic.summary_line(metrics[DIAGNOSTIC_SPLIT]))
+        return
     table = Table(title=f"{title}: {metrics['model']}  task={metrics['task']}  best epoch "
                         f"{metrics['best_epoch']}/{metrics['epochs_run']}  pretrained={metrics['pretrained']}")
     columns = ("accuracy", "f1_macro", "majority_baseline_f1_macro", "auroc", "ece", "support")
@@ -810,3 +1023,25 @@ def print_summary(metrics: dict[str, Any], title: str) -> None:
     Console().print(table)
     if DIAGNOSTIC_SPLIT in metrics:
         Console().print(diagnostic.summary_line(metrics[DIAGNOSTIC_SPLIT]))
+
+
+def multi_head_summary(metrics: dict[str, Any], title: str):
+    """One row per split, head and dataset: the head's main metrics beside its majority baseline."""
+    from rich.table import Table
+
+    table = Table(title=f"{title}: {metrics['model']}  tasks={','.join(metrics['tasks'])}  primary="
+                        f"{metrics['primary']}  best epoch {metrics['best_epoch']}/{metrics['epochs_run']}")
+    for column in ("split / head / dataset", "metric", "model", "baseline", "support"):
+        table.add_column(column, justify="left" if column.startswith("split") or column == "metric" else "right")
+
+    def row(label: str, values: dict) -> None:
+        main = "f1_macro" if "f1_micro" not in values else "f1_micro"
+        table.add_row(label, main, f"{values[main]:.3f}", f"{values['majority_baseline_' + main]:.3f}",
+                      str(values["support"]))
+
+    for split in ("val", "test"):
+        for head, values in metrics[split].items():
+            row(f"[bold]{split}[/] {head}", values)
+            for name, per_dataset in values["by_dataset"].items():
+                row(f"  {name}", per_dataset)
+    return table

@@ -166,6 +166,19 @@ def test_default_offline_model_learns_the_signal(tmp_path):
     assert metrics["test"]["f1_macro"] > metrics["test"]["majority_baseline_f1_macro"]
 
 
+def torchrun_text(shards_dir: Path, params: Path, out: Path, trace: Path) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node 2 -m stages.train_text` on CPU into `out`; asserts it succeeded."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "stages.train_text", "--shards", str(shards_dir), "--out-model", str(out / "text_expert"),
+           "--metrics", str(out / "text.json"), "--live-dir", str(out / "live"),
+           "--predictions", str(out / "text.jsonl"), "--scratch", str(out / "scratch"),
+           "--params", str(params), "--trace-ids", str(trace)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 def test_torchrun_two_processes_split_the_data_and_write_outputs_once(shards, tiny_deberta, tmp_path):
     """`torchrun --nproc_per_node 2 -m stages.train_text` on CPU (gloo): in every epoch the two
     ranks train on disjoint halves (16 + 16) whose union is the train split's 32 labeled examples,
@@ -176,14 +189,7 @@ def test_torchrun_two_processes_split_the_data_and_write_outputs_once(shards, ti
         "train": {"epochs": 2, "batch_size": 4, "learning_rate": 1e-3, "seed": 0},
         "text": {"model": str(tiny_deberta), "max_length": 32}}))
     out, trace = tmp_path / "out", tmp_path / "trace"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "stages.train_text", "--shards", str(root), "--out-model", str(out / "text_expert"),
-           "--metrics", str(out / "text.json"), "--live-dir", str(out / "live"),
-           "--predictions", str(out / "text.jsonl"), "--scratch", str(out / "scratch"),
-           "--params", str(params), "--trace-ids", str(trace)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = torchrun_text(root, params, out, trace)
     assert result.stdout.count("text expert:") == 1   # one summary: rank 0 only
     train_ids = labeled_ids(written["train"])
     for epoch in (0, 1):
@@ -200,7 +206,8 @@ def test_cli_user_errors_exit_with_one_clear_message(shards, tmp_path):
 
     params = tmp_path / "params.yaml"
     params.write_text("train:\n  task: hate\ntext: {}\n")
-    with pytest.raises(SystemExit, match=r"^train_text: train.task: 'hate' is not one of abuse_hate, offensive$"):
+    with pytest.raises(SystemExit, match=r"^train_text: train.tasks: 'hate' is neither a unified field "
+                                         r"\(abuse_hate, offensive, target_group, target_type\) nor an aux label"):
         main(["--params", str(params), "--shards", str(shards[0])])
     params.write_text("train: {}\ntext:\n  max_len: 64\n")
     with pytest.raises(SystemExit, match=r"params group 'text': unknown key max_len$"):

@@ -52,10 +52,11 @@ def example_image(rng: random.Random, label: int, fmt: str) -> bytes:
 
 
 def write_shards(root: Path, sizes: dict[str, int] | None = None, *, seed: int = 0, nulls: int = 2,
-                 per_shard: int = 1000, textonly_share: float = 0.3) -> dict[str, list[dict]]:
+                 per_shard: int = 1000, textonly_share: float = 0.3, relabel=None) -> dict[str, list[dict]]:
     """Write root/<split>/shard-*.tar and textonly-*.tar; returns each split's json records.
 
-    `nulls` examples per split have abuse_hate = null (offensive still set)."""
+    `nulls` examples per split have abuse_hate = null (offensive still set). `relabel(meta)`, when
+    given, may edit each record's labels/aux before it is written."""
     rng = random.Random(seed)
     sizes = sizes or {"train": 40, "val": 16, "test": 16}
     written: dict[str, list[dict]] = {}
@@ -75,6 +76,8 @@ def write_shards(root: Path, sizes: dict[str, int] | None = None, *, seed: int =
                                "target_type": "group" if label else "none",
                                "target_group": ["other"] if label else []},
                     "aux": {}}
+            if relabel:
+                relabel(meta)
             sample = {"__key__": meta["key"], "txt": example_text(rng, label), "json": meta}
             if not text_only:
                 fmt = "png" if n % 4 == 0 else "jpg"
