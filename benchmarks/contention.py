@@ -3,7 +3,8 @@
 Prints, in one run, the training examples/s of the text and the vision expert (a) on a quiet
 machine and (b) beside one CPU-bound process this script starts and stops itself, for:
   - `libraries' defaults`: STAGES_THREAD_POLICY=off (torch's threads spin while they wait),
-  - `policy`: what every stage now sets (threads that yield, fixed count, AVX2 kernels),
+  - `policy`: what every stage now sets (no spinning when the CPU is busy as it starts, brief
+    spinning when idle, fixed count, AVX2 kernels),
   - `1 thread`: the policy with OMP_NUM_THREADS=1, for comparison.
 Goals: policy under one competitor >= 0.4x its quiet speed (a fair share of two cores is 0.5x);
 policy quiet >= the defaults' quiet speed.
@@ -59,7 +60,7 @@ def measure(expert_name: str, shards: Path, seconds: float) -> dict:
 
 def child(expert: str, policy: dict, shards: Path, seconds: float) -> dict:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OMP_", "MKL_", "OPENBLAS_NUM", "ATEN_CPU", "ONEDNN_", "STAGES_THREAD"))}
+           if not k.startswith(("OMP_", "GOMP_", "MKL_", "OPENBLAS_NUM", "ATEN_CPU", "ONEDNN_", "STAGES_THREAD"))}
     code = (f"import json, sys; sys.path.insert(0, {str(REPO)!r}); from benchmarks.contention import measure; "
             f"print(json.dumps(measure({expert!r}, __import__('pathlib').Path({str(shards)!r}), {seconds})))")
     out = subprocess.run([sys.executable, "-c", code], env={**env, **policy}, cwd=REPO, check=True,

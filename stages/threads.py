@@ -3,11 +3,11 @@ torch, numpy or tokenizers load their OpenMP / MKL / Rust thread pools (they rea
 once, at load time).
 
 Why: torch's OpenMP threads spin while they wait for each other. On a CPU shared with one other
-busy process a spinning thread burns the time slice its partner needs, and training runs ~14x
-slower (benchmarks/contention.py). Threads that yield (OMP_WAIT_POLICY=PASSIVE) lose little on an
-idle machine and keep a fair share under load. A fixed thread count with the runtimes' dynamic
-adjustment switched off keeps the order of floating-point reductions, and so the results, the
-same whatever else runs.
+busy process a spinning thread burns the time slice its partner needs, and training runs up to
+~14x slower (benchmarks/contention.py). So waiting threads sleep at once when the CPU is busy as
+the stage starts, and spin only briefly when it is idle (WAIT_* below). A fixed thread count with
+the runtimes' dynamic adjustment switched off keeps the order of floating-point reductions, and so
+the results, the same whatever else runs.
 
 The count: the cores this process may use (CPU affinity, containers), divided among the local
 processes of a torchrun / accelerate launch (LOCAL_WORLD_SIZE), at least 1. DataLoader workers
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from typing import Mapping
 
 COUNT_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -45,14 +46,48 @@ def thread_count(environ: Mapping[str, str], cores: int) -> int:
 X86_ISA = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
 
 
-def policy(environ: Mapping[str, str], cores: int, machine: str | None = None) -> dict[str, str]:
-    """The variables to set: only those the user has not set already."""
+# How a waiting thread waits. Spinning is what costs ~14x beside a busy process; sleeping at once
+# (PASSIVE) costs the vision expert ~20% on an idle machine (wake-up latency of its many small
+# parallel regions). So: when other processes already use the CPU, sleep at once; on an idle
+# machine, spin briefly (~tens of microseconds) and then sleep. The wait policy never changes
+# results, only speed.
+BUSY_CORES = 0.5              # other processes using this many cores or more: no spinning
+SPIN_WHEN_IDLE = "10000"      # libgomp spin iterations before a waiting thread sleeps
+WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+
+def wait_policy(busy_cores: float) -> dict[str, str]:
+    return {"OMP_WAIT_POLICY": "PASSIVE"} if busy_cores >= BUSY_CORES else {"GOMP_SPINCOUNT": SPIN_WHEN_IDLE}
+
+
+def cpu_used_by_others(seconds: float = 0.2) -> float:
+    """Cores' worth of CPU that other processes use right now: /proc/stat over `seconds` while
+    this process sleeps (0 where there is no /proc/stat)."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as f:
+            ticks = [int(value) for value in f.readline().split()[1:]]
+        return sum(ticks), ticks[3] + ticks[4]   # all, idle + iowait
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    total = total1 - total0
+    return (total - (idle1 - idle0)) / total * (os.cpu_count() or 1) if total > 0 else 0.0
+
+
+def policy(environ: Mapping[str, str], cores: int, machine: str | None = None,
+           busy_cores: float = 0.0) -> dict[str, str]:
+    """The variables to set: only those the user has not set already (a wait variable of the
+    user's replaces the whole wait policy)."""
     count = str(thread_count(environ, cores))
     x86 = (machine or platform.machine()).lower() in ("x86_64", "amd64")
+    user_waits = any(name in environ for name in WAIT_VARIABLES)
     wanted = {
         **(X86_ISA if x86 else {}),
         **{name: count for name in COUNT_VARIABLES},
-        "OMP_WAIT_POLICY": "PASSIVE",     # yield instead of spinning
+        **({} if user_waits else wait_policy(busy_cores)),
         "OMP_DYNAMIC": "FALSE",           # libgomp would pick fewer threads from the load average
         "MKL_DYNAMIC": "FALSE",           # MKL likewise may use fewer threads than asked
         "TOKENIZERS_PARALLELISM": "false",   # one example at a time; no fork warning in workers
@@ -66,7 +101,8 @@ def apply_thread_policy() -> dict[str, str]:
     (the libraries' own defaults; benchmarks/contention.py compares the two)."""
     if os.environ.get("STAGES_THREAD_POLICY", "").lower() == "off":
         return {}
-    chosen = policy(os.environ, usable_cores())
+    user_waits = any(name in os.environ for name in WAIT_VARIABLES)
+    chosen = policy(os.environ, usable_cores(), busy_cores=0.0 if user_waits else cpu_used_by_others())
     os.environ.update(chosen)
     return chosen
 

@@ -15,15 +15,20 @@ from stages import threads
 from tests.test_training import write_shards
 
 REPO = Path(__file__).resolve().parent.parent
-POLICY_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY", "OMP_DYNAMIC",
+POLICY_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
+                    "OMP_DYNAMIC",
                     "MKL_DYNAMIC", "TOKENIZERS_PARALLELISM", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR",
                     "LOCAL_WORLD_SIZE")
 
 
-def test_policy_yields_fixes_the_count_and_pins_x86_kernels():
-    chosen = threads.policy({}, cores=8, machine="x86_64")
+def test_policy_fixes_the_count_sleeps_when_busy_and_pins_x86_kernels():
+    chosen = threads.policy({}, cores=8, machine="x86_64", busy_cores=1.0)
     assert chosen["OMP_NUM_THREADS"] == chosen["MKL_NUM_THREADS"] == chosen["OPENBLAS_NUM_THREADS"] == "8"
-    assert chosen["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert chosen["OMP_WAIT_POLICY"] == "PASSIVE" and "GOMP_SPINCOUNT" not in chosen
+    idle = threads.policy({}, cores=8, machine="x86_64", busy_cores=0.1)
+    assert idle["GOMP_SPINCOUNT"] == "10000" and "OMP_WAIT_POLICY" not in idle
+    assert {k: v for k, v in idle.items() if k != "GOMP_SPINCOUNT"} == \
+        {k: v for k, v in chosen.items() if k != "OMP_WAIT_POLICY"}    # nothing else depends on the load
     assert chosen["OMP_DYNAMIC"] == chosen["MKL_DYNAMIC"] == "FALSE"
     assert chosen["TOKENIZERS_PARALLELISM"] == "false"
     assert (chosen["ATEN_CPU_CAPABILITY"], chosen["ONEDNN_MAX_CPU_ISA"], chosen["MKL_CBWR"]) == ("avx2", "AVX2", "AVX2")
@@ -34,8 +39,8 @@ def test_local_processes_share_the_cores_and_the_user_setting_wins():
     assert threads.policy({"LOCAL_WORLD_SIZE": "4"}, cores=8)["OMP_NUM_THREADS"] == "2"
     assert threads.policy({"LOCAL_WORLD_SIZE": "4"}, cores=2)["OMP_NUM_THREADS"] == "1"
     user = {"OMP_NUM_THREADS": "3", "OMP_WAIT_POLICY": "ACTIVE"}
-    chosen = threads.policy(user, cores=8)
-    assert "OMP_NUM_THREADS" not in chosen and "OMP_WAIT_POLICY" not in chosen
+    chosen = threads.policy(user, cores=8, busy_cores=2.0)
+    assert not {"OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(chosen)
     assert chosen["MKL_NUM_THREADS"] == "3"        # the user's count for every library
 
 
@@ -43,7 +48,7 @@ def probe(extra_env: dict[str, str]) -> list[str]:
     """Import the package first, then torch, in a fresh interpreter (as `python -m stages.X` does)."""
     env = {k: v for k, v in os.environ.items() if k not in POLICY_VARIABLES}
     code = ("import os, stages, torch; print(torch.get_num_threads(), torch.backends.cpu.get_cpu_capability(), "
-            "os.environ['OMP_WAIT_POLICY'])")
+            "os.environ.get('OMP_WAIT_POLICY', '-'), os.environ.get('GOMP_SPINCOUNT', '-'))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, **extra_env}, check=True,
                          capture_output=True, text=True).stdout
     return out.split()
@@ -52,8 +57,14 @@ def probe(extra_env: dict[str, str]) -> list[str]:
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs CPU affinity")
 def test_policy_is_in_force_before_torch_loads():
     cores = len(os.sched_getaffinity(0))
-    count, capability, wait = probe({})
-    assert (int(count), wait) == (cores, "PASSIVE")
+    count, capability, wait, spin = probe({})
+    assert int(count) == cores and (wait, spin) in (("PASSIVE", "-"), ("-", "10000"))
+    competitor = busy_process()
+    try:
+        assert probe({})[2:] == ["PASSIVE", "-"]     # another process is using the CPU: never spin
+    finally:
+        competitor.kill()
+        competitor.wait()
     if threads.platform.machine().lower() in ("x86_64", "amd64"):
         assert capability in ("AVX2", "DEFAULT")        # never AVX512, whatever the host has
     assert probe({"OMP_NUM_THREADS": "1"})[0] == "1"
