@@ -9,7 +9,7 @@ machine and (b) beside one CPU-bound process this script starts and stops itself
 Goals: policy under one competitor >= 0.4x its quiet speed (a fair share of two cores is 0.5x);
 policy quiet >= the defaults' quiet speed.
 
-    python benchmarks/contention.py [--shards Step_3/shards] [--seconds 20]
+    python benchmarks/contention.py [--shards Step_3/shards] [--seconds 20] [--experts text vision]
 
 Each measurement is a fresh interpreter (the variables act only before torch loads), training
 with the stage's own building blocks (train_bench.py's loop) for `--seconds` after 2 warm-up
@@ -84,9 +84,9 @@ def shards_or_synthetic(shards: Path, scratch: Path) -> Path:
     return scratch
 
 
-def run_matrix(shards: Path, seconds: float) -> dict:
+def run_matrix(shards: Path, seconds: float, experts: tuple[str, ...] = EXPERTS) -> dict:
     results = {}
-    for expert in EXPERTS:
+    for expert in experts:
         for name, policy in POLICIES.items():
             quiet = child(expert, policy, shards, seconds)
             competitor = busy_process(seconds * 20 + 120)
@@ -100,7 +100,7 @@ def run_matrix(shards: Path, seconds: float) -> dict:
     return results
 
 
-def print_table(results: dict) -> None:
+def print_table(results: dict, experts: tuple[str, ...] = EXPERTS) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -114,7 +114,7 @@ def print_table(results: dict) -> None:
                       f"{busy['rate'] / quiet['rate']:.2f}", f"{quiet['rate'] / base:.2f}")
     console = Console()
     console.print(table)
-    for expert in EXPERTS:
+    for expert in experts:
         quiet, busy = results[expert, "policy"]
         base = results[expert, "libraries' defaults"][0]["rate"]
         share, kept = busy["rate"] / quiet["rate"], quiet["rate"] / base
@@ -127,11 +127,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shards", type=Path, default=REPO / "Step_3/shards")
     parser.add_argument("--seconds", type=float, default=20.0, help="timed training per measurement")
+    parser.add_argument("--experts", nargs="+", choices=EXPERTS, default=list(EXPERTS))
     args = parser.parse_args(argv)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
-        results = run_matrix(shards_or_synthetic(args.shards, Path(scratch)), args.seconds)
-    print_table(results)
+        results = run_matrix(shards_or_synthetic(args.shards, Path(scratch)), args.seconds, tuple(args.experts))
+    print_table(results, tuple(args.experts))
     print(f"{time.perf_counter() - start:.0f} s in all")
 
 

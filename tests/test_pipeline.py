@@ -488,6 +488,15 @@ def test_train_benchmark_runs_on_the_pipeline_shards(pipeline):
     assert_clean(pipeline.repo)
 
 
+def test_contention_benchmark_runs_briefly_on_the_pipeline_shards(pipeline):
+    out = benchmark("contention.py", "--shards", "Step_3/shards", "--seconds", "1", "--experts", "text",
+                    cwd=pipeline.repo)
+    assert ratio(r"text: policy under one competitor ([\d.]+)x quiet", out) > 0
+    assert ratio(r"policy quiet / defaults quiet ([\d.]+)", out) > 0
+    assert "vision" not in out
+    assert_clean(pipeline.repo)
+
+
 def test_scale_run_benchmark_runs_at_tiny_sizes(tmp_path):
     out = benchmark("scale_run.py", str(tmp_path / "scale_run"), "--sizes", "3", "6")
     summary = json.loads(out.splitlines()[-1])
