@@ -65,7 +65,7 @@ def test_tasks_come_from_tasks_or_the_task_shortcut(text, tasks, primary, multi)
     ("tasks: [abuse_hate, offensive]\nprimary: target_type",
      "train.primary: 'target_type' is not among train.tasks ['abuse_hate', 'offensive']"),
     ("head_weights: {sentiment: 2}",
-     "train.head_weights: {'sentiment': 2} must map fields of train.tasks to weights >= 0 (not learned: sentiment)"),
+     "train.head_weights: {'sentiment': 2.0} must map fields of train.tasks to weights >= 0 (not learned: sentiment)"),
     ("head_weights: {abuse_hate: -1}",
      "train.head_weights: {'abuse_hate': -1.0} must map fields of train.tasks to weights >= 0 (not learned: -)"),
     ("target_group_level: group", "train.target_group_level: 'group' is not one of name, category"),
@@ -362,8 +362,8 @@ def test_torchrun_two_processes_train_two_heads(shards, tiny_deberta, tmp_path):
     root, written = shards
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({
-        "train": {"tasks": ["abuse_hate", "offensive"], "epochs": 1, "batch_size": 4, "learning_rate": 1e-3,
-                  "label_taxonomy": TAXONOMY},
+        "train": {"tasks": ["abuse_hate", "offensive"], "epochs": 1, "batch_size": 4, "learning_rate": 1e-3},
+        "split": {"label_taxonomy": TAXONOMY},
         "text": {"model": str(tiny_deberta), "max_length": 32}}))
     out, trace = tmp_path / "out", tmp_path / "trace"
     result = torchrun_text(root, params, out, trace)
