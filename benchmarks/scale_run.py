@@ -154,7 +154,7 @@ HASH_SNIPPET = """
 import json, sys, time
 from pathlib import Path
 from stages.records import read_manifest
-from stages.split import hash_images
+from stages.dedupe import hash_images
 paths = sorted({r.image_path for r in read_manifest(sys.argv[1]) if r.image_path})
 start = time.perf_counter()
 hashes = hash_images(paths, Path("."), int(sys.argv[2]))

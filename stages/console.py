@@ -1,4 +1,4 @@
-"""Console output of the stages: progress with rate and ETA, on a terminal or in a log.
+"""Console output of the stages: progress with rate and ETA, and the summary table.
 
 On a terminal `Progress` draws a rich bar; when the output is a file or a pipe (a log, CI, `dvc
 repro > log`) it prints a plain line at most every `every` seconds and one at the end, so a long
@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from typing import Iterable, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
+from rich.table import Table
 from rich.text import Text
 
 LOG_EVERY_SECONDS = 10.0
@@ -91,3 +93,21 @@ class _RateETA(ProgressColumn):
         rate = self.progress.rate()
         eta = "" if self.progress.total is None else f"  ETA {format_eta(self.progress.eta())}"
         return Text(f"{'-' if rate is None else f'{rate:.1f}'} {self.progress.unit}/s{eta}")
+
+
+def summary(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]], *, labels: int = 1,
+            caption: str | None = None, console: Console | None = None) -> Table:
+    """Print a stage's summary table (on stdout unless `console` says otherwise) and return it.
+
+    The first `labels` columns are left-aligned labels, the rest right-aligned numbers; cells are
+    shown with str().
+    """
+    table = Table(title=title)
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i < labels else "right")
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    table.caption = caption
+    (console or Console()).print(table)
+    return table
+

@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from rich.console import Console
+
 from stages import records
 from stages.common import REPO_ROOT, atomic_file, json_text, setup_logging
 from stages.config import Part, given, parse
-from stages.console import Progress
+from stages.console import Progress, summary
 from stages.records import ContractError, ManifestRecord, OcrRecord
 from stages.releases import ADAPTERS, DATASETS, Example, ReleaseError, Skip
 
@@ -36,6 +38,10 @@ log = logging.getLogger(__name__)
 NO_SPLIT = "(none)"  # how counts show records whose split is None
 SKIP_EXAMPLES = 3      # skipped rows printed per dataset and reason (all are in the report file)
 SKIP_ROWS_KEPT = 1000  # skipped rows kept in the report per dataset and reason (the counts are exact)
+
+
+class IngestError(Exception):
+    """A configuration problem (unknown dataset, missing folder or file): the stage stops with this message."""
 
 
 @dataclass(frozen=True)
@@ -245,20 +251,14 @@ def _line_of(path: Path, record_id: str) -> int:
 
 
 def print_summary(result: IngestResult) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
-    table = Table(title=f"Step 2: {result.examples} examples -> {result.manifest_path}, {result.ocr_path}")
-    for column in ("dataset", "split", "examples", "labeled", "OCR records"):
-        table.add_column(column, justify="left" if column in ("dataset", "split") else "right")
-    for dataset, splits in result.counts.items():
-        for i, (split, n) in enumerate(splits.items()):
-            ocr = str(result.ocr_counts.get(dataset, 0)) if i == 0 else ""
-            table.add_row(dataset if i == 0 else "", split, str(n), str(result.labeled[dataset][split]), ocr)
-    if any(NO_SPLIT in splits for splits in result.counts.values()):
-        table.caption = f"{NO_SPLIT}: no original split (e.g. HateXplain posts in no division); the split stage assigns one"
-    console.print(table)
+    rows = [(dataset if i == 0 else "", split, n, result.labeled[dataset][split],
+             result.ocr_counts.get(dataset, 0) if i == 0 else "")
+            for dataset, splits in result.counts.items() for i, (split, n) in enumerate(splits.items())]
+    caption = (f"{NO_SPLIT}: no original split (e.g. HateXplain posts in no division); the split stage assigns one"
+               if any(NO_SPLIT in splits for splits in result.counts.values()) else None)
+    summary(f"Step 2: {result.examples} examples -> {result.manifest_path}, {result.ocr_path}",
+            ("dataset", "split", "examples", "labeled", "OCR records"), rows, labels=2, caption=caption, console=console)
     if result.skips:
         print_skips(result, console)
 
@@ -289,10 +289,10 @@ def parse_dataset_options(options: list[str]) -> dict[str, Path]:
 def check_datasets(datasets: dict[str, Path]) -> None:
     unknown = sorted(set(datasets) - set(DATASETS))
     if unknown:
-        raise SystemExit(f"unknown dataset name(s) {unknown}; valid names: {', '.join(DATASETS)}")
+        raise IngestError(f"unknown dataset name(s) {unknown}; valid names: {', '.join(DATASETS)}")
     for name, folder in datasets.items():
         if not folder.is_dir():
-            raise SystemExit(f"dataset folder for {name!r} does not exist: {folder}")
+            raise IngestError(f"dataset folder for {name!r} does not exist: {folder}")
 
 
 def add_dataset_flag(parser: argparse.ArgumentParser) -> None:
@@ -301,39 +301,48 @@ def add_dataset_flag(parser: argparse.ArgumentParser) -> None:
                              f"names: {', '.join(DATASETS)} (default: params ingest.datasets)")
 
 
-def main(argv: list[str] | None = None) -> IngestResult:
-    (config,), args = parse("ingest", __doc__.split("\n\n")[0], [Part("ingest", IngestConfig)], argv,
-                            extra=add_dataset_flag)
-    setup_logging(args.verbose)
-    if args.dataset:   # the command line's releases; params' own Step 2 files no longer apply
+def command_line_config(config: IngestConfig, args: argparse.Namespace) -> IngestConfig:
+    """`--dataset` flags replace the params' releases (and their own Step 2 files); an explicit
+    `--manifest` without `--report` writes the report beside it, keeping the pipeline's report."""
+    if args.dataset:
         if given(args, "ingest.step2_manifest") or given(args, "ingest.step2_ocr"):
             raise SystemExit("--dataset and --step2-manifest/--step2-ocr exclude each other")
         config = dataclasses.replace(config, datasets=parse_dataset_options(args.dataset),
                                      step2_manifest=None, step2_ocr=None)
-    if given(args, "ingest.manifest") and not given(args, "ingest.report"):   # keep the pipeline's report
+    if given(args, "ingest.manifest") and not given(args, "ingest.report"):
         config = dataclasses.replace(config, report=None)
+    return config
+
+
+def main(argv: list[str] | None = None) -> IngestResult:
+    (config,), args = parse("ingest", __doc__.split("\n\n")[0], [Part("ingest", IngestConfig)], argv,
+                            extra=add_dataset_flag)
+    setup_logging(args.verbose)
     try:
-        result = run(config)
+        result = run(command_line_config(config, args), progress=True)
+    except IngestError as e:
+        raise SystemExit(str(e)) from None
     except (ReleaseError, ContractError) as e:
         raise SystemExit(f"ingest failed: {e}") from None
     print_summary(result)
     return result
 
 
-def run(config: IngestConfig) -> IngestResult:
+def run(config: IngestConfig, progress: bool = False) -> IngestResult:
+    """The stage: the configured releases (or the user's own Step 2 files) -> Step 2 files and report."""
     step2_manifest, step2_ocr = config.step2_manifest, config.step2_ocr
     report = config.report or config.manifest.parent / "ingest_report.json"
     if step2_manifest or step2_ocr:
         if not (step2_manifest and step2_ocr):
-            raise SystemExit("give both Step 2 files (step2_manifest and step2_ocr), or neither")
+            raise IngestError("give both Step 2 files (step2_manifest and step2_ocr), or neither")
         for path in (step2_manifest, step2_ocr):
             if not path.is_file():
-                raise SystemExit(f"Step 2 file not found: {path}")
+                raise IngestError(f"Step 2 file not found: {path}")
         return import_step2(step2_manifest, step2_ocr, config.manifest, config.ocr, REPO_ROOT, report)
     if not config.datasets:
-        raise SystemExit("no datasets: give --dataset NAME=DIR or set ingest.datasets in params.yaml")
+        raise IngestError("no datasets: give --dataset NAME=DIR or set ingest.datasets in params.yaml")
     check_datasets(config.datasets)
-    return ingest(config.datasets, config.manifest, config.ocr, REPO_ROOT, progress=True, report_out=report)
+    return ingest(config.datasets, config.manifest, config.ocr, REPO_ROOT, progress=progress, report_out=report)
 
 
 if __name__ == "__main__":

@@ -15,20 +15,14 @@ in temporary places and moved in only on success.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
-import multiprocessing
-import multiprocessing.pool
 import signal
-import threading
 import time
 import traceback
-from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
-
 
 from stages import balance
 from stages.common import (REPO_ROOT, atomic_dir, atomic_file, exit_on_interrupt, json_text, resolve_workers,
@@ -36,15 +30,13 @@ from stages.common import (REPO_ROOT, atomic_dir, atomic_file, exit_on_interrupt
 from stages.config import Part, check_fields, parse
 from stages.console import Progress
 from stages.images import ImageError, ImageSpec, PreparedImage, prepare_image
-from stages.records import (DIAGNOSTIC_SPLIT, EVAL_SPLITS, PACKED_SPLITS, SPLITS, ContractError, ManifestRecord,
-                            evaluation_splits, load_ocr_index, official_split, read_manifest, resolve_image_path,
-                            safe_key)
+from stages.pack_stats import PackStats, failure_message, print_summary
+from stages.parallel import OrderedPool
+from stages.records import (PACKED_SPLITS, ContractError, ManifestRecord, load_ocr_index, read_manifest,
+                            resolve_image_path, safe_key)
 from stages.shards import ShardSetWriter
 from stages.taxonomy import LabelError, Taxonomy, TaxonomyError
 from stages.text import combine_text, has_content, normalize_lang, repair_unicode
-
-CHUNKSIZE = 8            # tasks per Pool message: amortises IPC, small enough to keep cores busy
-IN_FLIGHT_PER_WORKER = 4 * CHUNKSIZE
 
 
 class PackError(Exception):
@@ -228,13 +220,10 @@ def evenly_spaced(items: Iterable, limit: int, total: int) -> Iterator:
             yield item
 
 
-def image_jobs(tasks: Iterable[Task], pending: deque) -> Iterator[str | None]:
-    """What the workers get: the image path of each task that needs one (None for the rest).
-    The task itself waits in `pending` (same order) so text and metadata never cross processes."""
-    for task in tasks:
-        pending.append(task)
-        needs_image = not (task.abort or task.split is None or task.failure)
-        yield task.image_file if needs_image else None
+def image_job(task: Task) -> str | None:
+    """What a worker gets: the image path of a task that needs one (None for the rest); text and
+    metadata never cross processes."""
+    return None if task.abort or task.split is None or task.failure else task.image_file
 
 
 def prepare(image_file: str | None, spec: ImageSpec, image_dirs: list[Path]) -> PreparedImage | tuple[str, str] | None:
@@ -260,232 +249,6 @@ def outcome_of(task: Task, result: PreparedImage | tuple[str, str] | None, requi
     return Outcome(task=task, failure=(reason, detail))
 
 
-# ------------------------------------------------------------------ statistics
-
-FAILURE_REASONS = ("missing_image", "not_a_file", "unreadable_image", "undecodable_image", "image_too_large",
-                   "unsafe_path", "invalid_labels", "invalid_id", "empty_example")
-# Not packed, yet not failures (outside the failure rate): with require_images false the user packs
-# what has text; an example whose image file is missing and that has no text has nothing to pack.
-SKIP_REASONS = ("no_text_no_image",)
-CLASS_FIELDS = ("abuse_hate", "offensive", "target_type")
-SHOWN_EXAMPLES = 5
-
-
-def _examples_entry() -> dict[str, Any]:
-    return {"count": 0, "examples": []}
-
-
-def _count(entry: dict[str, Any], example_id: str, detail: str) -> None:
-    entry["count"] += 1
-    if len(entry["examples"]) < SHOWN_EXAMPLES:
-        entry["examples"].append({"id": example_id, "detail": repair_unicode(detail)})
-
-
-class PackStats:
-    """Counts outcomes in manifest order. Besides counters it keeps each packed key's split and
-    each packed image's 8-byte digest for the duplicate check: small per-example entries, like
-    the OCR index, and no example content."""
-
-    def __init__(self, config: PackConfig):
-        self.config = config
-        self.total = self.excluded = self.ocr_lines_dropped = self.ocr_repeats = 0
-        self.failures = {reason: _examples_entry() for reason in FAILURE_REASONS}
-        self.skipped = {reason: _examples_entry() for reason in SKIP_REASONS}
-        self.fallback = _examples_entry()
-        self.truncated = _examples_entry()
-        self.pools: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
-        self.splits = {split: Counter(examples=0, with_image=0, text_only=0) for split in PACKED_SPLITS}
-        self.classes = {split: {f: Counter() for f in CLASS_FIELDS + ("target_group",)} for split in PACKED_SPLITS}
-        self.dataset_classes: dict[str, dict] = defaultdict(
-            lambda: {s: {f: Counter() for f in CLASS_FIELDS} for s in PACKED_SPLITS})
-        self.datasets: dict[str, Counter] = defaultdict(Counter)
-        self.key_split: dict[str, str] = {}
-        self.image_owner: dict[bytes, tuple[str, str]] = {}
-        self.duplicates = {"same_id": 0, "same_image": 0, "same_image_within_split": 0, "examples": []}
-        self.source_modes: Counter = Counter()
-        self.langs: Counter = Counter()
-        self.official_files: dict[tuple[str, str, str], Counter] = defaultdict(
-            lambda: Counter(official_examples=0, packed=0, failed=0, excluded=0, packed_in_other_split=0))
-        self.carved_or_created: Counter = Counter()   # (dataset, val|test) -> packed, not from an official file
-
-    def add(self, outcome: Outcome) -> None:
-        task = outcome.task
-        self.total += 1
-        per_dataset = self.datasets[task.dataset]
-        if task.split is None:
-            self.excluded += 1
-            per_dataset["excluded"] += 1
-        elif outcome.failure:
-            reason, detail = outcome.failure
-            _count(self.failures.setdefault(reason, _examples_entry()), task.id, detail)
-            per_dataset["failed"] += 1
-        elif outcome.skip:
-            reason, detail = outcome.skip
-            _count(self.skipped[reason], task.id, detail)
-            per_dataset["skipped"] += 1
-        else:
-            self._add_packed(outcome)
-        self._count_official(outcome)
-
-    def _count_official(self, outcome: Outcome) -> None:
-        """Where each example of an official val/test file went: the completeness check."""
-        task = outcome.task
-        target = official_split(self.config.official, task.dataset, task.orig_split)
-        if target not in EVAL_SPLITS:
-            if outcome.packed and task.split in EVAL_SPLITS:
-                self.carved_or_created[task.dataset, task.split] += 1
-            return
-        counts = self.official_files[task.dataset, target, task.orig_split]
-        counts["official_examples"] += 1
-        if task.split is None:
-            counts["excluded"] += 1
-        elif outcome.failure:
-            counts["failed"] += 1
-        else:
-            counts["packed" if task.split == target else "packed_in_other_split"] += 1
-
-    def _add_packed(self, outcome: Outcome) -> None:
-        task, split = outcome.task, outcome.task.split
-        self.splits[split]["examples"] += 1
-        self.datasets[task.dataset][split] += 1
-        if outcome.image is not None:
-            self.splits[split]["with_image"] += 1
-            self.source_modes[outcome.image.source_mode] += 1
-            self._check_image(outcome.image.digest, split, task.id)
-        else:
-            self.splits[split]["text_only"] += 1
-            self.datasets[task.dataset]["text_only"] += 1
-        if outcome.text_only_fallback:
-            _count(self.fallback, task.id, "image file missing; packed text-only")
-        if task.text_truncated:
-            _count(self.truncated, task.id, f"text cut to {self.config.max_text_chars} characters per part")
-        if self.key_split.setdefault(task.key, split) != split:
-            self.duplicates["same_id"] += 1
-        labels = task.meta["labels"]
-        for name in CLASS_FIELDS:
-            cls = "unlabeled" if labels[name] is None else str(labels[name])
-            self.classes[split][name][cls] += 1
-        if task.pool:
-            self.pools[task.pool][split][balance.stratum(task.meta["labeled"], labels["abuse_hate"],
-                                                         labels["offensive"])] += 1
-        groups = labels["target_group"]
-        self.classes[split]["target_group"].update(["unlabeled"] if groups is None else groups or ["(none)"])
-        self.langs[task.meta["lang"]] += 1
-        self.ocr_lines_dropped += task.ocr_lines_dropped
-        self.ocr_repeats += task.ocr_repeats_caption
-
-    def _check_image(self, digest: bytes, split: str, example_id: str) -> None:
-        owner = self.image_owner.setdefault(digest, (split, example_id))
-        if owner == (split, example_id):
-            return
-        if owner[0] == split:
-            self.duplicates["same_image_within_split"] += 1
-            return
-        self.duplicates["same_image"] += 1
-        if len(self.duplicates["examples"]) < SHOWN_EXAMPLES:
-            self.duplicates["examples"].append({"kind": "same_image", "ids": [owner[1], example_id],
-                                                "splits": [owner[0], split]})
-
-    def _diagnostic_json(self, shard_counts: dict[str, dict[str, int]]) -> dict[str, Any]:
-        """The evaluation-only split, counted apart from train/val/test (absent when empty)."""
-        counts = self.splits[DIAGNOSTIC_SPLIT]
-        if not counts["examples"]:
-            return {}
-        datasets = {name: c[DIAGNOSTIC_SPLIT] for name, c in sorted(self.datasets.items()) if c[DIAGNOSTIC_SPLIT]}
-        return {DIAGNOSTIC_SPLIT: {**counts, "shards": shard_counts[DIAGNOSTIC_SPLIT], "datasets": datasets,
-                                   "classes": {f: dict(c) for f, c in self.classes[DIAGNOSTIC_SPLIT].items()},
-                                   "note": "evaluation only; not in `splits`, the balance check or training"}}
-
-    def to_json(self, shard_counts: dict[str, dict[str, int]]) -> dict[str, Any]:
-        config = self.config
-        failed = sum(entry["count"] for entry in self.failures.values())
-        skipped = sum(entry["count"] for entry in self.skipped.values())
-        packed = sum(s["examples"] for s in self.splits.values())
-        to_pack = self.total - self.excluded - skipped
-        check, _ = balance.balance_check(self.pools, config.balance_tolerance, config.balance_min_examples)
-        return {
-            "total_examples": self.total,
-            "packed_examples": packed,
-            "failed_examples": failed,
-            "failure_rate": round(failed / to_pack, 6) if to_pack else 0.0,
-            "excluded_examples": self.excluded,
-            "skipped_examples": skipped,
-            "skipped": self.skipped,
-            "image_packed": sum(s["with_image"] for s in self.splits.values()),
-            "text_only_packed": sum(s["text_only"] for s in self.splits.values()),
-            "missing_image_packed_text_only": self.fallback,
-            "failures": self.failures,
-            "splits": {split: {**self.splits[split], "shards": shard_counts[split],
-                               "classes": {f: dict(c) for f, c in self.classes[split].items()}} for split in SPLITS},
-            "datasets": {name: {k: counts[k] for k in (*SPLITS, "text_only", "failed", "skipped", "excluded")}
-                         | ({DIAGNOSTIC_SPLIT: counts[DIAGNOSTIC_SPLIT]} if counts[DIAGNOSTIC_SPLIT] else {})
-                         for name, counts in sorted(self.datasets.items())},
-            "evaluation_splits": evaluation_splits({cell: dict(c) for cell, c in self.official_files.items()},
-                                                   self.carved_or_created, "packed"),
-            **self._diagnostic_json(shard_counts),
-            "duplicates_across_splits": self.duplicates,
-            "balance": check,
-            "image": {"format": config.image.format, "size": [config.image.size, config.image.size],
-                      "resize": config.image.resize, "max_pixels": config.image.max_pixels,
-                      "jpeg_quality": config.image.jpeg_quality if config.image.format == "jpg" else None,
-                      "source_modes": dict(self.source_modes)},
-            "text": {"ocr_min_conf": config.ocr_min_conf, "default_lang": config.lang, "langs": dict(self.langs),
-                     "ocr_lines_dropped_low_conf": self.ocr_lines_dropped,
-                     "ocr_dropped_as_caption_repeat": self.ocr_repeats,
-                     "max_text_chars": config.max_text_chars, "truncated": self.truncated},
-            "examples_per_shard": config.examples_per_shard,
-            "examples_limit": config.examples_limit,
-            "require_images": config.require_images,
-        }
-
-
-# ------------------------------------------------------------------ ordered, bounded parallel map
-
-
-class Window:
-    """Caps the tasks in flight. Pool.imap's feeder thread would otherwise read the whole
-    manifest ahead of the workers, and memory would grow with the dataset."""
-
-    def __init__(self, size: int):
-        self._slots = threading.Semaphore(size)
-        self._closed = threading.Event()
-
-    def gate(self, items: Iterable) -> Iterator:
-        for item in items:
-            while not self._slots.acquire(timeout=0.1):
-                if self._closed.is_set():
-                    return
-            if self._closed.is_set():
-                return
-            yield item
-
-    def release(self) -> None:
-        self._slots.release()
-
-    def close(self) -> None:
-        self._closed.set()
-
-
-def _worker_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled once, by the main process
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # Pool.terminate() stops workers with SIGTERM
-
-
-@contextlib.contextmanager
-def worker_pool(workers: int, window: Window) -> Iterator[multiprocessing.pool.Pool | None]:
-    """A Pool for the image work, or None for one worker (the work then runs inline)."""
-    if workers == 1:
-        yield None
-        return
-    pool = multiprocessing.Pool(workers, initializer=_worker_signals)
-    try:
-        yield pool
-    finally:
-        window.close()  # unblock the feeder thread before terminate() joins it
-        pool.terminate()
-        pool.join()
-
-
 # ------------------------------------------------------------------ the stage
 
 
@@ -495,20 +258,16 @@ def pack(config: PackConfig, advance: Callable[[], None] | None = None) -> dict[
     Raises PackError on bad inputs and PackFailed above the failure gate; in both cases neither
     the shard dir nor the stats file is touched.
     """
-    workers = resolve_workers(config.workers)
-    window = Window(workers * IN_FLIGHT_PER_WORKER)
     work = functools.partial(prepare, spec=config.image, image_dirs=config.allowed_image_dirs)
-    stats, pending = PackStats(config), deque()
-    with worker_pool(workers, window) as pool:  # forks before the inputs are loaded: lean workers
-        jobs = image_jobs(window.gate(make_tasks(config, *load_inputs(config))), pending)
-        results = pool.imap(work, jobs, chunksize=CHUNKSIZE) if pool else map(work, jobs)
+    stats = PackStats(config)
+    with OrderedPool(config.workers) as pool:  # forks before the inputs are loaded: lean workers
+        results = pool.map(work, make_tasks(config, *load_inputs(config)), job=image_job)
         # exits run in reverse: the shard dir is swapped in before stats.json, so a kill between
         # the two never leaves new stats beside old shards
         with atomic_file(config.stats) as stats_tmp, atomic_dir(config.output_dir) as tmp_dir, \
                 ShardSetWriter(tmp_dir, config.examples_per_shard) as writer:
-            for result in results:
-                window.release()
-                outcome = outcome_of(pending.popleft(), result, config.require_images)
+            for task, result in results:
+                outcome = outcome_of(task, result, config.require_images)
                 if outcome.task.abort:
                     raise PackError(outcome.task.abort)
                 if outcome.packed:
@@ -532,17 +291,6 @@ def _write(writer: ShardSetWriter, outcome: Outcome, image_ext: str) -> None:
                  image=outcome.image.data if has_image else None, image_ext=image_ext if has_image else None)
 
 
-def failure_message(summary: dict[str, Any], max_rate: float) -> str:
-    reasons = sorted(((r["count"], name) for name, r in summary["failures"].items() if r["count"]), reverse=True)
-    lines = [f"pack failed: failure rate {summary['failure_rate']:.2%} > max {max_rate:.2%} "
-             f"({summary['failed_examples']} of {summary['total_examples'] - summary['excluded_examples'] - summary['skipped_examples']} "
-             "examples); no outputs written. Top reasons:"]
-    for count, name in reasons[:5]:
-        shown = ", ".join(f"{e['id']} ({e['detail']})" for e in summary["failures"][name]["examples"][:3])
-        lines.append(f"  {name}: {count}  e.g. {shown}")
-    return "\n".join(lines)
-
-
 # ------------------------------------------------------------------ command line
 
 
@@ -550,60 +298,6 @@ def count_lines(path: Path) -> int:
     """Non-empty lines of the manifest, for the progress bar's total."""
     with open(path, "rb") as f:
         return sum(1 for line in f if line.strip())
-
-
-def print_summary(summary: dict[str, Any], console) -> None:
-    from rich.table import Table
-
-    table = Table(title="Step 3 pack")
-    for column in ("split", "examples", "with image", "text-only", "abuse_hate 0/1/?", "offensive 0/1/?", "shards"):
-        table.add_column(column, justify="right")
-    for split, s in summary["splits"].items():
-        ah, off = s["classes"]["abuse_hate"], s["classes"]["offensive"]
-        table.add_row(split, str(s["examples"]), str(s["with_image"]), str(s["text_only"]),
-                      f"{ah.get('0', 0)}/{ah.get('1', 0)}/{ah.get('unlabeled', 0)}",
-                      f"{off.get('0', 0)}/{off.get('1', 0)}/{off.get('unlabeled', 0)}",
-                      f"{s['shards']['image']}+{s['shards']['textonly']}")
-    if DIAGNOSTIC_SPLIT in summary:
-        d = summary[DIAGNOSTIC_SPLIT]
-        table.add_row(f"{DIAGNOSTIC_SPLIT} (eval only)", str(d["examples"]), str(d["with_image"]), str(d["text_only"]),
-                      *(f"{c.get('0', 0)}/{c.get('1', 0)}/{c.get('unlabeled', 0)}"
-                        for c in (d["classes"]["abuse_hate"], d["classes"]["offensive"])),
-                      f"{d['shards']['image']}+{d['shards']['textonly']}")
-    console.print(table)
-    failures = Table(title="Failures (counted, not packed)")
-    for column in ("reason", "count", "e.g."):
-        failures.add_column(column)
-    for reason, entry in summary["failures"].items():
-        if entry["count"]:
-            failures.add_row(reason, str(entry["count"]), ", ".join(e["id"] for e in entry["examples"][:3]))
-    for reason, entry in summary["skipped"].items():
-        if entry["count"]:
-            failures.add_row(f"{reason} (skipped, not a failure)", str(entry["count"]),
-                             ", ".join(e["id"] for e in entry["examples"][:3]))
-    if failures.row_count:
-        console.print(failures)
-    image, dup = summary["image"], summary["duplicates_across_splits"]
-    console.print(
-        f"total {summary['total_examples']}  packed {summary['packed_examples']}  failed {summary['failed_examples']} "
-        f"(rate {summary['failure_rate']:.3%})  excluded {summary['excluded_examples']}  "
-        f"text-only {summary['text_only_packed']} (of which image missing: "
-        f"{summary['missing_image_packed_text_only']['count']})  skipped {summary['skipped_examples']}  "
-        f"text cut to {summary['text']['max_text_chars']} chars: {summary['text']['truncated']['count']}\n"
-        f"images: {image['format']} {image['size'][0]}x{image['size'][1]} ({image['resize']})  "
-        f"cross-split duplicates: same id {dup['same_id']}, same image {dup['same_image']}")
-    console.print(balance.balance_line(summary["balance"]), soft_wrap=True)
-    console.print("test splits (packed/official): " + ", ".join(
-        f"{dataset} {describe_test_split(splits['test'])}" for dataset, splits in summary["evaluation_splits"].items()
-        if "test" in splits))
-
-
-def describe_test_split(test: dict[str, Any]) -> str:
-    official = f"{test['packed']}/{test['official_examples']} {'complete' if test['complete'] else 'INCOMPLETE'}"
-    if test["official"]:
-        return official
-    carved = f"{test['carved_or_created']} carved/created"
-    return f"{official} + {carved}" if test["official_examples"] else carved
 
 
 def _exit_on_sigterm(signum, frame) -> None:

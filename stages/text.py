@@ -47,8 +47,16 @@ def normalize_text(text: str | None) -> str:
     return " ".join(text.split())
 
 
-def comparison_key(text: str) -> str:
-    """Case- and punctuation-blind form used to tell whether OCR only repeats the caption."""
+def comparison_key(text: str, compatibility: bool = False) -> str:
+    """Case- and punctuation-blind form of `text`: casefolded, every run of non-word characters
+    collapsed to one space. Tells whether OCR only repeats the caption.
+
+    `compatibility` also folds compatibility forms first (NFKC: fullwidth letters, ligatures) and
+    counts `_` as punctuation: split's duplicate-text key, where any two renderings of the same
+    words are the same text.
+    """
+    if compatibility:
+        text = unicodedata.normalize("NFKC", text).replace("_", " ")
     return " ".join(_NOT_WORD.sub(" ", text.casefold()).split())
 
 

@@ -1,5 +1,5 @@
 """stages/console.py: progress in a log (not a terminal) is plain lines with rate and ETA, at most
-one per interval plus one at the end; a disabled progress prints nothing."""
+one per interval plus one at the end; a disabled progress prints nothing; the summary table."""
 from __future__ import annotations
 
 import io
@@ -7,7 +7,7 @@ import re
 
 from rich.console import Console
 
-from stages.console import Progress
+from stages.console import Progress, summary
 
 
 def log_console() -> tuple[Console, io.StringIO]:
@@ -47,3 +47,13 @@ def test_unknown_total_and_disabled():
         progress.advance()
         progress.note("nothing")
     assert out.getvalue() == ""
+
+
+def test_summary_table_aligns_labels_left_and_numbers_right():
+    console, out = log_console()
+    table = summary("Step 9", ("dataset", "split", "examples"), [("olid", "train", 12), ("", "test", 3)],
+                    labels=2, caption="a note", console=console)
+    lines = out.getvalue().splitlines()
+    assert lines[0].strip() == "Step 9" and lines[-1].strip() == "a note"
+    assert "│ olid    │ train │       12 │" in lines and "│         │ test  │        3 │" in lines
+    assert table.row_count == 2

@@ -73,10 +73,10 @@ def test_diagnostic_cases_get_their_own_split_and_are_counted_apart(packed):
     assert "hatecheck" not in report["counts"]
     assert not any(pool.startswith("hatecheck") for pool in report["checks"]["balance"]["pools"])
     # a diagnostic text also in train/val/test is reported: here the pilot's shared vocabulary repeats some
-    from stages.split import normalise_text
-    training_texts = {normalise_text(r.text_raw) for r in read_manifest(packed / "m.jsonl")
+    from stages.text import comparison_key
+    training_texts = {comparison_key(r.text_raw, compatibility=True) for r in read_manifest(packed / "m.jsonl")
                       if splits.get(r.id) in ("train", "val", "test")}
-    overlap = [i for i, row in cases.items() if normalise_text(row["test_case"]) in training_texts]
+    overlap = [i for i, row in cases.items() if comparison_key(row["test_case"], compatibility=True) in training_texts]
     assert diagnostic["text_in_training_splits"]["count"] == len(overlap) > 0
 
     stats = json.loads((packed / "stats.json").read_text())

@@ -338,7 +338,7 @@ def test_split_hashing_refuses_an_oversized_image_from_its_header(tmp_path, monk
     either (here: ~3 s and ~340 MB per image and worker)."""
     from PIL import ImageFile
 
-    from stages.split import hash_image
+    from stages.dedupe import hash_image
     from tests.test_images import write_huge_png
 
     big = write_huge_png(tmp_path / "big.png", side=12000)

@@ -67,3 +67,9 @@ def test_language_tag_is_sanitised_with_fallback():
 def test_comparison_key_is_case_and_punctuation_blind():
     assert comparison_key("Hello,  WORLD!") == comparison_key("hello world") == "hello world"
     assert comparison_key("...") == ""
+
+
+def test_comparison_key_with_compatibility_folds_forms_and_underscores():
+    """split's duplicate-text key: fullwidth letters, ligatures and `_` do not make a text different."""
+    assert comparison_key("ＨＥＬＬＯ_ﬁne", compatibility=True) == comparison_key("hello fine") == "hello fine"
+    assert comparison_key("ＨＥＬＬＯ_fine") == "ｈｅｌｌｏ_fine"   # without it: still fullwidth, `_` a word character
