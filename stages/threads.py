@@ -13,6 +13,8 @@ The count: the cores this process may use (CPU affinity, containers), divided am
 processes of a torchrun / accelerate launch (LOCAL_WORLD_SIZE), at least 1. DataLoader workers
 run one thread each (torch sets that in every worker) and the tokenizers' own pool is off, so
 neither multiplies it. A variable the user has set always wins: `OMP_NUM_THREADS=1 dvc repro`.
+A variable this policy set in a parent process (pytest, a benchmark launching torchrun) is not the
+user's: STAGES_THREAD_POLICY_SET records what was set, and a child decides those afresh.
 """
 from __future__ import annotations
 
@@ -95,15 +97,29 @@ def policy(environ: Mapping[str, str], cores: int, machine: str | None = None,
     return {name: value for name, value in wanted.items() if name not in environ}
 
 
+MARKER = "STAGES_THREAD_POLICY_SET"   # name=value;... of what the policy set (inherited by children)
+
+
+def users_own(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment without the variables a parent's policy set (same value as it recorded);
+    a variable changed since, e.g. `env OMP_NUM_THREADS=1` for a child, is the user's again."""
+    recorded = dict(item.split("=", 1) for item in environ.get(MARKER, "").split(";") if "=" in item)
+    return {k: v for k, v in environ.items() if k != MARKER and recorded.get(k) != v}
+
+
 def apply_thread_policy() -> dict[str, str]:
     """Set the policy's variables in this process (inherited by DataLoader workers and
     subprocesses). Returns what was set. STAGES_THREAD_POLICY=off leaves the environment alone
     (the libraries' own defaults; benchmarks/contention.py compares the two)."""
     if os.environ.get("STAGES_THREAD_POLICY", "").lower() == "off":
         return {}
-    user_waits = any(name in os.environ for name in WAIT_VARIABLES)
-    chosen = policy(os.environ, usable_cores(), busy_cores=0.0 if user_waits else cpu_used_by_others())
+    environ = users_own(os.environ)
+    for name in set(os.environ) - set(environ):
+        del os.environ[name]             # a parent's choice (and the marker): decided again below
+    user_waits = any(name in environ for name in WAIT_VARIABLES)
+    chosen = policy(environ, usable_cores(), busy_cores=0.0 if user_waits else cpu_used_by_others())
     os.environ.update(chosen)
+    os.environ[MARKER] = ";".join(f"{k}={v}" for k, v in sorted(chosen.items()))
     return chosen
 
 

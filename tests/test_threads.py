@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 POLICY_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
                     "OMP_DYNAMIC",
                     "MKL_DYNAMIC", "TOKENIZERS_PARALLELISM", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR",
-                    "LOCAL_WORLD_SIZE")
+                    "LOCAL_WORLD_SIZE", threads.MARKER)
 
 
 def test_policy_fixes_the_count_sleeps_when_busy_and_pins_x86_kernels():
@@ -42,6 +42,18 @@ def test_local_processes_share_the_cores_and_the_user_setting_wins():
     chosen = threads.policy(user, cores=8, busy_cores=2.0)
     assert not {"OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(chosen)
     assert chosen["MKL_NUM_THREADS"] == "3"        # the user's count for every library
+
+
+def test_a_child_decides_again_what_a_parent_policy_set_but_keeps_what_the_user_changed():
+    parent = threads.policy({}, cores=2, machine="x86_64", busy_cores=0.0)
+    marker = ";".join(f"{k}={v}" for k, v in parent.items())
+    inherited = {**parent, threads.MARKER: marker}
+    assert threads.users_own(inherited) == {}
+    launched = threads.users_own({**inherited, "LOCAL_WORLD_SIZE": "2"})      # torchrun from a test
+    assert threads.policy(launched, cores=2)["OMP_NUM_THREADS"] == "1"
+    changed = threads.users_own({**inherited, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "ACTIVE"})
+    assert changed == {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "ACTIVE"}
+    assert threads.users_own({"OMP_NUM_THREADS": "2"}) == {"OMP_NUM_THREADS": "2"}   # no marker: the user's
 
 
 def probe(extra_env: dict[str, str]) -> list[str]:
@@ -69,6 +81,8 @@ def test_policy_is_in_force_before_torch_loads():
         assert capability in ("AVX2", "DEFAULT")        # never AVX512, whatever the host has
     assert probe({"OMP_NUM_THREADS": "1"})[0] == "1"
     assert int(probe({"LOCAL_WORLD_SIZE": "2"})[0]) == max(1, cores // 2)
+    inherited = {"OMP_NUM_THREADS": str(cores), threads.MARKER: f"OMP_NUM_THREADS={cores}"}
+    assert int(probe({**inherited, "LOCAL_WORLD_SIZE": "2"})[0]) == max(1, cores // 2)   # a parent's, not the user's
 
 
 # ------------------------------------------------------------- determinism under contention
