@@ -171,9 +171,10 @@ def tfidf_baseline(shards: Path, fields: list[str]) -> dict:
                 probs = model.predict_proba(vectorizer.transform([ex.text for ex in mine]))[:, 1]
                 by_dataset[name] = classification_metrics([ex.meta["labels"][field] for ex in mine], probs, majority)
         out["test"][field] = {"by_dataset": by_dataset}
-        if field == "abuse_hate" and diagnostic:
-            probs = model.predict_proba(vectorizer.transform([ex.text for ex in diagnostic]))[:, 1]
-            out["diagnostic"] = report([ex.id for ex in diagnostic], [ex.meta["labels"][field] for ex in diagnostic],
+        cases = [ex for ex in diagnostic if ex.meta["labels"].get(field) is not None]
+        if field == "abuse_hate" and cases:
+            probs = model.predict_proba(vectorizer.transform([ex.text for ex in cases]))[:, 1]
+            out["diagnostic"] = report([ex.id for ex in cases], [ex.meta["labels"][field] for ex in cases],
                                        probs, read_cases(shards), ("not_abuse_hate", "abuse_hate"))
     return out
 
