@@ -12,9 +12,10 @@ import pytest
 from PIL import Image
 
 from stages.common import REPO_ROOT
-from stages.records import ManifestRecord, OcrLine, OcrRecord, write_jsonl
+from stages.records import ManifestRecord, OcrLine, OcrRecord
 from stages.split import (SplitConfig, hash_image, main, make_splits, near_phash_pairs, normalise_text)
 from stages.taxonomy import Taxonomy
+from tests.test_records import write_jsonl
 
 OFFICIAL = {"hateful_memes": {"train": "train", "dev_seen": "val", "dev_unseen": "val", "test_seen": "test",
                               "test_unseen": "test"},

@@ -88,7 +88,8 @@ def write_pilot(folder: Path, rows: Iterable[PilotExample], counts: Counter) -> 
     """{split}.jsonl with integer ids (leading zeros lost) and `img` paths; test_unseen has no label;
     dev_unseen repeats most dev_seen rows; only dev_seen ends with a newline (as in the release)."""
     with contextlib.ExitStack() as stack:
-        files = {s: JsonlFile(open_text(stack, folder / f"{s}.jsonl"), final_newline=s == "dev_seen") for s in PILOT_SLOTS}
+        files = {s: JsonlFile(open_text(stack, folder / f"{s}.jsonl"), final_newline=s == "dev_seen")
+                 for s in PILOT_SLOTS}
         for ex in rows:
             meme_id = unique_number(ex.index, 1, 99989, salt=4242)
             img = f"img/{meme_id:05d}.png"
