@@ -101,13 +101,16 @@ def random_code(rng: random.Random, length: int, alphabet: str = string.ascii_le
     return "".join(rng.choice(alphabet) for _ in range(length))
 
 
+def maybe_append(text: str, rng: random.Random, share: float, choices: tuple[str, ...]) -> str:
+    """`text` plus one of `choices` for a `share` of the texts (a hashtag, an emoji, a watermark)."""
+    return f"{text} {rng.choice(choices)}" if rng.random() < share else text
+
+
 def ocr_noise(text: str, rng: random.Random) -> str:
     """What an OCR engine made of the caption: upper case, a few misread letters, a watermark."""
     swaps = {"O": "0", "I": "l", "E": "3", "S": "5", "A": "4"}
     noisy = "".join(swaps.get(c, c) if rng.random() < 0.06 else c for c in text.upper())
-    if rng.random() < 0.3:
-        noisy = f"{noisy} {rng.choice(WATERMARKS)}"
-    return noisy + (" " if rng.random() < 0.5 else "")
+    return maybe_append(noisy, rng, 0.3, WATERMARKS) + (" " if rng.random() < 0.5 else "")
 
 
 # ---------------------------------------------------------------- images

@@ -1,15 +1,17 @@
-"""Native-release adapters: one small module per dataset turns its release into Step 2 records.
+"""Datasets: one module per dataset, each exporting `SPEC` (a `DatasetSpec`), and what they share.
 
-Each adapter's `read_release(folder)` streams `Example`s (a manifest record plus, for memes, the
-transcription shipped with the release as an OCR record) and `Skip`s (a row it could not use,
-with file, line and reason) in file order. Adapters never need the image files to exist.
+A spec holds the dataset's reader, its original split names, whether it has images, the raw
+label values its reader lets through, and its pilot recipe (how stages/pilot.py writes a
+miniature of the release). A reader `read(folder)` streams `Example`s (a manifest record plus,
+for memes, the transcription shipped with the release as an OCR record) and `Skip`s (a row it
+could not use, with file, line and reason) in file order. Readers never need the image files.
 
 Files are located by name anywhere below the dataset folder (`ReleaseFiles`), so both the
 pilot's layout and an unzipped real release work.
 
-Adding a dataset = one module here (DATASET, SPLITS, read_release, and a `PILOT` recipe for the
-built-in pilot) plus its entry in Step_3/label_taxonomy.json: the registry below finds the module,
-and ingest, the pilot and the CLI name checks derive their dataset lists from it.
+Adding a dataset = one module here exporting SPEC, plus its entry in Step_3/label_taxonomy.json
+(tests/test_dataset_specs.py checks the two agree): the registry below finds the module, and
+ingest, the pilot, the CLI name checks and the benchmarks derive their dataset lists from it.
 
 Rules every adapter follows through the shared helpers below:
 - text files are UTF-8 (a BOM is allowed); a byte that is not is an error naming file, line and
@@ -21,7 +23,9 @@ Rules every adapter follows through the shared helpers below:
   folder: an absolute path, one climbing out with `..`, or an existing file that is (or sits
   behind) a symlink resolving outside the folder is a counted skip `unsafe_path` (`release_path`);
 - a row of a split that the release labels, but without a label, is a counted skip
-  `missing_label` (never silently kept as unlabeled).
+  `missing_label` (never silently kept as unlabeled);
+- a table row that is short, has an empty id or a label value outside the release's documented
+  vocabulary is a counted skip (`table_rows`, `label_skip`).
 """
 from __future__ import annotations
 
@@ -307,7 +311,7 @@ class DatasetSpec:
     name: str
     read: Callable[[Path], Iterator[Item]]   # the release folder -> Examples and Skips, in file order
     splits: tuple[str, ...]                  # the original split names the release uses
-    label_values: dict[str, frozenset]
+    label_values: dict[str, Iterable]
     pilot: PilotRecipe
     has_images: bool = False
 

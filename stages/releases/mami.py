@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from stages.pilot_kit import WATERMARKS, PilotExample, csv_writer, save_image, unique_number
+from stages.pilot_kit import WATERMARKS, PilotExample, csv_writer, maybe_append, save_image, unique_number
 from stages.records import ManifestRecord, make_id
 from stages.releases import (DatasetSpec, Example, PilotRecipe, ReleaseError, ReleaseFiles, Skip, csv_rows, csv_table,
                              header_index, label_skip, release_path, table_rows, transcription)
@@ -157,9 +157,7 @@ def style_pilot(core: str, rng: random.Random) -> str:
     text = core.upper() if rng.random() < 0.5 else core.capitalize()
     if rng.random() < 0.1:
         text = f'"{text}" they said'
-    if rng.random() < 0.25:
-        text = f"{text} {rng.choice(WATERMARKS)}"
-    return text
+    return maybe_append(text, rng, 0.25, WATERMARKS)
 
 
 SPEC = DatasetSpec(DATASET, read_release, SPLITS, has_images=True, label_values=ALLOWED,

@@ -15,8 +15,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from stages.pilot_kit import (BLOCK, EMOJI, HASHTAGS, JsonObjectFile, PilotExample, core_text, open_new, open_text,
-                              random_code, save_image)
+from stages.pilot_kit import (BLOCK, EMOJI, HASHTAGS, JsonObjectFile, PilotExample, core_text, maybe_append, open_new,
+                              open_text, random_code, save_image)
 from stages.records import ManifestRecord, make_id
 from stages.releases import (LABEL_OUTSIDE, MISSING_LABEL, DatasetSpec, Example, PilotRecipe, ReleaseError,
                              ReleaseFiles, Skip, load_json_file, release_path, text_lines, transcription)
@@ -164,10 +164,7 @@ def style_pilot(core: str, rng: random.Random) -> str:
     text = core.capitalize()
     if rng.random() < 0.5:
         text = f"@{random_code(rng, rng.randint(5, 12), string.ascii_lowercase + '_0123456789')} {text}"
-    if rng.random() < 0.3:
-        text = f"{text} {rng.choice(HASHTAGS)}"
-    if rng.random() < 0.1:
-        text = f"{text} {rng.choice(EMOJI)}"
+    text = maybe_append(maybe_append(text, rng, 0.3, HASHTAGS), rng, 0.1, EMOJI)
     return f"{text} https://t.co/{random_code(rng, 10)}"
 
 

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from stages.pilot_kit import EMOJI, HASHTAGS, PilotExample, csv_writer, pick, unique_number
+from stages.pilot_kit import EMOJI, HASHTAGS, PilotExample, csv_writer, maybe_append, pick, unique_number
 from stages.records import ManifestRecord, make_id
 from stages.releases import (DatasetSpec, Example, PilotRecipe, ReleaseError, ReleaseFiles, Skip, TableRow, csv_rows,
                              csv_table, header_index, label_skip, table_rows)
@@ -153,10 +153,7 @@ def style_pilot(core: str, rng: random.Random) -> str:
         text = f"{text} &amp; proud of it"
     mentions = rng.choice((0, 1, 1, 1, 2, 3))
     text = " ".join(["@USER"] * mentions + [text])
-    if rng.random() < 0.2:
-        text = f"{text} {rng.choice(HASHTAGS)}"
-    if rng.random() < 0.08:
-        text = f"{text} {rng.choice(EMOJI)}"
+    text = maybe_append(maybe_append(text, rng, 0.2, HASHTAGS), rng, 0.08, EMOJI)
     if rng.random() < 0.25:
         text = f"{text} URL"
     return text
