@@ -248,6 +248,24 @@ def load_json_file(path: Path, kind: type = dict, what: str = "one JSON object")
     return value
 
 
+@dataclass(frozen=True)
+class JsonMember:
+    """A member of a release's JSON object keyed by id (HateXplain posts, MMHS150K tweets)."""
+    number: int   # its position, from 1 (JSON objects have no useful line numbers)
+    id: str
+    value: Any
+    where: str    # "file: post #n ('id')", for messages
+
+
+def json_members(path: Path, members: dict[str, Any], what: str,
+                 problem: Callable[[str, Any], tuple[str, str] | None]) -> Iterator[JsonMember | Skip]:
+    """Each member of `members` (read from `path`), or the Skip that `problem(id, value)` names."""
+    for number, (key, value) in enumerate(members.items(), start=1):
+        member = JsonMember(number, key, value, f"{path}: {what} #{number} ({key!r})")
+        found = problem(key, value)
+        yield Skip(str(path), number, found[0], f"{member.where}: {found[1]}") if found else member
+
+
 def release_path(root: Path, base: Path, name: str, file: Path, line: int) -> Path | Skip:
     """`base / name` for a file name taken from the data, or an `unsafe_path` Skip when it leaves
     the release folder `root`: absolute, `..` climbing out, or (when it exists) resolving outside

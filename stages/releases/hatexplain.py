@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 from stages.pilot_kit import ABUSIVE_WORDS, EMOJI, GROUPS, JsonObjectFile, PilotExample, open_text, pick
 from stages.records import ManifestRecord, make_id
 from stages.releases import (LABEL_OUTSIDE, MISSING_LABEL, DatasetSpec, Example, PilotRecipe, ReleaseError,
-                             ReleaseFiles, Skip, load_json_file)
+                             ReleaseFiles, Skip, json_members, load_json_file)
 
 DATASET = "hatexplain"
 SPLITS = ("train", "val", "test")  # plus None for posts in no division
@@ -37,19 +37,17 @@ def read_release(folder: Path) -> Iterator[Example | Skip]:
         log.warning("%s: no %s found; every post gets split None", folder, DIVISIONS_FILE)
     posts = load_json_file(data_path, dict, "one JSON object keyed by post_id")
     unsplit = 0
-    for number, (post_id, post) in enumerate(posts.items(), start=1):
-        where = f"{data_path}: post #{number} ({post_id!r})"
-        problem = _problem(post_id, post)
-        if problem:
-            yield Skip(str(data_path), number, problem[0], f"{where}: {problem[1]}")
+    for post in json_members(data_path, posts, "post", _problem):
+        if isinstance(post, Skip):
+            yield post
             continue
-        split = split_of.get(post_id)
+        split = split_of.get(post.id)
         unsplit += split is None
         record = ManifestRecord(
-            id=make_id(DATASET, split, post_id), dataset=DATASET, split=split, image_path=None,
-            text_raw=" ".join(post["post_tokens"]),
-            labels_raw={"annotators": post["annotators"], "rationales": post["rationales"]})
-        yield Example(record, None, where)
+            id=make_id(DATASET, split, post.id), dataset=DATASET, split=split, image_path=None,
+            text_raw=" ".join(post.value["post_tokens"]),
+            labels_raw={"annotators": post.value["annotators"], "rationales": post.value["rationales"]})
+        yield Example(record, None, post.where)
     if unsplit and divisions_path:
         log.warning("%s: %d post(s) are in no division of %s; ingested with split None", folder, unsplit,
                     DIVISIONS_FILE)

@@ -19,7 +19,7 @@ from stages.pilot_kit import (BLOCK, EMOJI, HASHTAGS, JsonObjectFile, PilotExamp
                               open_text, random_code, save_image)
 from stages.records import ManifestRecord, make_id
 from stages.releases import (LABEL_OUTSIDE, MISSING_LABEL, DatasetSpec, Example, PilotRecipe, ReleaseError,
-                             ReleaseFiles, Skip, load_json_file, release_path, text_lines, transcription)
+                             ReleaseFiles, Skip, json_members, load_json_file, release_path, text_lines, transcription)
 
 DATASET = "mmhs150k"
 SPLITS = ("train", "val", "test")  # plus None for tweets in no split file
@@ -39,27 +39,25 @@ def read_release(folder: Path) -> Iterator[Example | Skip]:
     text_dir = files.dir("img_txt", gt_path.parent / "img_txt")
     tweets = load_json_file(gt_path, dict, "one JSON object keyed by tweet id")
     unsplit = 0
-    for number, (tweet_id, tweet) in enumerate(tweets.items(), start=1):
-        where = f"{gt_path}: tweet #{number} ({tweet_id!r})"
-        problem = _problem(tweet_id, tweet)
-        if problem:
-            yield Skip(str(gt_path), number, problem[0], f"{where}: {problem[1]}")
+    for tweet in json_members(gt_path, tweets, "tweet", _problem):
+        if isinstance(tweet, Skip):
+            yield tweet
             continue
-        image = release_path(folder, image_dir, f"{tweet_id}.jpg", gt_path, number)
-        img_txt = release_path(folder, text_dir, f"{tweet_id}.json", gt_path, number)
+        image = release_path(folder, image_dir, f"{tweet.id}.jpg", gt_path, tweet.number)
+        img_txt = release_path(folder, text_dir, f"{tweet.id}.json", gt_path, tweet.number)
         if isinstance(image, Skip) or isinstance(img_txt, Skip):
             yield image if isinstance(image, Skip) else img_txt
             continue
-        split = split_of.get(tweet_id)
+        split = split_of.get(tweet.id)
         unsplit += split is None
         record = ManifestRecord(
-            id=make_id(DATASET, split, tweet_id), dataset=DATASET, split=split,
-            image_path=str(image), text_raw=tweet["tweet_text"],
-            labels_raw={"labels": tweet["labels"], "labels_str": tweet["labels_str"]})
+            id=make_id(DATASET, split, tweet.id), dataset=DATASET, split=split,
+            image_path=str(image), text_raw=tweet.value["tweet_text"],
+            labels_raw={"labels": tweet.value["labels"], "labels_str": tweet.value["labels_str"]})
         img_text, skip = _read_img_txt(img_txt)
         if skip:
             yield skip
-        yield Example(record, transcription(record, img_text), where)
+        yield Example(record, transcription(record, img_text), tweet.where)
     if unsplit:
         log.warning("%s: %d tweet(s) are in no splits/*_ids.txt file; ingested with split None", folder, unsplit)
     missing = sorted(set(split_of) - set(tweets))
