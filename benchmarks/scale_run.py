@@ -4,7 +4,7 @@
     python benchmarks/scale_run.py /tmp/scale_small --sizes 20 60       # smoke run, ~1 min
 
 WORK_DIR must lie outside the repo (the stages then store absolute image paths, as for real data
-kept elsewhere). For every size (examples per dataset; 7 datasets) the stages run as
+kept elsewhere). For every size (examples per dataset; every dataset of stages/releases) the stages run as
 `python -m stages.<name> --params WORK_DIR/n<size>/params.yaml ...` with every path explicit, and
 each stage run records:
   wall time and examples/s (pilot: examples written; ingest/split: manifest records; pack: records
@@ -35,8 +35,10 @@ import psutil
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+from stages.releases import DATASETS  # noqa: E402  the pilot writes every one, ingest reads every one
+
 STAGES = ("pilot", "ingest", "split", "pack")
-DATASETS = ("hateful_memes", "mami", "mmhs150k", "memotion1", "memotion2", "hatexplain", "olid")
 SAMPLE_SECONDS = 0.05
 MB = 1024 * 1024
 

@@ -1,7 +1,7 @@
 """Stage `ingest`: native dataset releases -> Step_2/data_manifest.jsonl + Step_2/ocr.jsonl.
 
-Datasets are read in the fixed order of releases.DATASETS, each in its adapter's (file) order, so
-the same releases give byte-identical files. Image files need not exist yet. Rows an adapter
+Datasets are read in the order of the registry (releases.SPECS), each in its adapter's (file)
+order, so the same releases give byte-identical files. Image files need not exist yet. Rows an adapter
 cannot use, and ids seen twice, are counted skips with reasons, kept with their full `file:line`
 in Step_2/ingest_report.json (a DVC metric) and printed file:line first; a release that cannot be
 read at all is an error naming the file and line.
@@ -32,7 +32,8 @@ from stages.common import REPO_ROOT, atomic_file, json_text, setup_logging
 from stages.config import Part, given, parse
 from stages.console import Progress, summary
 from stages.records import ContractError, ManifestRecord, OcrRecord
-from stages.releases import ADAPTERS, DATASETS, Example, ReleaseError, Skip
+from stages import releases
+from stages.releases import Example, ReleaseError, Skip
 
 log = logging.getLogger(__name__)
 NO_SPLIT = "(none)"  # how counts show records whose split is None
@@ -81,11 +82,11 @@ class IngestResult:
 def ingest(datasets: dict[str, Path], manifest_out: Path, ocr_out: Path, root: Path,
            progress: bool = False, report_out: Path | None = None) -> IngestResult:
     """Read every release with its adapter and write both Step 2 files and the report (atomically, together)."""
-    unknown = sorted(set(datasets) - set(ADAPTERS))
+    unknown = sorted(set(datasets) - set(releases.SPECS))
     if unknown:
-        raise ValueError(f"unknown dataset(s) {unknown}; valid names: {', '.join(DATASETS)}")
+        raise ValueError(f"unknown dataset(s) {unknown}; valid names: {', '.join(releases.SPECS)}")
     result = IngestResult(Path(manifest_out), Path(ocr_out))
-    ordered = [(name, Path(datasets[name])) for name in DATASETS if name in datasets]
+    ordered = [(name, Path(datasets[name])) for name in releases.SPECS if name in datasets]
     with ExitStack() as stack:
         manifest_tmp = stack.enter_context(atomic_file(manifest_out))
         ocr_tmp = stack.enter_context(atomic_file(ocr_out))
@@ -126,7 +127,7 @@ def _all_items(ordered: list[tuple[str, Path]], progress: bool) -> Iterator[tupl
         if not folder.is_dir():
             raise ReleaseError(folder, None, f"dataset folder for {name!r} does not exist")
         with Progress(name, None, unit="records", enabled=progress) as bar:
-            for item in ADAPTERS[name](folder):
+            for item in releases.SPECS[name].read(folder):
                 yield name, item
                 bar.advance()
 
@@ -287,9 +288,9 @@ def parse_dataset_options(options: list[str]) -> dict[str, Path]:
 
 
 def check_datasets(datasets: dict[str, Path]) -> None:
-    unknown = sorted(set(datasets) - set(DATASETS))
+    unknown = sorted(set(datasets) - set(releases.SPECS))
     if unknown:
-        raise IngestError(f"unknown dataset name(s) {unknown}; valid names: {', '.join(DATASETS)}")
+        raise IngestError(f"unknown dataset name(s) {unknown}; valid names: {', '.join(releases.SPECS)}")
     for name, folder in datasets.items():
         if not folder.is_dir():
             raise IngestError(f"dataset folder for {name!r} does not exist: {folder}")
@@ -298,7 +299,7 @@ def check_datasets(datasets: dict[str, Path]) -> None:
 def add_dataset_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", action="append", default=[], metavar="NAME=DIR",
                         help=f"a release folder (repeatable; replaces ingest.datasets and ingest.step2_*); "
-                             f"names: {', '.join(DATASETS)} (default: params ingest.datasets)")
+                             f"names: {', '.join(releases.SPECS)} (default: params ingest.datasets)")
 
 
 def command_line_config(config: IngestConfig, args: argparse.Namespace) -> IngestConfig:

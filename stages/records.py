@@ -12,7 +12,7 @@ import json
 import os
 import re
 import urllib.parse
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -258,12 +258,3 @@ def jsonl_line(record: ManifestRecord | OcrRecord) -> str:
     """One compact JSON object and a newline (UTF-8, no ASCII escaping, stable key order)."""
     return json.dumps(record.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
 
-
-def write_jsonl(path: str | Path, records: Iterable[ManifestRecord | OcrRecord]) -> int:
-    """Write records one `jsonl_line` each; returns how many."""
-    count = 0
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        for record in records:
-            f.write(jsonl_line(record))
-            count += 1
-    return count

@@ -27,7 +27,7 @@ IMAGE_EXTENSIONS = ("jpg", "png")
 
 
 @dataclass(frozen=True)
-class Example:
+class ShardExample:
     key: str
     text: str
     meta: dict[str, Any]
@@ -108,10 +108,10 @@ def shard_files(shard_dir: str | Path, split: str, kinds: tuple[str, ...] = ("im
     return files
 
 
-def iter_examples(shard_dir: str | Path, split: str, with_images: bool = True) -> Iterator[Example]:
+def iter_examples(shard_dir: str | Path, split: str, with_images: bool = True) -> Iterator[ShardExample]:
     """Stream all of a split's examples in written order (no node/worker splitting, no shuffle).
 
-    with_images=True: the image shards only, each Example with a decoded RGB PIL image.
+    with_images=True: the image shards only, each ShardExample with a decoded RGB PIL image.
     with_images=False: every example (image and text-only shards); images are not decoded.
     """
     import webdataset as wds
@@ -122,7 +122,7 @@ def iter_examples(shard_dir: str | Path, split: str, with_images: bool = True) -
     dataset = wds.WebDataset(urls, shardshuffle=False, empty_check=False, nodesplitter=None, workersplitter=None)
     if with_images:
         for key, image, text, meta in dataset.decode("pil").to_tuple("__key__", "jpg;png", "txt", "json"):
-            yield Example(key=key, text=text, meta=meta, image=image)
+            yield ShardExample(key=key, text=text, meta=meta, image=image)
     else:
         for key, text, meta in dataset.decode().to_tuple("__key__", "txt", "json"):
-            yield Example(key=key, text=text, meta=meta)
+            yield ShardExample(key=key, text=text, meta=meta)

@@ -262,6 +262,43 @@ class Taxonomy:
     def datasets(self) -> tuple[str, ...]:
         return tuple(sorted(self.spec["datasets"]))
 
+    def raw_values(self, dataset: str) -> dict[str, set[str]]:
+        """The raw values `raw_fields` accepts, by field and text (`raw_key`): `f` a field, `f[]`
+        each item of the list `f`, `f[].k` the key `k` of each item. Fields with neither `values`
+        nor `vocab` are left out."""
+        dspec = self.spec["datasets"][dataset]
+        declared: dict[str, dict] = {}
+        for name, decl in dspec["raw_fields"].items():
+            items = decl.get("items", {})
+            if decl.get("type") != "list":
+                declared[name] = decl
+            elif "fields" in items:
+                declared.update({f"{name}[].{key}": d for key, d in items["fields"].items()})
+            else:
+                declared[f"{name}[]"] = items
+        return {path: {raw_key(v) for v in decl["values"]} if "values" in decl else set(dspec[decl["vocab"]])
+                for path, decl in declared.items() if "values" in decl or "vocab" in decl}
+
+    def rule_values(self, dataset: str) -> list[tuple[str, str, set[str]]]:
+        """(rule kind, raw field, values) per rule of the dataset that reads raw values: a `map` or
+        `vote` table's keys, a `cond` test's values (field names as in `raw_values`)."""
+        dspec = self.spec["datasets"][dataset]
+        found: list[tuple[str, str, set[str]]] = []
+        todo = [*dspec["labels"].values(), *dspec.get("aux", {}).values()]
+        while todo:
+            rule = todo.pop()
+            if rule["rule"] == "cond":
+                todo += [case["then"] for case in rule["cases"]] + [rule["else"]]
+                tests = [case["when"] for case in rule["cases"]]
+                found += [("cond", when["raw"], {raw_key(v) for v in when.get("in", [when.get("is")])})
+                          for when in tests if "raw" in when and "nonempty" not in when]
+            elif rule["rule"] == "map":
+                found.append(("map", rule["from"], set(rule["map"])))
+            elif rule["rule"] == "vote":
+                key = rule.get("key")
+                found.append(("vote", f"{rule['from']}[].{key}" if key else f"{rule['from']}[]", set(rule["map"])))
+        return found
+
     def map(self, record: ManifestRecord) -> UnifiedLabels:
         spec = self.spec["datasets"].get(record.dataset)
         if spec is None:

@@ -8,6 +8,7 @@ import json
 import re
 import tracemalloc
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import imagehash
@@ -22,12 +23,14 @@ from sklearn.preprocessing import StandardScaler
 
 from stages import pilot
 from stages.pilot import PilotConfig, write_pilot
+from stages import releases
 from stages.releases import DATASETS
 from stages.releases import Skip, read_release
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+WITH_IMAGES = [name for name in DATASETS if releases.SPECS[name].has_images]
 
-LAYOUT = {  # CONTRACTS.md "Native release layouts"
+LAYOUT = {  # the native release layouts (each stages/releases/<name>.py docstring)
     "hateful_memes": ["train.jsonl", "dev_seen.jsonl", "dev_unseen.jsonl", "test_seen.jsonl", "test_unseen.jsonl"],
     "mami": ["TRAINING/training.csv", "test/Test.csv", "test_labels.txt"],
     "mmhs150k": ["MMHS150K_GT.json", "splits/train_ids.txt", "splits/val_ids.txt", "splits/test_ids.txt"],
@@ -86,7 +89,7 @@ def test_every_native_file_is_written_with_readme(pilot_run):
     assert "SYNTHETIC" in readme and "seed: 0" in readme
     assert set(pilot_run.counts) == set(DATASETS)
     assert pilot_run.images["hatexplain"] == pilot_run.images["olid"] == 0
-    assert all(pilot_run.images[d] == 60 for d in pilot.WITH_IMAGES)
+    assert all(pilot_run.images[d] == 60 for d in WITH_IMAGES)
 
 
 def test_same_params_give_identical_bytes_and_another_seed_differs(pilot_run, tmp_path):
@@ -108,7 +111,8 @@ def test_a_failing_run_leaves_no_partial_output(tmp_path, monkeypatch):
         next(iter(rows))
         raise RuntimeError("disk full")
 
-    monkeypatch.setitem(pilot.WRITERS, "olid", broken_writer)
+    olid = releases.SPECS["olid"]
+    monkeypatch.setitem(releases.SPECS, "olid", replace(olid, pilot=replace(olid.pilot, write=broken_writer)))
     with pytest.raises(RuntimeError):
         write_pilot(PilotConfig(out=out, examples_per_dataset=5, datasets=("hatexplain", "olid")))
     assert all_files(out) == before  # the previous pilot is untouched
@@ -248,7 +252,7 @@ def test_olid_crlf_csv_quoting_and_level_subsets(pilot_run):
 
 
 def test_images_vary_in_size_format_and_mode(pilot_run):
-    images = [p for d in pilot.WITH_IMAGES for p in (pilot_run.out / d).rglob("*")
+    images = [p for d in WITH_IMAGES for p in (pilot_run.out / d).rglob("*")
               if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
     opened = [Image.open(p) for p in images]
     sides = [side for im in opened for side in im.size]
@@ -294,14 +298,14 @@ def test_every_adapter_ingests_the_pilot_with_the_expected_counts_and_labels(pil
             if record.image_path:
                 assert Path(record.image_path).is_file(), record.image_path
         # the latent class of each generated example comes back through the native label fields
-        expected = Counter((e.split, int(e.abusive)) for e in pilot.examples(dataset, config)
+        expected = Counter((e.split, int(e.abusive)) for e in pilot.examples(releases.SPECS[dataset], config)
                            if e.split not in ("dev_unseen", "test_unseen", "none"))
         got = Counter((r.split, native_abusive(dataset, r.labels_raw)) for r in records
                       if r.split not in ("dev_unseen", "test_unseen", None))
         assert got == expected, dataset
         if dataset == "hateful_memes":
             assert all(r.labels_raw is None for r in records if r.split == "test_unseen")
-        if dataset in pilot.WITH_IMAGES and dataset != "mmhs150k":
+        if dataset in WITH_IMAGES and dataset != "mmhs150k":
             assert all(i.ocr is not None and i.ocr.source == "dataset_transcription" for i in items)
 
 

@@ -5,11 +5,18 @@ import json
 
 import pytest
 
-from stages.records import (ContractError, ManifestRecord, OcrLine, OcrRecord, make_id, read_manifest,
-                            read_ocr, relative_image_path, resolve_image_path, safe_key, write_jsonl)
+from stages.records import (ContractError, ManifestRecord, OcrLine, OcrRecord, jsonl_line, make_id, read_manifest,
+                            read_ocr, relative_image_path, resolve_image_path, safe_key)
 
 GOOD = {"id": "olid_train_86426", "dataset": "olid", "split": "train", "image_path": None,
         "text_raw": "@USER She should ask", "labels_raw": {"subtask_a": "OFF"}}
+
+
+def write_jsonl(path, records) -> int:
+    """Records one `jsonl_line` each, as ingest writes them; returns how many."""
+    lines = [jsonl_line(record) for record in records]
+    path.write_text("".join(lines), encoding="utf-8", newline="\n")
+    return len(lines)
 
 
 def write_lines(path, lines):

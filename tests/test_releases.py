@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stages.records import make_id
-from stages.releases import ADAPTERS, ORIGINAL_SPLITS, Example, ReleaseError, Skip, read_release
+from stages.releases import SPECS, Example, ReleaseError, Skip, read_release
 from stages.releases.memotion1 import decode_gold
 from tests.conftest import REPO_ROOT
 
@@ -37,7 +37,7 @@ def test_registry_covers_every_dataset():
     from stages.releases import DATASETS
     # every module of the package is registered (found, not listed); the original seven keep their order
     modules = sorted(p.stem for p in (REPO_ROOT / "stages" / "releases").glob("*.py") if p.stem != "__init__")
-    assert sorted(ADAPTERS) == modules and set(ORIGINAL_SPLITS) == set(DATASETS) == set(modules)
+    assert sorted(SPECS) == sorted(DATASETS) == modules
     assert DATASETS == ("hateful_memes", "mami", "mmhs150k", "memotion1", "memotion2", "hatexplain", "olid",
                         "hatecheck")
     with pytest.raises(ValueError, match="valid names: hateful_memes"):
@@ -342,7 +342,7 @@ def test_files_are_found_by_name_and_ambiguity_is_an_error(tmp_path):
 
 def test_unknown_layout_names_folder_and_expected_files(tmp_path):
     write(tmp_path / "readme.txt", "nothing here")
-    for name in ADAPTERS:
+    for name in SPECS:
         with pytest.raises(ReleaseError, match="unknown layout.*expected any of"):
             list(read_release(name, tmp_path))
 

@@ -12,11 +12,12 @@ import pytest
 from PIL import Image
 
 from stages.common import REPO_ROOT
-from stages.records import ManifestRecord, OcrLine, OcrRecord, write_jsonl
+from stages.records import ManifestRecord, OcrLine, OcrRecord
 from stages.dedupe import hash_image, near_phash_pairs
 from stages.split import SplitConfig, main, make_splits
 from stages.taxonomy import Taxonomy
 from stages.text import comparison_key
+from tests.test_records import write_jsonl
 
 OFFICIAL = {"hateful_memes": {"train": "train", "dev_seen": "val", "dev_unseen": "val", "test_seen": "test",
                               "test_unseen": "test"},

@@ -1,8 +1,8 @@
 """stages/training.py: shard reading and splitting, metrics, weights loading.
 
 `write_shards` (also used by test_train_text / test_train_vision) writes tiny shards exactly as
-CONTRACTS.md "Shards" describes: <key>.jpg|png + .txt + .json in shard-*.tar, .txt + .json in
-textonly-*.tar, texts and images that carry a learnable label signal.
+stages/shards.py (and the README's "Shards") describes: <key>.jpg|png + .txt + .json in
+shard-*.tar, .txt + .json in textonly-*.tar, texts and images that carry a learnable label signal.
 """
 from __future__ import annotations
 

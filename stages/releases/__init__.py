@@ -1,15 +1,17 @@
-"""Native-release adapters: one small module per dataset turns its release into Step 2 records.
+"""Datasets: one module per dataset, each exporting `SPEC` (a `DatasetSpec`), and what they share.
 
-Each adapter's `read_release(folder)` streams `Example`s (a manifest record plus, for memes, the
-transcription shipped with the release as an OCR record) and `Skip`s (a row it could not use,
-with file, line and reason) in file order. Adapters never need the image files to exist.
+A spec holds the dataset's reader, its original split names, whether it has images, the raw
+label values its reader lets through, and its pilot recipe (how stages/pilot.py writes a
+miniature of the release). A reader `read(folder)` streams `Example`s (a manifest record plus,
+for memes, the transcription shipped with the release as an OCR record) and `Skip`s (a row it
+could not use, with file, line and reason) in file order. Readers never need the image files.
 
 Files are located by name anywhere below the dataset folder (`ReleaseFiles`), so both the
 pilot's layout and an unzipped real release work.
 
-Adding a dataset = one module here (DATASET, SPLITS, read_release, and a `PILOT` recipe for the
-built-in pilot) plus its entry in Step_3/label_taxonomy.json: the registry below finds the module,
-and ingest, the pilot and the CLI name checks derive their dataset lists from it.
+Adding a dataset = one module here exporting SPEC, plus its entry in Step_3/label_taxonomy.json
+(tests/test_dataset_specs.py checks the two agree): the registry below finds the module, and
+ingest, the pilot, the CLI name checks and the benchmarks derive their dataset lists from it.
 
 Rules every adapter follows through the shared helpers below:
 - text files are UTF-8 (a BOM is allowed); a byte that is not is an error naming file, line and
@@ -21,7 +23,9 @@ Rules every adapter follows through the shared helpers below:
   folder: an absolute path, one climbing out with `..`, or an existing file that is (or sits
   behind) a symlink resolving outside the folder is a counted skip `unsafe_path` (`release_path`);
 - a row of a split that the release labels, but without a label, is a counted skip
-  `missing_label` (never silently kept as unlabeled).
+  `missing_label` (never silently kept as unlabeled);
+- a table row that is short, has an empty id or a label value outside the release's documented
+  vocabulary is a counted skip (`table_rows`, `label_skip`).
 """
 from __future__ import annotations
 
@@ -34,7 +38,6 @@ import os
 import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Callable, Iterable, Iterator
 
 from stages.records import ManifestRecord, OcrLine, OcrRecord, outside_roots
@@ -42,6 +45,7 @@ from stages.records import ManifestRecord, OcrLine, OcrRecord, outside_roots
 log = logging.getLogger(__name__)
 UNSAFE_PATH = "unsafe_path"      # a data-derived path leaving the release folder (skip reason)
 MISSING_LABEL = "missing_label"  # a row without a label in a split the release labels (skip reason)
+LABEL_OUTSIDE = "label value outside the documented set"  # skip reason
 
 
 @dataclass(frozen=True)
@@ -189,10 +193,38 @@ def header_index(path: Path, header: list[str], required: Iterable[str]) -> dict
     return index
 
 
-def short_row_skip(path: Path, line: int, fields: list[str], needed: int) -> Skip | None:
-    if len(fields) < needed:
-        return Skip(str(path), line, "row with missing columns", f"{len(fields)} of {needed} columns")
-    return None
+@dataclass(frozen=True)
+class TableRow:
+    """A data row of a release table: its id and, when read from the row, its checked labels."""
+    line: int
+    id: str
+    fields: list[str]
+    labels: dict[str, str] | None = None
+
+
+def table_rows(path: Path, rows: Iterable[tuple[int, list[str]]], needed: int, id_column: int,
+               labels: dict[str, int] | None = None, allowed: dict[str, Iterable] | None = None
+               ) -> Iterator[TableRow | Skip]:
+    """Each (line, fields) as a TableRow, or as the Skip of a row shorter than `needed` columns,
+    an empty id, or a label value outside `allowed`. `labels`: label name -> column; None when the
+    row's labels come from elsewhere (a gold file)."""
+    for line, fields in rows:
+        if len(fields) < needed:
+            yield Skip(str(path), line, "row with missing columns", f"{len(fields)} of {needed} columns")
+            continue
+        row_id = fields[id_column].strip()
+        if not row_id:
+            yield Skip(str(path), line, "empty id")
+            continue
+        values = None if labels is None else {name: fields[i] for name, i in labels.items()}
+        skip = values and label_skip(path, line, values, allowed or {})
+        yield skip or TableRow(line, row_id, fields, values)
+
+
+def label_skip(path: Path, line: int, labels: dict[str, Any], allowed: dict[str, Iterable]) -> Skip | None:
+    """The Skip of a row with a present label outside the release's documented vocabulary."""
+    bad = check_values(labels, allowed)
+    return Skip(str(path), line, LABEL_OUTSIDE, bad) if bad else None
 
 
 def load_json_file(path: Path, kind: type = dict, what: str = "one JSON object") -> Any:
@@ -214,6 +246,24 @@ def load_json_file(path: Path, kind: type = dict, what: str = "one JSON object")
     if not value:
         log.warning("%s: empty file: no records (an empty %s)", path, kind.__name__)
     return value
+
+
+@dataclass(frozen=True)
+class JsonMember:
+    """A member of a release's JSON object keyed by id (HateXplain posts, MMHS150K tweets)."""
+    number: int   # its position, from 1 (JSON objects have no useful line numbers)
+    id: str
+    value: Any
+    where: str    # "file: post #n ('id')", for messages
+
+
+def json_members(path: Path, members: dict[str, Any], what: str,
+                 problem: Callable[[str, Any], tuple[str, str] | None]) -> Iterator[JsonMember | Skip]:
+    """Each member of `members` (read from `path`), or the Skip that `problem(id, value)` names."""
+    for number, (key, value) in enumerate(members.items(), start=1):
+        member = JsonMember(number, key, value, f"{path}: {what} #{number} ({key!r})")
+        found = problem(key, value)
+        yield Skip(str(path), number, found[0], f"{member.where}: {found[1]}") if found else member
 
 
 def release_path(root: Path, base: Path, name: str, file: Path, line: int) -> Path | Skip:
@@ -246,49 +296,76 @@ def transcription(record: ManifestRecord, text: str | None) -> OcrRecord | None:
                      lines=(OcrLine(text=text),), source="dataset_transcription")
 
 
-# ---------------------------------------------------------------- pilot recipes
+# ---------------------------------------------------------------- the dataset spec
+
+
+def _as_is(core: str, rng: Any) -> str:
+    return core
 
 
 @dataclass(frozen=True)
 class PilotRecipe:
-    """How the built-in pilot (stages/pilot.py) writes a miniature of a release, declared by a
-    release module as `PILOT` so that a new dataset is one module (plus its taxonomy entry).
+    """How the built-in pilot (stages/pilot.py) writes a miniature of a release.
 
-    `write(folder, rows, counts)` writes the native files from the pilot's examples (each has
-    index, split, abusive, text, image, seed and rng(purpose)) and counts rows per original split
-    in `counts` (and image files under "images")."""
+    `write(folder, rows, counts)` writes the native files from the pilot's examples
+    (stages.pilot_kit.PilotExample) and counts rows per original split in `counts` (and image
+    files under "images")."""
     split_slots: dict[str, int]           # original split -> slots per block of 20 examples
     abusive_share: float                  # share of abusive examples in each split
     write: Callable[[Path, Iterable[Any], Any], None]
-    style: Callable[[str, Any], str] | None = None   # (core sentence, rng) -> the dataset's text style
-    with_images: bool = False
+    style: Callable[[str, Any], str] = _as_is   # (core sentence, rng) -> the dataset's text style
+    about_women: bool = False             # core sentences from the women vocabulary (MAMI), not the invented groups
+    # (text, text class, rng) -> the caption drawn on the image; None: the text itself
+    caption: Callable[[str, bool, Any], str | None] | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Everything the pipeline knows about one dataset; its module exports it as `SPEC`.
+
+    `label_values`: raw label field -> the values `read` lets through (what it checks; compared
+    with Step_3/label_taxonomy.json by a test). A field `f[]` is each item of the list `f`,
+    `f[].k` the key `k` of each item."""
+    name: str
+    read: Callable[[Path], Iterator[Item]]   # the release folder -> Examples and Skips, in file order
+    splits: tuple[str, ...]                  # the original split names the release uses
+    label_values: dict[str, Iterable]
+    pilot: PilotRecipe
+    has_images: bool = False
 
 
 # ---------------------------------------------------------------- registry
 
-# Every module of this package but this file is a release adapter (DATASET, SPLITS, read_release;
-# optionally PILOT). Ingest reads them in this order, which fixes the manifest (hence shard)
-# order: the original seven as they have always been read, then any other by name.
+# Every module of this package but this file is a dataset module exporting SPEC. Ingest reads the
+# datasets in this order, which fixes the manifest (hence shard) order: the original seven as they
+# have always been read, then any other by name.
 _FIRST = ("hateful_memes", "mami", "mmhs150k", "memotion1", "memotion2", "hatexplain", "olid")
+SPECS: dict[str, DatasetSpec] = {}   # the registry: name -> spec, in ingest order
 
 
-def _release_modules() -> dict[str, ModuleType]:
+def register(spec: DatasetSpec) -> DatasetSpec:
+    """Add a dataset to the registry (the modules of this package are added on import)."""
+    if spec.name in SPECS:
+        raise ValueError(f"dataset {spec.name!r} is registered twice")
+    SPECS[spec.name] = spec
+    return spec
+
+
+def _register_modules() -> None:
     names = sorted(info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_"))
-    modules = {name: importlib.import_module(f"{__name__}.{name}") for name in names}
-    ordered = [name for name in _FIRST if name in modules] + [name for name in names if name not in _FIRST]
-    return {modules[name].DATASET: modules[name] for name in ordered}
+    for name in [name for name in _FIRST if name in names] + [name for name in names if name not in _FIRST]:
+        register(importlib.import_module(f"{__name__}.{name}").SPEC)
 
 
-_MODULES = _release_modules()
-DATASETS: tuple[str, ...] = tuple(_MODULES)
-ADAPTERS: dict[str, Callable[[Path], Iterator[Item]]] = {name: m.read_release for name, m in _MODULES.items()}
-# The original split names each release uses (what the split stage maps to train/val/test).
-ORIGINAL_SPLITS: dict[str, tuple[str, ...]] = {name: m.SPLITS for name, m in _MODULES.items()}
-# Pilot recipes declared by release modules (the original seven are written by stages/pilot.py itself).
-PILOT_RECIPES: dict[str, PilotRecipe] = {name: m.PILOT for name, m in _MODULES.items() if hasattr(m, "PILOT")}
+_register_modules()
+DATASETS: tuple[str, ...] = tuple(SPECS)   # the datasets of this package (a test may register more)
+
+
+def spec(name: str) -> DatasetSpec:
+    if name not in SPECS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(SPECS)}")
+    return SPECS[name]
 
 
 def read_release(name: str, folder: Path) -> Iterator[Item]:
-    if name not in ADAPTERS:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(ADAPTERS)}")
-    return ADAPTERS[name](Path(folder))
+    return spec(name).read(Path(folder))

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from stages.records import ManifestRecord, make_id
-from stages.releases import (Example, PilotRecipe, ReleaseError, ReleaseFiles, Skip, check_values, csv_rows,
-                             header_index, short_row_skip)
+from stages.releases import (DatasetSpec, Example, PilotRecipe, ReleaseError, ReleaseFiles, Skip, csv_rows,
+                             header_index, table_rows)
 
 DATASET = "hatecheck"
 SPLITS = ("test",)
@@ -36,26 +36,15 @@ def read_release(folder: Path) -> Iterator[Example | Skip]:
     if first is None:
         raise ReleaseError(path, 1, "empty file (expected a header)")
     col = header_index(path, first[1], ["case_id", "test_case", *LABEL_FIELDS])
-    needed = max(col.values()) + 1
-    for line, fields in rows:
-        if not fields:  # csv yields [] for blank lines
+    data = ((line, fields) for line, fields in rows if fields)  # csv yields [] for blank lines
+    for row in table_rows(path, data, max(col.values()) + 1, col["case_id"],
+                          {name: col[name] for name in LABEL_FIELDS}, ALLOWED):
+        if isinstance(row, Skip):
+            yield row
             continue
-        skip = short_row_skip(path, line, fields, needed)
-        if skip:
-            yield skip
-            continue
-        case_id = fields[col["case_id"]].strip()
-        if not case_id:
-            yield Skip(str(path), line, "empty id")
-            continue
-        labels = {name: fields[col[name]] for name in LABEL_FIELDS}
-        bad = check_values(labels, ALLOWED)
-        if bad:
-            yield Skip(str(path), line, "label value outside the documented set", bad)
-            continue
-        record = ManifestRecord(id=make_id(DATASET, "test", case_id), dataset=DATASET, split="test",
-                                image_path=None, text_raw=fields[col["test_case"]], labels_raw=labels)
-        yield Example(record, None, f"{path}:{line}")
+        record = ManifestRecord(id=make_id(DATASET, "test", row.id), dataset=DATASET, split="test",
+                                image_path=None, text_raw=row.fields[col["test_case"]], labels_raw=row.labels)
+        yield Example(record, None, f"{path}:{row.line}")
 
 
 # ---------------------------------------------------------------- the pilot's miniature
@@ -92,4 +81,5 @@ def style_pilot(core: str, rng: random.Random) -> str:
     return core[:1].upper() + core[1:] + "."
 
 
-PILOT = PilotRecipe(split_slots={"test": 20}, abusive_share=0.6, write=write_pilot, style=style_pilot)
+SPEC = DatasetSpec(DATASET, read_release, SPLITS, label_values=ALLOWED,
+                   pilot=PilotRecipe(split_slots={"test": 20}, abusive_share=0.6, write=write_pilot, style=style_pilot))

@@ -7,13 +7,17 @@ test:     test/Test.csv (file_name, Text Transcription) + images beside it, join
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import random
+from collections import Counter
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
+from stages.pilot_kit import WATERMARKS, PilotExample, csv_writer, maybe_append, save_image, unique_number
 from stages.records import ManifestRecord, make_id
-from stages.releases import (Example, ReleaseError, ReleaseFiles, Skip, check_values, csv_rows, csv_table,
-                             header_index, release_path, short_row_skip, transcription)
+from stages.releases import (DatasetSpec, Example, PilotRecipe, ReleaseError, ReleaseFiles, Skip, csv_rows, csv_table,
+                             header_index, label_skip, release_path, table_rows, transcription)
 
 DATASET = "mami"
 SPLITS = ("training", "test")
@@ -54,32 +58,27 @@ def _read_table(path: Path, split: str, gold: tuple[Path, dict] | None, root: Pa
     required = ["file_name", *LABELS, TEXT] if split == "training" else ["file_name", TEXT]
     col = header_index(path, header, required)
     seen = set()
-    for line, fields in rows:
-        skip = short_row_skip(path, line, fields, len(col))
+    inline = {name: col[name] for name in LABELS} if split == "training" and gold is None else None
+    for row in table_rows(path, rows, len(col), col["file_name"]):
+        if isinstance(row, Skip):
+            yield row
+            continue
+        seen.add(row.id)
+        labels = inline and {name: row.fields[i] for name, i in inline.items()}
+        if gold is not None:
+            if row.id not in gold[1]:
+                yield Skip(str(path), row.line, "test id without a gold label", f"{row.id} not in {gold[0]}")
+                continue
+            labels = gold[1][row.id][1]
+        skip = labels and label_skip(path, row.line, labels, ALLOWED)
         if skip:
             yield skip
             continue
-        file_name = fields[col["file_name"]].strip()
-        if not file_name:
-            yield Skip(str(path), line, "empty id")
-            continue
-        seen.add(file_name)
-        if gold is None:
-            labels = {name: fields[col[name]] for name in LABELS} if split == "training" else None
-        elif file_name in gold[1]:
-            labels = gold[1][file_name][1]
-        else:
-            yield Skip(str(path), line, "test id without a gold label", f"{file_name} not in {gold[0]}")
-            continue
-        bad = labels and check_values(labels, ALLOWED)
-        if bad:
-            yield Skip(str(path), line, "label value outside the documented set", bad)
-            continue
-        image = release_path(root, path.parent, file_name, path, line)
+        image = release_path(root, path.parent, row.id, path, row.line)
         if isinstance(image, Skip):
             yield image
             continue
-        yield _example(split, file_name, image, labels, fields[col[TEXT]], f"{path}:{line}")
+        yield _example(split, row.id, image, labels, row.fields[col[TEXT]], f"{path}:{row.line}")
     if gold:
         unknown = sorted(set(gold[1]) - seen)
         if unknown:
@@ -105,12 +104,62 @@ def _read_gold(path: Path) -> dict[str, tuple[int, dict[str, str]]]:
 def _read_gold_only(path: Path, gold: dict, image_dir: Path, root: Path) -> Iterator[Example | Skip]:
     log.warning("%s: no %s found; the gold labels are ingested without transcriptions", path, TEST_FILE)
     for file_name, (line, labels) in gold.items():
-        bad = check_values(labels, ALLOWED)
-        if bad:
-            yield Skip(str(path), line, "label value outside the documented set", bad)
+        skip = label_skip(path, line, labels, ALLOWED)
+        if skip:
+            yield skip
             continue
         image = release_path(root, image_dir, file_name, path, line)
         if isinstance(image, Skip):
             yield image
             continue
         yield _example("test", file_name, image, labels, None, f"{path}:{line}")
+
+
+# ---------------------------------------------------------------- the pilot's miniature
+
+PILOT_SUBTYPE_SHARES = {"shaming": 0.25, "stereotype": 0.55, "objectification": 0.45, "violence": 0.2}
+
+
+def pilot_labels(ex: PilotExample) -> list[str]:
+    """misogynous + 4 sub-types as "0"/"1"; some misogynous memes have no sub-type (as in MAMI)."""
+    rng = ex.rng("labels")
+    if not ex.abusive:
+        return ["0"] * 5
+    subtypes = ["1" if rng.random() < p else "0" for p in PILOT_SUBTYPE_SHARES.values()]
+    if "1" not in subtypes and rng.random() < 0.7:
+        subtypes[1] = "1"
+    return ["1", *subtypes]
+
+
+def write_pilot(folder: Path, rows: Iterable[PilotExample], counts: Counter) -> None:
+    """TRAINING/training.csv and test/Test.csv (TAB, images beside them) + gold test_labels.txt."""
+    with contextlib.ExitStack() as stack:
+        training = csv_writer(stack, folder / "TRAINING" / "training.csv",
+                              ["file_name", "misogynous", *PILOT_SUBTYPE_SHARES, "Text Transcription"], "\t")
+        test = csv_writer(stack, folder / "test" / "Test.csv", ["file_name", "Text Transcription"], "\t")
+        gold = csv_writer(stack, folder / "test_labels.txt", None, "\t")
+        for ex in rows:
+            if ex.split == "training":
+                file_name = f"{unique_number(ex.index, 1, 14969, salt=11)}.jpg"
+                training.writerow([file_name, *pilot_labels(ex), ex.text])
+                image_dir = folder / "TRAINING"
+            else:
+                file_name = f"{unique_number(ex.index, 15000, 9941, salt=5)}.jpg"
+                test.writerow([file_name, ex.text])
+                gold.writerow([file_name, *pilot_labels(ex)])
+                image_dir = folder / "test"
+            save_image(ex.image, image_dir / file_name, "jpeg")
+            counts["images"] += 1
+            counts[ex.split] += 1
+
+
+def style_pilot(core: str, rng: random.Random) -> str:
+    text = core.upper() if rng.random() < 0.5 else core.capitalize()
+    if rng.random() < 0.1:
+        text = f'"{text}" they said'
+    return maybe_append(text, rng, 0.25, WATERMARKS)
+
+
+SPEC = DatasetSpec(DATASET, read_release, SPLITS, has_images=True, label_values=ALLOWED,
+                   pilot=PilotRecipe(split_slots={"training": 16, "test": 4}, abusive_share=0.5, write=write_pilot,
+                                     style=style_pilot, about_women=True))

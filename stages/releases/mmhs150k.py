@@ -6,14 +6,20 @@ Tweets in no split file get split None.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import random
+import string
+from collections import Counter
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
+from stages.pilot_kit import (BLOCK, EMOJI, HASHTAGS, JsonObjectFile, PilotExample, core_text, maybe_append, open_new,
+                              open_text, random_code, save_image)
 from stages.records import ManifestRecord, make_id
-from stages.releases import (MISSING_LABEL, Example, ReleaseError, ReleaseFiles, Skip, load_json_file, release_path,
-                             text_lines, transcription)
+from stages.releases import (LABEL_OUTSIDE, MISSING_LABEL, DatasetSpec, Example, PilotRecipe, ReleaseError,
+                             ReleaseFiles, Skip, json_members, load_json_file, release_path, text_lines, transcription)
 
 DATASET = "mmhs150k"
 SPLITS = ("train", "val", "test")  # plus None for tweets in no split file
@@ -33,27 +39,25 @@ def read_release(folder: Path) -> Iterator[Example | Skip]:
     text_dir = files.dir("img_txt", gt_path.parent / "img_txt")
     tweets = load_json_file(gt_path, dict, "one JSON object keyed by tweet id")
     unsplit = 0
-    for number, (tweet_id, tweet) in enumerate(tweets.items(), start=1):
-        where = f"{gt_path}: tweet #{number} ({tweet_id!r})"
-        problem = _problem(tweet_id, tweet)
-        if problem:
-            yield Skip(str(gt_path), number, problem[0], f"{where}: {problem[1]}")
+    for tweet in json_members(gt_path, tweets, "tweet", _problem):
+        if isinstance(tweet, Skip):
+            yield tweet
             continue
-        image = release_path(folder, image_dir, f"{tweet_id}.jpg", gt_path, number)
-        img_txt = release_path(folder, text_dir, f"{tweet_id}.json", gt_path, number)
+        image = release_path(folder, image_dir, f"{tweet.id}.jpg", gt_path, tweet.number)
+        img_txt = release_path(folder, text_dir, f"{tweet.id}.json", gt_path, tweet.number)
         if isinstance(image, Skip) or isinstance(img_txt, Skip):
             yield image if isinstance(image, Skip) else img_txt
             continue
-        split = split_of.get(tweet_id)
+        split = split_of.get(tweet.id)
         unsplit += split is None
         record = ManifestRecord(
-            id=make_id(DATASET, split, tweet_id), dataset=DATASET, split=split,
-            image_path=str(image), text_raw=tweet["tweet_text"],
-            labels_raw={"labels": tweet["labels"], "labels_str": tweet["labels_str"]})
+            id=make_id(DATASET, split, tweet.id), dataset=DATASET, split=split,
+            image_path=str(image), text_raw=tweet.value["tweet_text"],
+            labels_raw={"labels": tweet.value["labels"], "labels_str": tweet.value["labels_str"]})
         img_text, skip = _read_img_txt(img_txt)
         if skip:
             yield skip
-        yield Example(record, transcription(record, img_text), where)
+        yield Example(record, transcription(record, img_text), tweet.where)
     if unsplit:
         log.warning("%s: %d tweet(s) are in no splits/*_ids.txt file; ingested with split None", folder, unsplit)
     missing = sorted(set(split_of) - set(tweets))
@@ -110,7 +114,64 @@ def _problem(tweet_id: str, tweet) -> tuple[str, str] | None:
     if not labels or not labels_str:
         return MISSING_LABEL, "labels / labels_str are empty (every MMHS150K tweet is labelled)"
     if not all(type(v) is int and 0 <= v < len(LABELS_STR) for v in labels):
-        return "label value outside the documented set", f"labels={labels!r:.80}"
+        return LABEL_OUTSIDE, f"labels={labels!r:.80}"
     if not all(v in LABELS_STR for v in labels_str):
-        return "label value outside the documented set", f"labels_str={labels_str!r:.80}"
+        return LABEL_OUTSIDE, f"labels_str={labels_str!r:.80}"
     return None
+
+
+# ---------------------------------------------------------------- the pilot's miniature
+
+
+def pilot_votes(ex: PilotExample) -> list[int]:
+    """3 workers: the majority agrees with the class; the third worker sometimes disagrees."""
+    rng = ex.rng("labels")
+    kind = rng.choices(range(1, 6), weights=(5, 2, 2, 1, 2))[0]
+    majority = kind if ex.abusive else 0
+    minority = rng.choice((0, 1, 2, 3, 4, 5, kind))
+    votes = [majority, majority, minority if rng.random() < 0.35 else majority]
+    rng.shuffle(votes)
+    return votes
+
+
+def write_pilot(folder: Path, rows: Iterable[PilotExample], counts: Counter) -> None:
+    """MMHS150K_GT.json (one line, tweet id -> tweet), splits/*_ids.txt, img_txt/<id>.json (only
+    for images with text), img_resized/<id>.jpg (a few are GIF content under the .jpg name)."""
+    with contextlib.ExitStack() as stack:
+        gt = JsonObjectFile(open_text(stack, folder / "MMHS150K_GT.json"))
+        split_files = {s: open_text(stack, folder / "splits" / f"{s}_ids.txt") for s in SPLITS}
+        for ex in rows:
+            rng = ex.rng("ids")
+            tweet_id = str(1_023_000_000_000_000_000 + ex.index * 10**14 + rng.randrange(10**14))
+            votes = pilot_votes(ex)
+            gt.write(tweet_id, {"tweet_text": ex.text, "labels": votes, "labels_str": [LABELS_STR[v] for v in votes],
+                                "tweet_url": f"https://twitter.com/user/status/{tweet_id}",
+                                "img_url": f"http://pbs.twimg.com/media/{random_code(rng, 15)}.jpg"})
+            split_files[ex.split].write(tweet_id + "\n")
+            if ex.image.caption:
+                with open_new(folder / "img_txt" / f"{tweet_id}.json") as f:
+                    json.dump({"img_text": ex.image.caption}, f)
+            fmt = "gif" if ex.index % BLOCK == 11 else "jpeg"  # 1 in 20
+            save_image(ex.image, folder / "img_resized" / f"{tweet_id}.jpg", fmt)
+            counts["images"] += 1
+            counts[ex.split] += 1
+        gt.close()
+
+
+def style_pilot(core: str, rng: random.Random) -> str:
+    text = core.capitalize()
+    if rng.random() < 0.5:
+        text = f"@{random_code(rng, rng.randint(5, 12), string.ascii_lowercase + '_0123456789')} {text}"
+    text = maybe_append(maybe_append(text, rng, 0.3, HASHTAGS), rng, 0.1, EMOJI)
+    return f"{text} https://t.co/{random_code(rng, 10)}"
+
+
+def pilot_caption(text: str, text_class: bool, rng: random.Random) -> str | None:
+    """The tweet is not on the image; ~1 in 4 images has no text at all."""
+    return None if rng.random() < 0.25 else core_text(text_class, False, rng).upper()
+
+
+SPEC = DatasetSpec(DATASET, read_release, SPLITS, has_images=True,
+                   label_values={"labels[]": frozenset(range(len(LABELS_STR))), "labels_str[]": frozenset(LABELS_STR)},
+                   pilot=PilotRecipe(split_slots={"train": 15, "val": 2, "test": 3}, abusive_share=0.35,
+                                     write=write_pilot, style=style_pilot, caption=pilot_caption))

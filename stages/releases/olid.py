@@ -6,13 +6,17 @@ tweet absent from them gets "NULL", as in the training file.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import random
+from collections import Counter
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
+from stages.pilot_kit import EMOJI, HASHTAGS, PilotExample, csv_writer, maybe_append, pick, unique_number
 from stages.records import ManifestRecord, make_id
-from stages.releases import (Example, ReleaseError, ReleaseFiles, Skip, check_values, csv_rows, csv_table,
-                             header_index, short_row_skip)
+from stages.releases import (DatasetSpec, Example, PilotRecipe, ReleaseError, ReleaseFiles, Skip, TableRow, csv_rows,
+                             csv_table, header_index, label_skip, table_rows)
 
 DATASET = "olid"
 SPLITS = ("train", "test")
@@ -42,30 +46,21 @@ def _record(split: str, tweet_id: str, tweet: str, labels: dict | None) -> Manif
                           text_raw=tweet, labels_raw=labels)
 
 
-def _rows(path: Path, required: list[str]) -> Iterator[tuple[int, list[str], dict[str, int]]]:
+def _rows(path: Path, required: list[str], labels: tuple[str, ...] = ()
+          ) -> tuple[dict[str, int], Iterator[TableRow | Skip]]:
     header, rows = csv_table(path, delimiter="\t")
-    columns = header_index(path, header, required)
-    for line, fields in rows:
-        yield line, fields, columns
+    col = header_index(path, header, required)
+    label_columns = {task: col[task] for task in labels} if labels else None
+    return col, table_rows(path, rows, len(col), col["id"], label_columns, ALLOWED)
 
 
 def _read_train(path: Path) -> Iterator[Example | Skip]:
-    names = ["id", "tweet", *ALLOWED]
-    for line, fields, col in _rows(path, names):
-        skip = short_row_skip(path, line, fields, len(col))
-        if skip:
-            yield skip
+    col, rows = _rows(path, ["id", "tweet", *ALLOWED], tuple(ALLOWED))
+    for row in rows:
+        if isinstance(row, Skip):
+            yield row
             continue
-        tweet_id = fields[col["id"]].strip()
-        if not tweet_id:
-            yield Skip(str(path), line, "empty id")
-            continue
-        labels = {task: fields[col[task]] for task in ALLOWED}
-        bad = check_values(labels, ALLOWED)
-        if bad:
-            yield Skip(str(path), line, "label value outside the documented set", bad)
-            continue
-        yield Example(_record("train", tweet_id, fields[col["tweet"]], labels), None, f"{path}:{line}")
+        yield Example(_record("train", row.id, row.fields[col["tweet"]], row.labels), None, f"{path}:{row.line}")
 
 
 def _read_gold(path: Path) -> dict[str, str]:
@@ -88,31 +83,82 @@ def _read_test(path: Path, gold_files: dict[str, Path | None]) -> Iterator[Examp
     if "subtask_a" not in gold:
         log.warning("%s: no %s found; the OLID test tweets are ingested unlabeled", path, LABEL_FILES["subtask_a"])
     seen = set()
-    for line, fields, col in _rows(path, ["id", "tweet"]):
-        skip = short_row_skip(path, line, fields, len(col))
-        if skip:
-            yield skip
+    col, rows = _rows(path, ["id", "tweet"])
+    for row in rows:
+        if isinstance(row, Skip):
+            yield row
             continue
-        tweet_id = fields[col["id"]].strip()
-        if not tweet_id:
-            yield Skip(str(path), line, "empty id")
-            continue
-        seen.add(tweet_id)
+        seen.add(row.id)
         labels = None
         if "subtask_a" in gold:
-            if tweet_id not in gold["subtask_a"]:
-                yield Skip(str(path), line, "test id without a gold label",
-                           f"{tweet_id} not in {gold_files['subtask_a']}")
+            if row.id not in gold["subtask_a"]:
+                yield Skip(str(path), row.line, "test id without a gold label",
+                           f"{row.id} not in {gold_files['subtask_a']}")
                 continue
             # a level file that is absent leaves its key out (unknown); present but silent means NULL
-            labels = {task: gold[task].get(tweet_id, "NULL") for task in ALLOWED if task in gold}
-            bad = check_values(labels, ALLOWED)
-            if bad:
-                yield Skip(str(path), line, "label value outside the documented set", bad)
+            labels = {task: gold[task].get(row.id, "NULL") for task in ALLOWED if task in gold}
+            skip = label_skip(path, row.line, labels, ALLOWED)
+            if skip:
+                yield skip
                 continue
-        yield Example(_record("test", tweet_id, fields[col["tweet"]], labels), None, f"{path}:{line}")
+        yield Example(_record("test", row.id, row.fields[col["tweet"]], labels), None, f"{path}:{row.line}")
     for task, labels in gold.items():
         unknown = sorted(set(labels) - seen)
         if unknown:
             log.warning("%s: %d gold label(s) for ids not in %s, e.g. %s", gold_files[task], len(unknown),
                         path.name, unknown[:3])
+
+
+# ---------------------------------------------------------------- the pilot's miniature
+
+
+def pilot_labels(ex: PilotExample) -> tuple[str, str, str]:
+    rng = ex.rng("labels")
+    if not ex.abusive:
+        return "NOT", "NULL", "NULL"
+    if rng.random() < 0.15:
+        return "OFF", "UNT", "NULL"
+    return "OFF", "TIN", pick(rng, {"IND": 0.55, "GRP": 0.3, "OTH": 0.15})
+
+
+def write_pilot(folder: Path, rows: Iterable[PilotExample], counts: Counter) -> None:
+    """olid-training-v1.0.tsv (CRLF, tweets with quotes CSV-quoted) + testset-level{a,b,c}.tsv and
+    labels-level{a,b,c}.csv; level b holds only the OFF tweets, level c only OFF+TIN."""
+    with contextlib.ExitStack() as stack:
+        train = csv_writer(stack, folder / "olid-training-v1.0.tsv",
+                           ["id", "tweet", "subtask_a", "subtask_b", "subtask_c"], "\t", crlf=True)
+        tests = {level: csv_writer(stack, folder / f"testset-level{level}.tsv", ["id", "tweet"], "\t", crlf=True)
+                 for level in "abc"}
+        golds = {level: csv_writer(stack, folder / f"labels-level{level}.csv", ["id", "label"], crlf=True)
+                 for level in "abc"}
+        for ex in rows:
+            tweet_id = unique_number(ex.index, 10000, 89963, salt=31337)
+            a, b, c = pilot_labels(ex)
+            if ex.split == "train":
+                train.writerow([tweet_id, ex.text, a, b, c])
+            else:
+                for level, label in zip("abc", (a, b, c)):
+                    if label != "NULL":
+                        tests[level].writerow([tweet_id, ex.text])
+                        golds[level].writerow([tweet_id, label])
+            counts[ex.split] += 1
+
+
+def style_pilot(core: str, rng: random.Random) -> str:
+    text = core.capitalize()
+    roll = rng.random()
+    if roll < 0.12:
+        text = f'He said "{core}" and meant it'  # quotes -> the TSV CSV-quotes this tweet
+    elif roll < 0.18:
+        text = f"{text} &amp; proud of it"
+    mentions = rng.choice((0, 1, 1, 1, 2, 3))
+    text = " ".join(["@USER"] * mentions + [text])
+    text = maybe_append(maybe_append(text, rng, 0.2, HASHTAGS), rng, 0.08, EMOJI)
+    if rng.random() < 0.25:
+        text = f"{text} URL"
+    return text
+
+
+SPEC = DatasetSpec(DATASET, read_release, SPLITS, label_values=ALLOWED,
+                   pilot=PilotRecipe(split_slots={"train": 16, "test": 4}, abusive_share=0.35, write=write_pilot,
+                                     style=style_pilot))
