@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Iterator
 from stages import releases
 from stages.common import atomic_dir, setup_logging
 from stages.config import Part, check_fields, parse
-from stages.console import Progress
+from stages.console import Progress, summary
 from stages.pilot_kit import BLOCK, PilotExample, PilotImage, core_text
 from stages.releases import DATASETS, DatasetSpec
 
@@ -198,17 +198,10 @@ def run_with_progress(config: PilotConfig) -> PilotResult:
 
 
 def print_summary(result: PilotResult) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"pilot written to {result.out} in {result.seconds:.1f} s (synthetic data)")
-    for column in ("dataset", "rows", "images", "rows per original split"):
-        table.add_column(column, justify="left" if column in ("dataset", "rows per original split") else "right")
-    for dataset, counts in result.counts.items():
-        table.add_row(dataset, str(sum(counts.values())), str(result.images[dataset]),
-                      ", ".join(f"{split} {n}" for split, n in counts.items()))
-    Console().print(table)
-
+    summary(f"pilot written to {result.out} in {result.seconds:.1f} s (synthetic data)",
+            ("dataset", "rows per original split", "rows", "images"),
+            [(dataset, ", ".join(f"{split} {n}" for split, n in counts.items()), sum(counts.values()),
+              result.images[dataset]) for dataset, counts in result.counts.items()], labels=2)
 
 if __name__ == "__main__":
     main()
