@@ -85,6 +85,10 @@ class TrainConfig:
         """What the shards' json is read for: the task name (single task) or the head layout."""
         return self.layout() if self.multi_head else self.task
 
+    def heads_layout(self) -> heads.HeadLayout | None:
+        """The head layout on the multi-head path; None for a plain binary expert."""
+        return self.layout() if self.multi_head else None
+
 
 @dataclass(frozen=True)
 class ExpertPaths:

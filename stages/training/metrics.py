@@ -191,5 +191,6 @@ def split_metrics(pred: Predictions, train: SplitInfo, layout: heads.HeadLayout 
 
 def head_scorer(layout: heads.HeadLayout, head: heads.Head, counts: heads.HeadCounts) -> Score:
     def score(labels: np.ndarray, probs: np.ndarray, dataset: str | None) -> dict[str, Any] | None:
-        return head_metrics(layout, head.name, labels, probs, heads.majority_target(head, counts.of(dataset, head.name)))
+        majority = heads.majority_target(head, counts.of(dataset, head.name))
+        return head_metrics(layout, head.name, labels, probs, majority)
     return score

@@ -69,27 +69,29 @@ def head_probabilities(layout: heads.HeadLayout, probs: np.ndarray) -> dict[str,
     return out
 
 
-def final_pass(model, expert: Expert, splits: dict[str, SplitInfo], diagnostic_split: tuple[SplitInfo | None, str | None],
-               paths: ExpertPaths, cfg: TrainConfig, live) -> tuple[list[Predictions], dict[str, Any] | None]:
+def final_pass(model, expert: Expert, splits: dict[str, SplitInfo],
+               diagnostic_split: tuple[SplitInfo | None, str | None], paths: ExpertPaths, cfg: TrainConfig, live) -> tuple[list[Predictions], dict[str, Any] | None]:
     """The chosen model's predictions of val and test (+ the diagnostic split), the test plots and the
     diagnostic section of the metrics."""
-    layout = cfg.target() if cfg.multi_head else None
-    preds = [predict(model, eval_stream(splits[split], expert, cfg), expert.collate, cfg.batch_size, cfg.num_workers,
-                     layout) for split in ("val", "test")]
+    layout = cfg.heads_layout()
+    preds = [predict_split(model, splits[split], expert, cfg) for split in ("val", "test")]
     log_test_plots(live, primary_view(preds[1], layout, cfg.primary))
     report = diagnostic_report(model, expert, *diagnostic_split, paths, cfg, live, preds)
     return preds, report
 
 
-def eval_stream(info: SplitInfo, expert: Expert, cfg: TrainConfig) -> ShardStream:
-    """A whole split in shard order, read by this process alone."""
-    return ShardStream(info, cfg.target(), expert.fields_wanted, expert.decode_eval, cfg.batch_size, distributed=False)
+def predict_split(model, info: SplitInfo, expert: Expert, cfg: TrainConfig) -> Predictions:
+    """`predict` over a whole split, read in shard order by this process alone."""
+    stream = ShardStream(info, cfg.target(), expert.fields_wanted, expert.decode_eval, cfg.batch_size,
+                         distributed=False)
+    return predict(model, stream, expert.collate, cfg.batch_size, cfg.num_workers, cfg.heads_layout())
 
 
-def metrics_record(expert: Expert, cfg: TrainConfig, splits: dict[str, SplitInfo], weights, epochs: tuple[int, int | None],
-                   preds: list[Predictions], report: dict[str, Any] | None) -> dict[str, Any]:
+def metrics_record(expert: Expert, cfg: TrainConfig, splits: dict[str, SplitInfo], weights,
+                   epochs: tuple[int, int | None], preds: list[Predictions],
+                   report: dict[str, Any] | None) -> dict[str, Any]:
     """The metrics file: model, task(s), epochs, example counts, then per split (and head) its metrics."""
-    layout = cfg.target() if cfg.multi_head else None
+    layout = cfg.heads_layout()
     head = ({"task": cfg.task} if layout is None else
             {"tasks": list(cfg.tasks), "primary": cfg.primary, "head_weights": dict(cfg.head_weights),
              "target_group_level": cfg.target_group_level,
@@ -125,8 +127,8 @@ def diagnostic_report(model, expert: Expert, info: SplitInfo | None, skipped: st
     per-functionality bar plot; the metrics section, or None when there is no diagnostic split."""
     if info is None:
         return {"skipped": skipped} if skipped else None
-    layout = cfg.target() if cfg.multi_head else None
-    pred = predict(model, eval_stream(info, expert, cfg), expert.collate, cfg.batch_size, cfg.num_workers, layout)
+    layout = cfg.heads_layout()
+    pred = predict_split(model, info, expert, cfg)
     preds.append(pred)
     task = cfg.task if layout is None else "abuse_hate"   # the suites test hate detection
     scored = primary_view(pred, layout, task)

@@ -158,7 +158,7 @@ def run_expert(expert: Expert, splits: dict[str, SplitInfo], paths: ExpertPaths,
     args = training_arguments(cfg, expert, paths.scratch / "checkpoints")   # also sets up torch.distributed
     main = args.process_index == 0
     resume_from = fresh_scratch(paths.scratch, args, resume)
-    layout = cfg.target() if cfg.multi_head else None
+    layout = cfg.heads_layout()
     weights = train_class_weights(splits["train"], layout) if cfg.class_weighting else None
     if layout and resume_from is None:
         heads.init_label_priors(expert.model, layout, splits["train"].head_counts, weights)
