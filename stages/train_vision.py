@@ -2,7 +2,7 @@
 
 Reads Step_3/shards/<split>/shard-*.tar (.jpg|.png + .json; text-only examples have no image and
 are not read), preprocesses with the backbone's own image processor (random horizontal flip on
-train only) and trains with the shared Trainer setup (stages/training.py).
+train only) and trains with the shared Trainer setup (stages/training/).
 
 vision.model: `timm:<arch>` (weights from vision.weights: `pip:<package>`, a .pth/.safetensors
 file, or null for random init) or a Hugging Face id / folder (google/siglip-base-patch16-384: 384²,
@@ -25,9 +25,11 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from stages import training
 from stages.config import check_fields
-from stages.training import IMAGE_FIELDS, Expert, ExpertPaths, TrainConfig, TrainingInputError
+from stages.training.config import (Expert, ExpertPaths, TrainConfig, TrainingInputError, hub_local_only, label_maps,
+                                    resolve_model_source, resolve_pip_package)
+from stages.training.data import IMAGE_FIELDS
+from stages.training.stage import stage_main, train_expert
 
 SHARD_KINDS = ("image",)   # shard-*.tar only
 log = logging.getLogger(__name__)
@@ -51,7 +53,7 @@ def read_weights(spec: str) -> dict[str, torch.Tensor]:
     """A state dict from `pip:<package>` (its one weights file) or a file path; never unpickles code."""
     path = Path(spec)
     if spec.startswith("pip:"):
-        package = training.resolve_pip_package(spec)
+        package = resolve_pip_package(spec)
         found = sorted(p for p in package.rglob("*") if p.suffix in WEIGHT_SUFFIXES)
         if len(found) != 1:
             raise TrainingInputError(f"vision.weights {spec!r}: expected one weights file in {package}, found {len(found)}")
@@ -94,7 +96,7 @@ def build_timm_model(cfg: VisionConfig, task: str | TrainConfig):
     from transformers import TimmWrapperConfig, TimmWrapperForImageClassification, TimmWrapperImageProcessor
 
     arch = cfg.model.removeprefix("timm:")
-    id2label, label2id = training.label_maps(task)
+    id2label, label2id = label_maps(task)
     try:
         model = TimmWrapperForImageClassification(TimmWrapperConfig(
             architecture=arch, num_labels=len(id2label), id2label=id2label, label2id=label2id, model_args={}))
@@ -131,9 +133,9 @@ def load_image_processor(source: str | Path, local_files_only: bool = False):
 def build_hf_model(cfg: VisionConfig, task: str | TrainConfig):
     from transformers import AutoModelForImageClassification
 
-    path = training.resolve_model_source(cfg.model)
-    local_only = training.hub_local_only(cfg.model, "vision.model")
-    id2label, label2id = training.label_maps(task)
+    path = resolve_model_source(cfg.model)
+    local_only = hub_local_only(cfg.model, "vision.model")
+    id2label, label2id = label_maps(task)
     if cfg.weights:
         log.info("vision.weights (%s) is for timm models: %s loads its own", cfg.weights, cfg.model)
     try:
@@ -189,11 +191,11 @@ def build_vision_expert(cfg: VisionConfig, train: TrainConfig) -> Expert:
 
 
 def train_vision(paths: ExpertPaths, train: TrainConfig, vision: VisionConfig, resume: bool = False) -> dict | None:
-    return training.train_expert(build_vision_expert, SHARD_KINDS, paths, train, vision, resume=resume)
+    return train_expert(build_vision_expert, SHARD_KINDS, paths, train, vision, resume=resume)
 
 
 def main(argv=None) -> None:
-    training.stage_main("vision", VisionConfig, train_vision, __doc__.split("\n\n")[0], argv)
+    stage_main("vision", VisionConfig, train_vision, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

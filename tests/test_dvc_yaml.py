@@ -25,12 +25,14 @@ def module_name(folder: Path) -> str:
 
 
 def stage_imports(module: str) -> set[Path]:
-    """Files of every `stages.*` module the given module imports, transitively, with the package's
-    own __init__.py (it runs first: the thread policy)."""
+    """Files of every `stages.*` module the given module imports, transitively, with the __init__.py
+    of every package on the way (it runs first; `stages/__init__.py` sets the thread policy)."""
     seen: set[Path] = set()
     todo = [module, "stages"]
     while todo:
-        path = module_file(todo.pop())
+        name = todo.pop()
+        todo += [name.rpartition(".")[0]] if "." in name else []   # a package's __init__ runs first
+        path = module_file(name)
         if path is None or path in seen:
             continue
         seen.add(path)

@@ -1,5 +1,5 @@
-"""Multi-head experts (stages/heads.py, stages/head_metrics.py, the multi-head path of
-stages/training.py): params, head layouts read from the real taxonomy, the masked loss, per-head
+"""Multi-head experts (stages/heads.py, stages/training/metrics.py, the multi-head path of
+stages/training/): params, head layouts read from the real taxonomy, the masked loss, per-head
 metrics against hand-computed values, and end-to-end runs of both experts on tiny from-config models
 (saved, reloaded with load_expert to the same test metrics; a 2-process torchrun run)."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from stages import heads, training
-from stages.head_metrics import categorical_metrics, multilabel_metrics
+from stages.training.metrics import categorical_metrics, multilabel_metrics
 from stages.heads import MISSING, HeadCounts, HeadLayoutError, MultiHeadLoss, head_layout, load_expert
 from stages.config import ConfigError, Part, build
 from stages.training import ExpertPaths, ShardStream, TrainConfig
@@ -222,7 +222,7 @@ def test_split_metrics_per_head_and_dataset_skip_unlabeled_rows():
     probs = np.array([[0.2, 0.8, .25, .25, .25, .25], [0.6, 0.4, .25, .25, .25, .25],
                       [0.5, 0.5, 0.1, 0.1, 0.7, 0.1], [0.5, 0.5, 0.1, 0.1, 0.7, 0.1]])
     pred = training.Predictions("test", ["h1", "h2", "o1", "o2"], ["hm", "hm", "olid", "olid"], labels, probs)
-    metrics = training.multi_head_split_metrics(pred, info, layout)
+    metrics = training.split_metrics(pred, info, layout)
     assert metrics["abuse_hate"]["support"] == 2 and metrics["abuse_hate"]["accuracy"] == 1.0
     assert metrics["abuse_hate"]["majority_baseline_f1_macro"] == round(1 / 3, 6)   # always 1 on [1, 0]
     assert set(metrics["abuse_hate"]["by_dataset"]) == {"hm"}
@@ -270,7 +270,7 @@ def reload_test_metrics(paths: ExpertPaths, kinds, fields_wanted, decode_for, co
     splits = training.read_splits(paths.shards, kinds, layout)
     stream = ShardStream(splits["test"], layout, fields_wanted, decode_for(paths.out_model), 4, distributed=False)
     preds = training.predict(model, stream, collate_for(paths.out_model), 4, layout=layout)
-    return training.multi_head_split_metrics(preds, splits["train"], layout), preds
+    return training.split_metrics(preds, splits["train"], layout), preds
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""stages/training.py: shard reading and splitting, metrics, weights loading.
+"""stages/training/: shard reading and splitting, metrics, weights loading.
 
 `write_shards` (also used by test_train_text / test_train_vision) writes tiny shards exactly as
 stages/shards.py (and the README's "Shards") describes: <key>.jpg|png + .txt + .json in

@@ -1,0 +1,307 @@
+"""Reading shards. A split is Step_3/shards/<split>/{shard,textonly}-*.tar (README "Shards").
+`read_split` reads only the JSON members (cheap) to count labeled examples, null targets and
+classes; `ShardStream` then streams the examples, never holding a split in memory.
+
+Every reader (rank x DataLoader worker) walks the same undecoded stream in a fixed order and keeps
+its share before decoding: examples are dealt to ranks (`wds.split_by_node` applied to examples,
+padded so that every rank gets ceil(N / world) of them, like DistributedSampler), then the rank's
+batches to workers (`wds.split_by_worker` applied to batches). Splitting examples rather than
+shards keeps every rank busy even when a split is a single shard (the pilot), gives every rank the
+same number of steps (DDP needs it), and makes the batch sequence independent of the worker count.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import tarfile
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import webdataset as wds
+from torch.utils.data import IterableDataset
+
+from stages import heads
+from stages.records import DIAGNOSTIC_SPLIT, SPLITS
+from stages.shards import shard_files
+from stages.training.config import TrainingInputError
+
+log = logging.getLogger(__name__)
+
+META_KEYS = ("id", "dataset")   # carried beside the features for predictions, never fed to the model
+SHUFFLE_BUFFER = 1000           # examples; training order only
+BUCKET_BATCHES = 16             # text: sort windows of 16 batches by length, then shuffle the batches
+IMAGE_FIELDS = ("jpg", "png")
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    """One split's shards and what a JSON-only pass learned about them."""
+    name: str
+    shards: tuple[str, ...]
+    labeled: int                                   # examples with a non-null target (multi-head: any)
+    skipped_null: int                              # examples whose target is null (not trained on)
+    class_counts: tuple[int, int]                  # single task only
+    by_dataset: dict[str, tuple[int, int]]         # dataset -> class counts (single task only)
+    head_counts: heads.HeadCounts | None = None    # multi-head: per dataset and head
+
+    @property
+    def majority(self) -> int:
+        return majority_class(self.class_counts)
+
+    @property
+    def datasets(self) -> list[str]:
+        """The datasets with labeled examples."""
+        return sorted(self.by_dataset if self.head_counts is None else self.head_counts.by_dataset)
+
+
+def majority_class(counts: tuple[int, int]) -> int:
+    return int(counts[1] > counts[0])
+
+
+def member_key_ext(name: str) -> tuple[str, str]:
+    """webdataset's rule: the key is everything before the first dot of the member name."""
+    key, _, ext = name.partition(".")
+    return key, ext.lower()
+
+
+def read_target(meta: dict[str, Any], task: str, where: str) -> int | None:
+    labels = meta.get("labels")
+    if not isinstance(labels, dict) or task not in labels:
+        raise TrainingInputError(f"{where}: json has no 'labels.{task}'")
+    value = labels[task]
+    if value is None:
+        return None
+    if isinstance(value, (bool, int)) and value in (0, 1):
+        return int(value)
+    raise TrainingInputError(f"{where}: labels.{task} = {value!r}, expected 0, 1 or null")
+
+
+def example_target(meta: dict[str, Any], task, where: str):
+    """A single task's 0/1 (or None), or a head layout's target vector (or None)."""
+    if isinstance(task, str):
+        return read_target(meta, task, where)
+    try:
+        return task.encode(meta, where)
+    except heads.HeadLayoutError as err:
+        raise TrainingInputError(str(err)) from err
+
+
+def read_split(shards_dir: Path, split: str, kinds: tuple[str, ...], task) -> SplitInfo:
+    """Count one split from the JSON members only (tarfile seeks past the image bytes).
+    kinds: ("image", "textonly") = shard-*.tar and textonly-*.tar, ("image",) = shard-*.tar."""
+    shards = tuple(shard_files(shards_dir, split, kinds))
+    labeled = skipped = 0
+    counts = [0, 0]
+    by_dataset: dict[str, list[int]] = {}
+    head_counts = None if isinstance(task, str) else heads.HeadCounts(task)
+    for shard in shards:
+        try:
+            with tarfile.open(shard) as tar:
+                for member in tar:
+                    key, ext = member_key_ext(member.name)
+                    if not member.isfile() or ext != "json":
+                        continue
+                    meta = json.loads(tar.extractfile(member).read())
+                    target = example_target(meta, task, f"{shard}: {key}")
+                    if target is None:
+                        skipped += 1
+                        continue
+                    labeled += 1
+                    if head_counts is not None:
+                        head_counts.add(str(meta.get("dataset")), target)
+                        continue
+                    counts[target] += 1
+                    by_dataset.setdefault(str(meta.get("dataset")), [0, 0])[target] += 1
+        except (tarfile.TarError, json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise TrainingInputError(f"{shard}: unreadable shard: {err}") from err
+    return SplitInfo(split, shards, labeled, skipped, (counts[0], counts[1]),
+                     {name: (c[0], c[1]) for name, c in sorted(by_dataset.items())}, head_counts)
+
+
+def read_splits(shards_dir: Path, kinds: tuple[str, ...], task) -> dict[str, SplitInfo]:
+    splits = {split: read_split(shards_dir, split, kinds, task) for split in SPLITS}
+    for info in splits.values():
+        if not info.shards:
+            raise TrainingInputError(f"{Path(shards_dir) / info.name}: no {' or '.join(kinds)} shard files "
+                                     "(run the pack stage first: dvc repro pack)")
+        if info.labeled == 0:
+            raise TrainingInputError(
+                f"{Path(shards_dir) / info.name}: no labeled examples for task '{task_name(task)}' in its "
+                f"{' + '.join(kinds)} shards ({len(info.shards)} file(s), {info.skipped_null} with a null target)")
+    return splits
+
+
+def task_name(task) -> str:
+    return task if isinstance(task, str) else ", ".join(task.names)
+
+
+def read_diagnostic(shards_dir: Path, kinds: tuple[str, ...], task) -> tuple[SplitInfo | None, str | None]:
+    """The evaluation-only split this expert can score, or (None, why it cannot); (None, None)
+    when there is no diagnostic split. Never trained on, never used to pick the epoch."""
+    every = read_split(shards_dir, DIAGNOSTIC_SPLIT, ("image", "textonly"), task)
+    if not every.shards:
+        return None, None
+    info = read_split(shards_dir, DIAGNOSTIC_SPLIT, kinds, task)
+    if info.labeled:
+        return info, None
+    if info.skipped_null:
+        why = f"no {DIAGNOSTIC_SPLIT} example has a '{task_name(task)}' label ({info.skipped_null} null)"
+    else:
+        why = (f"text-only suite(s) ({', '.join(every.datasets) or 'no labeled examples'}): this expert reads "
+               f"{' + '.join(kinds)} shards only")
+    log.warning("%s: %s; not scored", Path(shards_dir) / DIAGNOSTIC_SPLIT, why)
+    return None, why
+
+
+def raw_examples(shards: Iterable[str], task, wanted: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """Labeled examples in shard order, undecoded: {id, dataset, label, <field>: bytes}."""
+    def keep(name: str) -> bool:
+        return member_key_ext(name)[1] in wanted + ("json",)
+
+    samples = wds.tarfile_samples(({"url": shard} for shard in shards), select_files=keep)
+    for sample in samples:
+        where = f"{sample.get('__url__')}: {sample.get('__key__')}"
+        if "json" not in sample:
+            raise TrainingInputError(f"{where}: example without a .json member")
+        meta = json.loads(sample["json"])
+        target = example_target(meta, task, where)
+        if target is None:
+            continue
+        example = {"id": meta.get("id", sample["__key__"]), "dataset": str(meta.get("dataset")),
+                   "label": target, "where": where}
+        for name in wanted:
+            if name in sample:
+                example[name] = sample[name]
+        yield example
+
+
+def chunks(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def length_sorted_windows(examples: Iterable[dict], window: int) -> Iterator[dict]:
+    """Length bucketing: each window of examples sorted by text length (stable)."""
+    for chunk in chunks(examples, window):
+        yield from sorted(chunk, key=lambda example: len(example.get("txt", b"")))
+
+
+def shuffled_batches(batches: Iterable[list], window: int, rng: random.Random, batch_size: int) -> Iterator[list]:
+    """Batch order shuffled within windows; the short last batch stays last, so that the
+    DataLoader re-batching the example stream cuts it at the same places."""
+    short = None
+    for chunk in chunks(batches, window):
+        if len(chunk[-1]) < batch_size:
+            short = chunk.pop()
+        rng.shuffle(chunk)
+        yield from chunk
+    if short:
+        yield short
+
+
+def padded(examples: Iterable[dict], total: int, where: str) -> Iterator[dict]:
+    """Yield `examples`, repeating the first one when it is one short of `total` (a rank with
+    floor(N/world) examples); any other count means the shards changed under us."""
+    first, count = None, 0
+    for example in examples:
+        first = first or example
+        count += 1
+        yield example
+    if count == total - 1 and first is not None:
+        yield first
+    elif count != total:
+        raise TrainingInputError(f"{where}: expected {total} labeled examples for this process, read {count}"
+                                 " (did the shards change while training?)")
+
+
+class ShardStream(IterableDataset):
+    """One split's labeled examples, decoded by `decode(raw, epoch) -> features`, streamed.
+
+    shuffle_seed=None: the fixed shard order (evaluation). Otherwise shards and examples are
+    shuffled per epoch (buffer of SHUFFLE_BUFFER) from (seed, epoch); `bucket_by_length` sorts
+    windows of BUCKET_BATCHES batches by text length and shuffles the batch order.
+    distributed=False reads the whole split whatever the launcher (the final metrics pass).
+    """
+
+    def __init__(self, split: SplitInfo, task, fields_wanted: tuple[str, ...],
+                 decode: Callable[[dict, int], dict], batch_size: int, *, shuffle_seed: int | None = None,
+                 bucket_by_length: bool = False, distributed: bool = True, trace_dir: Path | None = None):
+        super().__init__()
+        self.split, self.task, self.fields_wanted, self.decode = split, task, fields_wanted, decode
+        self.batch_size, self.shuffle_seed, self.bucket_by_length = batch_size, shuffle_seed, bucket_by_length
+        self.distributed, self.trace_dir = distributed, trace_dir
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def world(self) -> tuple[int, int]:
+        if not self.distributed:
+            return 0, 1
+        rank, world_size, _, _ = wds.utils.pytorch_worker_info()
+        return rank, world_size
+
+    def __len__(self) -> int:
+        return math.ceil(self.split.labeled / self.world()[1])
+
+    def ordered_examples(self) -> Iterator[dict]:
+        """The undecoded example stream every reader of this epoch sees, before any split."""
+        shards = list(self.split.shards)
+        if self.shuffle_seed is None:
+            return raw_examples(shards, self.task, self.fields_wanted)
+        rng = random.Random(self.shuffle_seed * 1_000_003 + self.epoch)
+        rng.shuffle(shards)
+        examples = wds.shuffle(SHUFFLE_BUFFER, initial=SHUFFLE_BUFFER, rng=rng)(
+            raw_examples(shards, self.task, self.fields_wanted))
+        if self.bucket_by_length:
+            world_size = self.world()[1]
+            examples = length_sorted_windows(examples, self.batch_size * BUCKET_BATCHES * world_size)
+        return examples
+
+    def rank_batches(self) -> Iterator[list[dict]]:
+        examples = self.ordered_examples()
+        if self.distributed and self.world()[1] > 1:
+            examples = wds.split_by_node(examples)
+        examples = padded(examples, len(self), str(Path(self.split.shards[0]).parent))
+        batches = chunks(examples, self.batch_size)
+        if self.bucket_by_length and self.shuffle_seed is not None:
+            batch_rng = random.Random(self.shuffle_seed * 1_000_003 + self.epoch + 7)
+            batches = shuffled_batches(batches, BUCKET_BATCHES, batch_rng, self.batch_size)
+        return wds.split_by_worker(batches)
+
+    def __iter__(self) -> Iterator[dict]:
+        with self.open_trace() as trace:
+            for batch in self.rank_batches():
+                for raw in batch:
+                    if trace:
+                        trace.write(f"{raw['id']}\n")
+                    yield self.decode(raw, self.epoch)
+
+    def open_trace(self):
+        if self.trace_dir is None:
+            return contextlib.nullcontext(None)
+        rank, _, worker, _ = wds.utils.pytorch_worker_info()
+        Path(self.trace_dir).mkdir(parents=True, exist_ok=True)
+        name = f"{self.split.name}-epoch{self.epoch}-rank{rank}-worker{worker}.txt"
+        return open(Path(self.trace_dir) / name, "a", encoding="utf-8")
+
+
+class ModelCollator:
+    """Drops the metadata before the model's collator; `with_meta` also returns it, per example."""
+
+    def __init__(self, collate: Callable[[list[dict]], dict], with_meta: bool = False):
+        self.collate, self.with_meta = collate, with_meta
+
+    def __call__(self, examples: list[dict]):
+        features = [{k: v for k, v in example.items() if k not in META_KEYS} for example in examples]
+        batch = self.collate(features)
+        if not self.with_meta:
+            return batch
+        return batch, [{k: example[k] for k in META_KEYS} for example in examples]
+

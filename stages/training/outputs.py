@@ -1,0 +1,220 @@
+"""What a trained expert leaves: predictions of whole splits, the diagnostic report, DVCLive's test
+plots, the metrics record, the files (written atomically) and the summary printed at the end."""
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from stages import diagnostic, heads
+from stages.common import atomic_dir, atomic_file, write_json
+from stages.records import DIAGNOSTIC_SPLIT, SPLITS
+from stages.training.config import Expert, ExpertPaths, TrainConfig, label_names
+from stages.training.data import ModelCollator, ShardStream, SplitInfo
+from stages.training.metrics import ECE_BINS, Predictions, head_rows, rounded, split_metrics
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+
+def predict(model: PreTrainedModel, stream: ShardStream, collate: Callable, batch_size: int,
+            num_workers: int = 0, layout: heads.HeadLayout | None = None) -> Predictions:
+    """One pass over a whole split (stream must be distributed=False) with ids kept; with a head
+    layout the labels are target vectors and probs every head's probabilities."""
+    loader = DataLoader(stream, batch_size=batch_size, num_workers=num_workers,
+                        collate_fn=ModelCollator(collate, with_meta=True))
+    device = next(model.parameters()).device
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and torch.cuda.is_bf16_supported()
+                else contextlib.nullcontext())
+    ids, datasets, labels, probs = [], [], [], []
+    model.eval()
+    with torch.no_grad(), autocast:
+        for batch, metas in loader:
+            labels.append(batch.pop("labels").numpy())
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+            probs.append((layout.probabilities(logits) if layout else torch.softmax(logits.float(), dim=-1)[:, 1])
+                         .cpu().numpy())
+            ids += [meta["id"] for meta in metas]
+            datasets += [meta["dataset"] for meta in metas]
+    return Predictions(stream.split.name, ids, datasets, np.concatenate(labels), np.concatenate(probs))
+
+
+def prediction_rows(preds: Iterable[Predictions], layout: heads.HeadLayout | None = None) -> list[dict[str, Any]]:
+    """One row per example, sorted by split and id: its gold label and P(class 1); multi-head: every
+    head's gold label (null when not annotated) and probabilities (a binary head's P(class 1), a
+    categorical head's distribution, a multi-label head's P(label) per label; order: config.json)."""
+    def single(label, probs) -> dict[str, Any]:
+        return {"label": int(label), "prob": rounded(probs)}
+
+    def multi(labels, probs) -> dict[str, Any]:
+        return {"labels": layout.decode_labels(labels), "probs": head_probabilities(layout, probs)}
+
+    targets = single if layout is None else multi
+    rows = [{"id": i, "dataset": d, "split": p.split, **targets(y, q)}
+            for p in preds for i, d, y, q in zip(p.ids, p.datasets, p.labels, p.probs)]
+    return sorted(rows, key=lambda row: (row["split"], row["id"]))
+
+
+def head_probabilities(layout: heads.HeadLayout, probs: np.ndarray) -> dict[str, Any]:
+    out = {}
+    for head, part in zip(layout.heads, layout.logit_slices().values()):
+        values = [rounded(p) for p in probs[part]]
+        out[head.name] = values[1] if head.kind == "binary" else values
+    return out
+
+
+def final_pass(model, expert: Expert, splits: dict[str, SplitInfo],
+               diagnostic_split: tuple[SplitInfo | None, str | None], paths: ExpertPaths, cfg: TrainConfig, live) -> tuple[list[Predictions], dict[str, Any] | None]:
+    """The chosen model's predictions of val and test (+ the diagnostic split), the test plots and the
+    diagnostic section of the metrics."""
+    layout = cfg.heads_layout()
+    preds = [predict_split(model, splits[split], expert, cfg) for split in ("val", "test")]
+    log_test_plots(live, primary_view(preds[1], layout, cfg.primary))
+    report = diagnostic_report(model, expert, *diagnostic_split, paths, cfg, live, preds)
+    return preds, report
+
+
+def predict_split(model, info: SplitInfo, expert: Expert, cfg: TrainConfig) -> Predictions:
+    """`predict` over a whole split, read in shard order by this process alone."""
+    stream = ShardStream(info, cfg.target(), expert.fields_wanted, expert.decode_eval, cfg.batch_size,
+                         distributed=False)
+    return predict(model, stream, expert.collate, cfg.batch_size, cfg.num_workers, cfg.heads_layout())
+
+
+def metrics_record(expert: Expert, cfg: TrainConfig, splits: dict[str, SplitInfo], weights,
+                   epochs: tuple[int, int | None], preds: list[Predictions],
+                   report: dict[str, Any] | None) -> dict[str, Any]:
+    """The metrics file: model, task(s), epochs, example counts, then per split (and head) its metrics."""
+    layout = cfg.heads_layout()
+    head = ({"task": cfg.task} if layout is None else
+            {"tasks": list(cfg.tasks), "primary": cfg.primary, "head_weights": dict(cfg.head_weights),
+             "target_group_level": cfg.target_group_level,
+             "head_examples": {name: {head: info.head_counts.labeled(head) for head in layout.names}
+                               for name, info in splits.items()}})
+    return {
+        "model": expert.model_id, "pretrained": expert.pretrained, **head,
+        "epochs": cfg.epochs, "epochs_run": epochs[0], "best_epoch": epochs[1],
+        "examples": {name: info.labeled for name, info in splits.items()},
+        "skipped_null_labels": {name: info.skipped_null for name, info in splits.items()},
+        "class_weights": weights, "ece_bins": ECE_BINS,
+        **{p.split: split_metrics(p, splits["train"], layout) for p in preds if p.split in SPLITS},
+        **({DIAGNOSTIC_SPLIT: report} if report else {})}
+
+
+def primary_view(pred: Predictions, layout: heads.HeadLayout | None, name: str) -> Predictions | None:
+    """A multi-head prediction reduced to one binary head's labeled rows (gold 0/1, P(class 1)) --
+    the shape of a single-task one; None when that head is not binary or has no labeled row."""
+    if layout is None:
+        return pred
+    if name not in layout.names or layout.head(name).kind != "binary":
+        return None
+    rows, gold, probs = head_rows(layout, name, pred.labels, pred.probs)
+    if not rows.any():
+        return None
+    return Predictions(pred.split, [i for i, keep in zip(pred.ids, rows) if keep],
+                       [d for d, keep in zip(pred.datasets, rows) if keep], gold, probs)
+
+
+def diagnostic_report(model, expert: Expert, info: SplitInfo | None, skipped: str | None, paths: ExpertPaths,
+                      cfg: TrainConfig, live, preds: list[Predictions]) -> dict[str, Any] | None:
+    """Score the diagnostic split with the chosen model (its predictions join `preds`), log the
+    per-functionality bar plot; the metrics section, or None when there is no diagnostic split."""
+    if info is None:
+        return {"skipped": skipped} if skipped else None
+    layout = cfg.heads_layout()
+    pred = predict_split(model, info, expert, cfg)
+    preds.append(pred)
+    task = cfg.task if layout is None else "abuse_hate"   # the suites test hate detection
+    scored = primary_view(pred, layout, task)
+    if scored is None:
+        return {"skipped": f"no {task} head with labeled {DIAGNOSTIC_SPLIT} examples"}
+    section = diagnostic.report(scored.ids, scored.labels, scored.probs, diagnostic.read_cases(paths.shards),
+                                label_names(task))
+    live.log_plot(diagnostic.PLOT_NAME, diagnostic.plot_rows(section), x="accuracy", y="functionality",
+                  template="bar_horizontal", title=f"Diagnostic accuracy per functionality ({task})")
+    return section
+
+
+def log_test_plots(live, test: Predictions | None) -> None:
+    """Confusion matrix, ROC and calibration curves of the test split (DVCLive sklearn plots);
+    multi-head: of the primary head when it is binary (test=None: no plots)."""
+    if test is None:
+        return
+    preds = (test.probs > 0.5).astype(int)
+    live.log_sklearn_plot("confusion_matrix", test.labels.tolist(), preds.tolist(), name="test/confusion_matrix")
+    live.log_sklearn_plot("calibration", test.labels.tolist(), test.probs.tolist(), name="test/calibration",
+                          n_bins=ECE_BINS)
+    if len(np.unique(test.labels)) == 2:
+        live.log_sklearn_plot("roc", test.labels.tolist(), test.probs.tolist(), name="test/roc")
+
+
+def write_outputs(expert: Expert, metrics: dict, rows: list[dict], live_work: Path, paths: ExpertPaths) -> None:
+    """Model folder, metrics, predictions and live dir: each written to a temp beside it, renamed
+    only once all four are complete, the metrics file last."""
+    with contextlib.ExitStack() as stack:
+        metrics_file = stack.enter_context(atomic_file(paths.metrics))   # entered first: renamed last
+        model_dir = stack.enter_context(atomic_dir(paths.out_model))
+        expert.model.save_pretrained(model_dir)
+        if type(expert.processor).__name__ != "TimmWrapperImageProcessor":
+            expert.processor.save_pretrained(model_dir)   # a timm wrapper keeps its data config in config.json
+        live_dir = stack.enter_context(atomic_dir(paths.live_dir))
+        shutil.copytree(live_work, live_dir, dirs_exist_ok=True)
+        predictions = stack.enter_context(atomic_file(paths.predictions))
+        predictions.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows), encoding="utf-8")
+        write_json(metrics_file, metrics)
+
+
+def print_summary(metrics: dict[str, Any], title: str) -> None:
+    from rich.console import Console
+
+    Console().print(summary_table(metrics, title))
+    if DIAGNOSTIC_SPLIT in metrics:
+        Console().print(diagnostic.summary_line(metrics[DIAGNOSTIC_SPLIT]))
+
+
+SINGLE_TASK_COLUMNS = ("accuracy", "f1_macro", "majority_baseline_f1_macro", "auroc", "ece", "support")
+
+
+def summary_table(metrics: dict[str, Any], title: str):
+    """One row per split (multi-head: per split and head), each followed by one per dataset."""
+    from rich.table import Table
+
+    epochs = f"best epoch {metrics['best_epoch']}/{metrics['epochs_run']}"
+    if "tasks" in metrics:
+        heading = f"tasks={','.join(metrics['tasks'])}  primary={metrics['primary']}  {epochs}"
+        columns = {"split / head / dataset": "left", "metric": "left", "model": "right", "baseline": "right",
+                   "support": "right"}
+        cells = head_cells
+        sections = [(f"[bold]{split}[/] {head}", values) for split in ("val", "test")
+                    for head, values in metrics[split].items()]
+    else:
+        heading = f"task={metrics['task']}  {epochs}  pretrained={metrics['pretrained']}"
+        columns = {"split / dataset": "left", **{column.replace("majority_baseline_f1_macro", "baseline F1"): "right"
+                                                 for column in SINGLE_TASK_COLUMNS}}
+        cells = single_task_cells
+        sections = [(f"[bold]{split}[/]", metrics[split]) for split in ("val", "test")]
+    table = Table(title=f"{title}: {metrics['model']}  {heading}")
+    for column, justify in columns.items():
+        table.add_column(column, justify=justify)
+    for label, values in sections:
+        table.add_row(label, *cells(values))
+        for name, per_dataset in values["by_dataset"].items():
+            table.add_row(f"  {name}", *cells(per_dataset))
+    return table
+
+
+def single_task_cells(values: dict) -> list[str]:
+    return ["-" if values[c] is None else f"{values[c]:.3f}" if isinstance(values[c], float) else str(values[c])
+            for c in SINGLE_TASK_COLUMNS]
+
+
+def head_cells(values: dict) -> list[str]:
+    """A head's main metric (micro-F1 for a multi-label head, else macro-F1) beside its majority baseline."""
+    main = "f1_macro" if "f1_micro" not in values else "f1_micro"
+    return [main, f"{values[main]:.3f}", f"{values['majority_baseline_' + main]:.3f}", str(values["support"])]
