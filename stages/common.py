@@ -1,9 +1,8 @@
-"""Small helpers every stage shares: params, atomic outputs, deterministic JSON, logging."""
+"""Small helpers every stage shares: params, atomic outputs, deterministic JSON, Ctrl-C."""
 from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import shutil
 import sys
@@ -90,14 +89,6 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def setup_logging(verbose: bool) -> None:
-    """Quiet by default (warnings only), INFO with --verbose; rich formatting."""
-    from rich.logging import RichHandler
-
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(show_path=False)], force=True)
 
 
 INTERRUPTED_EXIT = 130   # 128 + SIGINT, as shells report a Ctrl-C

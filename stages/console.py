@@ -1,4 +1,5 @@
-"""Console output of the stages: progress with rate and ETA, and the summary table.
+"""Console output of the stages: progress with rate and ETA, the summary table, and logging (quiet
+unless --verbose).
 
 On a terminal `Progress` draws a rich bar; when the output is a file or a pipe (a log, CI, `dvc
 repro > log`) it prints a plain line at most every `every` seconds and one at the end, so a long
@@ -6,6 +7,7 @@ stage always shows that it is alive and how fast it goes.
 """
 from __future__ import annotations
 
+import logging
 import time
 from datetime import timedelta
 from typing import Iterable, Sequence
@@ -111,3 +113,10 @@ def summary(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]
     (console or Console()).print(table)
     return table
 
+
+def setup_logging(verbose: bool) -> None:
+    """Quiet by default (warnings only), INFO with --verbose; rich formatting."""
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(show_path=False)], force=True)

@@ -28,9 +28,9 @@ from typing import Iterable, Iterator
 from rich.console import Console
 
 from stages import records
-from stages.common import REPO_ROOT, atomic_file, json_text, setup_logging
+from stages.common import REPO_ROOT, atomic_file, json_text
 from stages.config import Part, given, parse
-from stages.console import Progress, summary
+from stages.console import Progress, setup_logging, summary
 from stages.records import ContractError, ManifestRecord, OcrRecord
 from stages import releases
 from stages.releases import Example, ReleaseError, Skip

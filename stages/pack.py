@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from stages import balance
-from stages.common import (REPO_ROOT, atomic_dir, atomic_file, exit_on_interrupt, json_text, resolve_workers,
-                           setup_logging)
+from stages.common import REPO_ROOT, atomic_dir, atomic_file, exit_on_interrupt, json_text, resolve_workers
 from stages.config import Part, check_fields, parse
-from stages.console import Progress
+from stages.console import Progress, setup_logging
 from stages.images import ImageError, ImageSpec, PreparedImage, prepare_image
 from stages.pack_stats import PackStats, failure_message, print_summary
 from stages.parallel import OrderedPool

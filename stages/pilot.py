@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from stages import releases
-from stages.common import atomic_dir, setup_logging
+from stages.common import atomic_dir
 from stages.config import Part, check_fields, parse
-from stages.console import Progress, summary
+from stages.console import Progress, setup_logging, summary
 from stages.pilot_kit import BLOCK, PilotExample, PilotImage, core_text
 from stages.releases import DATASETS, DatasetSpec
 

@@ -35,7 +35,7 @@ from typing import Any
 from rich.console import Console
 
 from stages import balance, console as stage_console
-from stages.common import REPO_ROOT, setup_logging, write_json
+from stages.common import REPO_ROOT, write_json
 from stages.config import Part, parse
 from stages.dedupe import (EXAMPLES, Duplicates, content_groups, cross_split_groups, exact_duplicates, hash_images,
                            record_text)
@@ -348,7 +348,7 @@ def print_summary(result: SplitResult) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     (config, paths), args = parse("split", __doc__.split("\n\n")[0], PARTS, argv)
-    setup_logging(args.verbose)
+    stage_console.setup_logging(args.verbose)
     try:
         result = split(config, paths, progress=True)
     except SplitInputError as e:

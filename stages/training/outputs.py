@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 import torch
+from rich.console import Console
 from torch.utils.data import DataLoader
 
 from stages import diagnostic, heads
 from stages.common import atomic_dir, atomic_file, write_json
+from stages.console import summary
 from stages.records import DIAGNOSTIC_SPLIT, SPLITS
 from stages.training.config import Expert, ExpertPaths, TrainConfig, label_names
 from stages.training.data import ModelCollator, ShardStream, SplitInfo
@@ -171,42 +173,31 @@ def write_outputs(expert: Expert, metrics: dict, rows: list[dict], live_work: Pa
 
 
 def print_summary(metrics: dict[str, Any], title: str) -> None:
-    from rich.console import Console
-
-    Console().print(summary_table(metrics, title))
-    if DIAGNOSTIC_SPLIT in metrics:
-        Console().print(diagnostic.summary_line(metrics[DIAGNOSTIC_SPLIT]))
-
-
-SINGLE_TASK_COLUMNS = ("accuracy", "f1_macro", "majority_baseline_f1_macro", "auroc", "ece", "support")
-
-
-def summary_table(metrics: dict[str, Any], title: str):
     """One row per split (multi-head: per split and head), each followed by one per dataset."""
-    from rich.table import Table
-
     epochs = f"best epoch {metrics['best_epoch']}/{metrics['epochs_run']}"
     if "tasks" in metrics:
         heading = f"tasks={','.join(metrics['tasks'])}  primary={metrics['primary']}  {epochs}"
-        columns = {"split / head / dataset": "left", "metric": "left", "model": "right", "baseline": "right",
-                   "support": "right"}
+        columns, labels = ("split / head / dataset", "metric", "model", "baseline", "support"), 2
         cells = head_cells
         sections = [(f"[bold]{split}[/] {head}", values) for split in ("val", "test")
                     for head, values in metrics[split].items()]
     else:
         heading = f"task={metrics['task']}  {epochs}  pretrained={metrics['pretrained']}"
-        columns = {"split / dataset": "left", **{column.replace("majority_baseline_f1_macro", "baseline F1"): "right"
-                                                 for column in SINGLE_TASK_COLUMNS}}
+        columns, labels = ("split / dataset", *(c.replace("majority_baseline_f1_macro", "baseline F1")
+                                                for c in SINGLE_TASK_COLUMNS)), 1
         cells = single_task_cells
         sections = [(f"[bold]{split}[/]", metrics[split]) for split in ("val", "test")]
-    table = Table(title=f"{title}: {metrics['model']}  {heading}")
-    for column, justify in columns.items():
-        table.add_column(column, justify=justify)
+    rows = []
     for label, values in sections:
-        table.add_row(label, *cells(values))
-        for name, per_dataset in values["by_dataset"].items():
-            table.add_row(f"  {name}", *cells(per_dataset))
-    return table
+        rows.append((label, *cells(values)))
+        rows.extend((f"  {name}", *cells(per_dataset)) for name, per_dataset in values["by_dataset"].items())
+    console = Console()
+    summary(f"{title}: {metrics['model']}  {heading}", columns, rows, labels=labels, console=console)
+    if DIAGNOSTIC_SPLIT in metrics:
+        console.print(diagnostic.summary_line(metrics[DIAGNOSTIC_SPLIT]))
+
+
+SINGLE_TASK_COLUMNS = ("accuracy", "f1_macro", "majority_baseline_f1_macro", "auroc", "ece", "support")
 
 
 def single_task_cells(values: dict) -> list[str]:

@@ -11,7 +11,8 @@ from typing import Callable
 import torch
 
 from stages import heads
-from stages.common import exit_on_interrupt, setup_logging
+from stages.common import exit_on_interrupt
+from stages.console import setup_logging
 from stages.config import parse
 from stages.threads import pin_torch_threads
 from stages.training.config import ExpertPaths, TrainConfig, TrainingInputError, hub_local_only, stage_parts
