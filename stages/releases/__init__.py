@@ -118,6 +118,15 @@ class ReleaseFiles:
         paths = sorted(self._dirs.get(name, []))
         return paths[0] if paths else default
 
+    @classmethod
+    def per_split(cls, folder: Path, pattern: str, splits: Iterable[str]) -> tuple["ReleaseFiles", list[tuple[str, Path]]]:
+        """A release of one file per split, named by `pattern` ("{split}.jsonl"): the files and
+        (split, path) of each present one, in the order of `splits`; none present -> error."""
+        names = {split: pattern.format(split=split) for split in splits}
+        files = cls(folder, names.values())
+        files.require_any(names.values())
+        return files, [(split, files.file(name)) for split, name in names.items() if files.file(name)]
+
     def require_any(self, names: Iterable[str]) -> None:
         names = list(names)
         if not any(self._files[name] for name in names):

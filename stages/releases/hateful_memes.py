@@ -27,12 +27,9 @@ LABELS = (0, 1)
 
 
 def read_release(folder: Path) -> Iterator[Example | Skip]:
-    files = ReleaseFiles(folder, [f"{split}.jsonl" for split in SPLITS])
-    files.require_any(f"{split}.jsonl" for split in SPLITS)
-    for split in SPLITS:
-        path = files.file(f"{split}.jsonl")
-        if path:
-            yield from _read_split(path, split, files.folder)
+    files, present = ReleaseFiles.per_split(folder, "{split}.jsonl", SPLITS)
+    for split, path in present:
+        yield from _read_split(path, split, files.folder)
 
 
 def _read_split(path: Path, split: str, root: Path) -> Iterator[Example | Skip]:

@@ -27,13 +27,10 @@ ALLOWED = {"humour": set(HUMOUR), "sarcastic": set(SARCASTIC), "offensive": set(
 
 
 def read_release(folder: Path) -> Iterator[Example | Skip]:
-    files = ReleaseFiles(folder, [f"memotion_{split}.csv" for split in SPLITS])
-    files.require_any(f"memotion_{split}.csv" for split in SPLITS)
-    for split in SPLITS:
-        path = files.file(f"memotion_{split}.csv")
-        if path:
-            image_dir = files.dir(f"{split}_images", path.parent / f"{split}_images")
-            yield from _read_split(path, split, image_dir, files.folder)
+    files, present = ReleaseFiles.per_split(folder, "memotion_{split}.csv", SPLITS)
+    for split, path in present:
+        image_dir = files.dir(f"{split}_images", path.parent / f"{split}_images")
+        yield from _read_split(path, split, image_dir, files.folder)
 
 
 def _read_split(path: Path, split: str, image_dir: Path, root: Path) -> Iterator[Example | Skip]:
