@@ -38,14 +38,14 @@ from pathlib import Path
 import numpy as np
 import yaml
 from rich.console import Console
-from rich.table import Table
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from stages.diagnostic import read_cases, report  # noqa: E402
+from stages import diagnostic as diagnostic_report  # noqa: E402
+from stages.console import summary  # noqa: E402
 from stages.releases import DATASETS  # noqa: E402
 from stages.shards import iter_examples  # noqa: E402
 from stages.training import classification_metrics  # noqa: E402
@@ -59,6 +59,7 @@ SPLIT_MAPPING = {"hateful_memes": {"train": "carve", "dev_seen": "test"},
 DIAGNOSTIC = ("hatecheck",)
 BINARY_FIELDS = ("abuse_hate", "offensive")
 UNIFIED_FIELDS = ("abuse_hate", "offensive", "target_type", "target_group")
+RESULT_COLUMNS = ("dataset", "field", "system", "f1_macro", "auroc", "accuracy", "support")
 # Published test numbers (0-1 scale) on the same official test files. Sources: README, "A real-data benchmark".
 PUBLISHED = {
     ("hateful_memes", "abuse_hate"): [("Text BERT (Kiela et al. 2020), dev_seen", {"auroc": 0.6465, "accuracy": 0.5826})],
@@ -174,8 +175,9 @@ def tfidf_baseline(shards: Path, fields: list[str]) -> dict:
         cases = [ex for ex in diagnostic if ex.meta["labels"].get(field) is not None]
         if field == "abuse_hate" and cases:
             probs = model.predict_proba(vectorizer.transform([ex.text for ex in cases]))[:, 1]
-            out["diagnostic"] = report([ex.id for ex in cases], [ex.meta["labels"][field] for ex in cases],
-                                       probs, read_cases(shards), ("not_abuse_hate", "abuse_hate"))
+            out["diagnostic"] = diagnostic_report.report(
+                [ex.id for ex in cases], [ex.meta["labels"][field] for ex in cases], probs,
+                diagnostic_report.read_cases(shards), ("not_abuse_hate", "abuse_hate"))
     return out
 
 
@@ -200,8 +202,7 @@ def result_rows(systems: dict[str, dict], fields: list[str]) -> list[dict]:
                     rows.append({"dataset": dataset, "field": field, "system": system, **values})
             base = next((per_dataset(m, field)[dataset] for m in systems.values() if dataset in per_dataset(m, field)))
             rows.append({"dataset": dataset, "field": field, "system": "train-majority class",
-                         "f1_macro": base["majority_baseline_f1_macro"], "support": base["support"],
-                         "positives": base["positives"]})
+                         "f1_macro": base["majority_baseline_f1_macro"], "support": base["support"]})
             for source, values in PUBLISHED.get((dataset, field), []):
                 rows.append({"dataset": dataset, "field": field, "system": f"published: {source}", **values})
     return rows
@@ -234,31 +235,19 @@ def fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def tables(rows: list[dict], diagnostic: list[dict]) -> list[Table]:
-    out = []
-    table = Table(title="test split, per dataset and field")
-    columns = ("dataset", "field", "system", "f1_macro", "auroc", "accuracy", "support")
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("dataset", "field", "system") else "right")
-    for row in rows:
-        table.add_row(*(fmt(row.get(c)) for c in columns))
-    out.append(table)
+def print_tables(rows: list[dict], diagnostic: list[dict], console: Console) -> None:
+    summary("test split, per dataset and field", RESULT_COLUMNS, [[fmt(r.get(c)) for c in RESULT_COLUMNS] for r in rows],
+            labels=3, console=console)
     if diagnostic:
-        table = Table(title="HateCheck accuracy per functionality")
-        for column in diagnostic[0]:
-            table.add_column(column, justify="left" if column in ("functionality", "gold") else "right")
-        for row in diagnostic:
-            table.add_row(*(fmt(v) for v in row.values()))
-        out.append(table)
-    return out
+        summary("HateCheck accuracy per functionality", list(diagnostic[0]),
+                [[fmt(v) for v in r.values()] for r in diagnostic], labels=2, console=console)
 
 
 def markdown(rows: list[dict], diagnostic: list[dict]) -> str:
     def table(header: list[str], body: list[list[str]]) -> str:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
-    columns = ["dataset", "field", "system", "f1_macro", "auroc", "accuracy", "support"]
-    text = table(columns, [[fmt(r.get(c)) for c in columns] for r in rows])
+    text = table(list(RESULT_COLUMNS), [[fmt(r.get(c)) for c in RESULT_COLUMNS] for r in rows])
     if diagnostic:
         text += "\n\n" + table(list(diagnostic[0]), [[fmt(v) for v in r.values()] for r in diagnostic])
     return text + "\n"
@@ -281,6 +270,7 @@ def parse_args(argv):
     parser.add_argument("--min-examples", type=int, default=500, help="labelled examples a dataset needs to take part")
     parser.add_argument("--limit", type=int, help="pack.examples_limit: a quick run on N evenly spaced examples")
     parser.add_argument("--skip-single", action="store_true", help="train only the multi-head expert")
+    parser.add_argument("--report-only", type=Path, metavar="WORK_DIR", help="print the tables of a finished run again")
     return parser.parse_args(argv)
 
 
@@ -296,18 +286,35 @@ def work_dir(requested: Path | None) -> Path:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.report_only:
+        return report(args.report_only.absolute(), Console())
     overrides = dict(item.split("=", 1) for item in args.dataset)
     found = discover(args.data, {name: Path(folder) for name, folder in overrides.items()})
     if not found:
         raise SystemExit(f"no release folder found under {args.data} (names: {', '.join(DATASETS)})")
     console, work, started = Console(), work_dir(args.work_dir), time.perf_counter()
     console.print(f"work dir {work}; releases: " + ", ".join(f"{n} ({p})" for n, p in found.items()))
+    run = prepare_data(work, found, args, console)
+    experts = {} if args.skip_single else {f"single {f}": [f] for f in run["fields"] if f in BINARY_FIELDS}
+    experts["multi-head"] = run["fields"]
+    params = yaml.safe_load((work / "params.yaml").read_text(encoding="utf-8"))
+    for label, tasks in experts.items():
+        name = expert_dir(label)
+        write_params(work, f"params_{name}.yaml", expert_params(params, name, tasks, args))
+        run["seconds"][f"train {label}"] = run_stages(work, ["train_text"], console, f"params_{name}.yaml")["train_text"]
+    run.update(experts=experts, model=args.model, epochs=args.epochs, max_length=args.max_length,
+               batch_size=args.batch_size, seconds={**run["seconds"], "total": round(time.perf_counter() - started, 1)})
+    (work / "run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+    return report(work, console)
+
+
+def prepare_data(work: Path, found: dict[str, Path], args, console: Console) -> dict:
+    """ingest (again without the datasets too small to judge) -> split -> pack; the run's facts."""
     for name, folder in found.items():
         copy_release(name, folder, work / "release" / name)
     shutil.copyfile(REPO_ROOT / "Step_3" / "label_taxonomy.json", work / "label_taxonomy.json")
     repo_params = yaml.safe_load(args.params.read_text(encoding="utf-8"))
-
-    datasets, left_out = list(found), {}
+    datasets = list(found)
     write_params(work, "params.yaml", data_params(repo_params, work, datasets, args.limit))
     seconds = run_stages(work, ["ingest"], console)
     left_out = small_datasets(work, args.min_examples)
@@ -315,36 +322,30 @@ def main(argv: list[str] | None = None) -> dict:
         console.print(f"left out (fewer than {args.min_examples} labelled examples): {left_out}")
         datasets = [name for name in datasets if name not in left_out]
         write_params(work, "params.yaml", data_params(repo_params, work, datasets, args.limit))
-        seconds.update(run_stages(work, ["ingest"], console))
+        seconds["ingest again"] = run_stages(work, ["ingest"], console)["ingest"]
     seconds.update(run_stages(work, ["split", "pack"], console))
-    params = yaml.safe_load((work / "params.yaml").read_text(encoding="utf-8"))
     stats = json.loads((work / "Step_3" / "stats.json").read_text(encoding="utf-8"))
-    fields = trained_fields(stats)
+    return {"datasets": datasets, "left_out": left_out, "fields": trained_fields(stats),
+            "packed": {split: v["examples"] for split, v in stats["splits"].items()}, "seconds": seconds}
 
-    start = time.perf_counter()
-    systems = {"tfidf+logreg": tfidf_baseline(work / "Step_3" / "shards", [f for f in fields if f in BINARY_FIELDS])}
-    seconds["tfidf"] = round(time.perf_counter() - start, 1)
-    experts = {} if args.skip_single else {f"single {f}": [f] for f in fields if f in BINARY_FIELDS}
-    experts["multi-head"] = fields
-    for label, tasks in experts.items():
-        name = label.replace(" ", "_").replace("-", "_")
-        write_params(work, f"params_{name}.yaml", expert_params(params, name, tasks, args))
-        seconds.update({f"train {label}": t for t in
-                        run_stages(work, ["train_text"], console, params_file=f"params_{name}.yaml").values()})
-        systems[label] = json.loads((work / "Step_4" / name / "metrics.json").read_text(encoding="utf-8"))
 
-    rows = result_rows(systems, [f for f in fields if f in BINARY_FIELDS])
-    diagnostic = diagnostic_rows(systems)
-    results = {"datasets": datasets, "left_out": left_out, "fields": fields, "experts": experts,
-               "model": args.model, "epochs": args.epochs, "max_length": args.max_length,
-               "batch_size": args.batch_size, "packed": {s: v["examples"] for s, v in stats["splits"].items()},
-               "rows": rows, "diagnostic": diagnostic,
-               "seconds": {**seconds, "total": round(time.perf_counter() - started, 1)}}
+def expert_dir(label: str) -> str:
+    return label.replace(" ", "_").replace("-", "_")
+
+
+def report(work: Path, console: Console) -> dict:
+    """The tables of a finished run (its run.json and metrics files); the TF-IDF baseline is fitted here."""
+    run = json.loads((work / "run.json").read_text(encoding="utf-8"))
+    binary = [f for f in run["fields"] if f in BINARY_FIELDS]
+    systems = {label: json.loads((work / "Step_4" / expert_dir(label) / "metrics.json").read_text(encoding="utf-8"))
+               for label in run["experts"]}
+    systems["tfidf+logreg"] = tfidf_baseline(work / "Step_3" / "shards", binary)
+    rows, diagnostic = result_rows(systems, run["fields"]), diagnostic_rows(systems)
+    results = {**run, "rows": rows, "diagnostic": diagnostic}
     (work / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     (work / "results.md").write_text(markdown(rows, diagnostic), encoding="utf-8")
-    for table in tables(rows, diagnostic):
-        console.print(table)
-    console.print(f"packed {results['packed']}; seconds {results['seconds']}\nresults: {work / 'results.json'}")
+    print_tables(rows, diagnostic, console)
+    console.print(f"packed {run['packed']}; seconds {run['seconds']}\nresults: {work / 'results.json'}")
     return results
 
 
