@@ -269,7 +269,8 @@ def parse_args(argv):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--min-examples", type=int, default=500, help="labelled examples a dataset needs to take part")
     parser.add_argument("--limit", type=int, help="pack.examples_limit: a quick run on N evenly spaced examples")
-    parser.add_argument("--skip-single", action="store_true", help="train only the multi-head expert")
+    parser.add_argument("--only", nargs="+", metavar="EXPERT",
+                        help="train only these experts, e.g. 'single offensive' multi-head (default: all)")
     parser.add_argument("--report-only", type=Path, metavar="WORK_DIR", help="print the tables of a finished run again")
     return parser.parse_args(argv)
 
@@ -295,8 +296,9 @@ def main(argv: list[str] | None = None) -> dict:
     console, work, started = Console(), work_dir(args.work_dir), time.perf_counter()
     console.print(f"work dir {work}; releases: " + ", ".join(f"{n} ({p})" for n, p in found.items()))
     run = prepare_data(work, found, args, console)
-    experts = {} if args.skip_single else {f"single {f}": [f] for f in run["fields"] if f in BINARY_FIELDS}
+    experts = {f"single {f}": [f] for f in run["fields"] if f in BINARY_FIELDS}
     experts["multi-head"] = run["fields"]
+    experts = {label: tasks for label, tasks in experts.items() if not args.only or label in args.only}
     params = yaml.safe_load((work / "params.yaml").read_text(encoding="utf-8"))
     for label, tasks in experts.items():
         name = expert_dir(label)
