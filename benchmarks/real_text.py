@@ -60,7 +60,7 @@ DIAGNOSTIC = ("hatecheck",)
 BINARY_FIELDS = ("abuse_hate", "offensive")
 UNIFIED_FIELDS = ("abuse_hate", "offensive", "target_type", "target_group")
 RESULT_COLUMNS = ("dataset", "field", "system", "f1_macro", "auroc", "accuracy", "support")
-# Published test numbers (0-1 scale) on the same official test files. Sources: README, "A real-data benchmark".
+# Published test numbers (0-1 scale) on the same official test files; sources in the README, "Real data".
 PUBLISHED = {
     ("hateful_memes", "abuse_hate"): [("Text BERT (Kiela et al. 2020), dev_seen", {"auroc": 0.6465, "accuracy": 0.5826})],
     ("olid", "offensive"): [("SVM (Zampieri et al. 2019)", {"f1_macro": 0.69}),
