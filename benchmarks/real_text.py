@@ -35,7 +35,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 from rich.console import Console
 from sklearn.feature_extraction.text import TfidfVectorizer
