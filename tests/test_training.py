@@ -172,6 +172,35 @@ def test_train_stream_shuffles_per_epoch_deterministically_and_buckets_by_length
     assert lengths != sorted(lengths)
 
 
+def test_train_stream_mixes_datasets_that_pack_wrote_into_separate_shards(tmp_path):
+    """Pack writes a split in manifest order, one dataset after another. 1500 examples of one
+    dataset in one shard and 1500 of another in the next: read shard after shard through a
+    1000-example buffer, the first quarter of the epoch would be ~95% the first dataset."""
+    (tmp_path / "train").mkdir()
+    for index, dataset in enumerate(("hateful_memes", "olid")):
+        with wds.TarWriter(str(tmp_path / "train" / f"textonly-{index:05d}.tar"), mtime=0) as sink:
+            for n in range(1500):
+                meta = {"id": f"{dataset}_{n:04d}", "dataset": dataset, "labels": {"abuse_hate": n % 2}}
+                sink.write({"__key__": meta["id"], "txt": b"some text", "json": json.dumps(meta).encode()})
+    info = training.read_split(tmp_path, "train", ALL, "abuse_hate")
+    assert info.shard_labeled == (1500, 1500)
+    for seed, epoch in ((0, 0), (0, 1), (5, 0)):
+        stream = training.ShardStream(info, "abuse_hate", ("txt",), id_decoder, batch_size=16, shuffle_seed=seed)
+        stream.set_epoch(epoch)
+        datasets = [example["dataset"] for example in stream]
+        assert len(datasets) == 3000 and datasets.count("olid") == 1500
+        for quarter in range(4):
+            part = datasets[quarter * 750:(quarter + 1) * 750]
+            assert 0.4 < part.count("olid") / 750 < 0.6, (seed, epoch, quarter)
+
+
+def test_interleaved_stops_when_a_shard_has_fewer_examples_than_counted():
+    items = list(training.data.interleaved([[1, 2], "abc"], [2, 3], random.Random(0), "x"))
+    assert sorted(map(str, items)) == ["1", "2", "a", "b", "c"]
+    with pytest.raises(training.TrainingInputError, match="fewer labeled examples than counted"):
+        list(training.data.interleaved([[1], "abc"], [2, 3], random.Random(0), "x"))
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ranks_get_disjoint_equal_shares_whose_union_is_the_split(shards, monkeypatch, workers):
     """Two ranks (as torchrun's env says) and `workers` DataLoader workers each: every rank gets

@@ -48,6 +48,7 @@ class SplitInfo:
     class_counts: tuple[int, int]                  # single task only
     by_dataset: dict[str, tuple[int, int]]         # dataset -> class counts (single task only)
     head_counts: heads.HeadCounts | None = None    # multi-head: per dataset and head
+    shard_labeled: tuple[int, ...] = ()            # labeled examples of each shard, in `shards` order
 
     @property
     def majority(self) -> int:
@@ -99,7 +100,9 @@ def read_split(shards_dir: Path, split: str, kinds: tuple[str, ...], task) -> Sp
     counts = [0, 0]
     by_dataset: dict[str, list[int]] = {}
     head_counts = None if isinstance(task, str) else heads.HeadCounts(task)
+    shard_labeled = []
     for shard in shards:
+        shard_labeled.append(labeled)
         try:
             with tarfile.open(shard) as tar:
                 for member in tar:
@@ -119,8 +122,10 @@ def read_split(shards_dir: Path, split: str, kinds: tuple[str, ...], task) -> Sp
                     by_dataset.setdefault(str(meta.get("dataset")), [0, 0])[target] += 1
         except (tarfile.TarError, json.JSONDecodeError, UnicodeDecodeError) as err:
             raise TrainingInputError(f"{shard}: unreadable shard: {err}") from err
+        shard_labeled[-1] = labeled - shard_labeled[-1]
     return SplitInfo(split, shards, labeled, skipped, (counts[0], counts[1]),
-                     {name: (c[0], c[1]) for name, c in sorted(by_dataset.items())}, head_counts)
+                     {name: (c[0], c[1]) for name, c in sorted(by_dataset.items())}, head_counts,
+                     tuple(shard_labeled))
 
 
 def read_splits(shards_dir: Path, kinds: tuple[str, ...], task) -> dict[str, SplitInfo]:
@@ -180,6 +185,21 @@ def raw_examples(shards: Iterable[str], task, wanted: tuple[str, ...]) -> Iterat
         yield example
 
 
+def interleaved(sources: list[Iterable], sizes: list[int], rng: random.Random, where: str) -> Iterator:
+    """Every source read at once, each next item from a source drawn with probability proportional
+    to the items it has left. Pack writes a split's examples in manifest order, so its shards hold
+    one dataset after another; read shard after shard, training would see one dataset at a time."""
+    iterators, left = [iter(source) for source in sources], list(sizes)
+    while any(left):
+        index = rng.choices(range(len(left)), weights=left)[0]
+        left[index] -= 1
+        item = next(iterators[index], None)
+        if item is None:
+            raise TrainingInputError(f"{where}: a shard has fewer labeled examples than counted "
+                                     "(did the shards change while training?)")
+        yield item
+
+
 def chunks(items: Iterable, size: int) -> Iterator[list]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
@@ -223,9 +243,10 @@ def padded(examples: Iterable[dict], total: int, where: str) -> Iterator[dict]:
 class ShardStream(IterableDataset):
     """One split's labeled examples, decoded by `decode(raw, epoch) -> features`, streamed.
 
-    shuffle_seed=None: the fixed shard order (evaluation). Otherwise shards and examples are
-    shuffled per epoch (buffer of SHUFFLE_BUFFER) from (seed, epoch); `bucket_by_length` sorts
-    windows of BUCKET_BATCHES batches by text length and shuffles the batch order.
+    shuffle_seed=None: the fixed shard order (evaluation). Otherwise the shards are read at once,
+    interleaved (`interleaved`), and the examples shuffled per epoch (buffer of SHUFFLE_BUFFER) from
+    (seed, epoch); `bucket_by_length` sorts windows of BUCKET_BATCHES batches by text length and
+    shuffles the batch order.
     distributed=False reads the whole split whatever the launcher (the final metrics pass).
     """
 
@@ -256,9 +277,9 @@ class ShardStream(IterableDataset):
         if self.shuffle_seed is None:
             return raw_examples(shards, self.task, self.fields_wanted)
         rng = random.Random(self.shuffle_seed * 1_000_003 + self.epoch)
-        rng.shuffle(shards)
+        sources = [raw_examples([shard], self.task, self.fields_wanted) for shard in shards]
         examples = wds.shuffle(SHUFFLE_BUFFER, initial=SHUFFLE_BUFFER, rng=rng)(
-            raw_examples(shards, self.task, self.fields_wanted))
+            interleaved(sources, list(self.split.shard_labeled), rng, str(Path(shards[0]).parent)))
         if self.bucket_by_length:
             world_size = self.world()[1]
             examples = length_sorted_windows(examples, self.batch_size * BUCKET_BATCHES * world_size)
