@@ -102,7 +102,7 @@ def read_split(shards_dir: Path, split: str, kinds: tuple[str, ...], task) -> Sp
     head_counts = None if isinstance(task, str) else heads.HeadCounts(task)
     shard_labeled = []
     for shard in shards:
-        shard_labeled.append(labeled)
+        labeled_before = labeled
         try:
             with tarfile.open(shard) as tar:
                 for member in tar:
@@ -122,7 +122,7 @@ def read_split(shards_dir: Path, split: str, kinds: tuple[str, ...], task) -> Sp
                     by_dataset.setdefault(str(meta.get("dataset")), [0, 0])[target] += 1
         except (tarfile.TarError, json.JSONDecodeError, UnicodeDecodeError) as err:
             raise TrainingInputError(f"{shard}: unreadable shard: {err}") from err
-        shard_labeled[-1] = labeled - shard_labeled[-1]
+        shard_labeled.append(labeled - labeled_before)
     return SplitInfo(split, shards, labeled, skipped, (counts[0], counts[1]),
                      {name: (c[0], c[1]) for name, c in sorted(by_dataset.items())}, head_counts,
                      tuple(shard_labeled))
