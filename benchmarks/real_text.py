@@ -7,11 +7,15 @@ with a params file of its own, then prints per dataset and label field the test 
       trained on every dataset that labels it (today's `train.tasks: [X]`);
   (b) one multi-head expert over all datasets present (the unified fields that have train labels);
   (c) TF-IDF + logistic regression on the same packed text and splits, fitted in the same run;
-beside the train-majority baseline and published reference numbers, and, when HateCheck is present,
-each expert's accuracy per functionality beside the HateCheck paper's BERT models.
+beside chance (guessing at the train rate), the train-majority baseline and published reference
+numbers; then, on each dataset's main metric (AUROC on Hateful Memes, macro-F1 elsewhere), the
+differences multi-head - single-task and expert - TF-IDF with 95% paired bootstrap intervals over
+the test examples; and, when HateCheck is present, each expert's accuracy per functionality beside
+the HateCheck paper's BERT models. With several --seeds every expert is trained once per seed and
+the tables give the mean (and the seeds' spread); --resume adds seeds or experts to a finished run.
 
     python benchmarks/real_text.py [--data ../shared/real_samples] [--dataset NAME=DIR ...]
-        [--work-dir DIR] [--epochs 2] [--max-length 128] [--limit N]
+        [--work-dir DIR [--resume]] [--seeds 0 1 2] [--epochs 2] [--max-length 128] [--limit N]
 
 A dataset's folder is `<data>/<name>_official` when present (memotion1_official: the official
 labels.csv), else `<data>/<name>`. Only text files are copied (images are never read: pack runs
@@ -21,7 +25,8 @@ memes are dev_seen's), test_seen/test_unseen (gold not public), Memotion 1's unl
 MAMI test); Hateful Memes dev_seen is the test split (published numbers are on dev_seen);
 otherwise the split stage carves val/test from train (split.carve_ratio). A dataset with fewer than
 --min-examples examples after ingest is left out (named in the output): a test split of a few
-dozen says nothing. Results: <work>/results.json and <work>/results.md (the README table).
+dozen says nothing. Each expert x seed writes <work>/Step_4/<expert>/seed<k>/. Results:
+<work>/results.json and <work>/results.md (the README tables).
 """
 from __future__ import annotations
 
@@ -35,10 +40,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 from rich.console import Console
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -47,7 +54,7 @@ from stages import diagnostic as diagnostic_report  # noqa: E402
 from stages.console import summary  # noqa: E402
 from stages.releases import DATASETS  # noqa: E402
 from stages.shards import iter_examples  # noqa: E402
-from stages.training import classification_metrics  # noqa: E402
+from stages.training import binary_f1_macro, classification_metrics  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "real_samples"
 TEXT_SUFFIXES = {".csv", ".tsv", ".txt", ".json", ".jsonl"}
@@ -58,7 +65,12 @@ SPLIT_MAPPING = {"hateful_memes": {"train": "carve", "dev_seen": "test"},
 DIAGNOSTIC = ("hatecheck",)
 BINARY_FIELDS = ("abuse_hate", "offensive")
 UNIFIED_FIELDS = ("abuse_hate", "offensive", "target_type", "target_group")
-RESULT_COLUMNS = ("dataset", "field", "system", "f1_macro", "auroc", "accuracy", "support")
+RUN_FILE = "run.json"      # the run's facts: datasets, fields, experts, seeds, seconds
+TRAINING_SETTINGS = ("model", "epochs", "max_length", "batch_size")   # shared by every expert x seed of a run
+RESULT_COLUMNS = ("dataset", "field", "system", "seeds", "f1_macro", "auroc", "accuracy", "sd", "support")
+MAIN_METRIC = {("hateful_memes", "abuse_hate"): "auroc"}    # the published one; macro-F1 elsewhere
+CHANCE = "chance: guess at the train rate"
+BOOTSTRAP_RESAMPLES = 1000
 # Published test numbers (0-1 scale) on the same official test files; sources in the README, "Real data".
 PUBLISHED = {
     ("hateful_memes", "abuse_hate"): [("Text BERT (Kiela et al. 2020), dev_seen", {"auroc": 0.6465, "accuracy": 0.5826})],
@@ -105,13 +117,13 @@ def data_params(repo_params: dict, work: Path, datasets: list[str], limit: int |
     return params
 
 
-def expert_params(params: dict, name: str, tasks: list[str], args) -> dict:
+def expert_params(params: dict, folder: str, tasks: list[str], seed: int, args) -> dict:
     params = json.loads(json.dumps(params))
-    params["train"].update(tasks=tasks, epochs=args.epochs, batch_size=args.batch_size)
+    params["train"].update(tasks=tasks, epochs=args.epochs, batch_size=args.batch_size, seed=seed)
     params["train"].pop("task", None)
-    params["text"].update(model=args.model, max_length=args.max_length, out_model=f"Step_4/{name}/model",
-                          metrics=f"Step_4/{name}/metrics.json", live_dir=f"Step_4/{name}/live",
-                          predictions=f"Step_4/{name}/predictions.jsonl", scratch=f"Step_4/{name}/scratch")
+    params["text"].update(model=args.model, max_length=args.max_length, out_model=f"{folder}/model",
+                          metrics=f"{folder}/metrics.json", live_dir=f"{folder}/live",
+                          predictions=f"{folder}/predictions.jsonl", scratch=f"{folder}/scratch")
     return params
 
 
@@ -155,22 +167,24 @@ def read_split(shards: Path, split: str) -> list:
 
 def tfidf_baseline(shards: Path, fields: list[str]) -> dict:
     """Per binary field: fitted on every train example labelled for it; the metrics file's layout
-    (test.<field>.by_dataset.<dataset>) so the tables read it like an expert's; plus `diagnostic`."""
+    (test.<field>.by_dataset.<dataset>) so the tables read it like an expert's; plus `diagnostic`
+    and its test `predictions` (field -> id -> (dataset, label, P(1)), the experts' file read the same)."""
     train, test, diagnostic = (read_split(shards, s) for s in ("train", "test", "diagnostic"))
-    out: dict = {"test": {}}
+    out: dict = {"test": {}, "predictions": {}}
     for field in fields:
         rows = [ex for ex in train if ex.meta["labels"].get(field) is not None]
         vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
         model = LogisticRegression(max_iter=2000, class_weight="balanced")
         model.fit(vectorizer.fit_transform([ex.text for ex in rows]), [ex.meta["labels"][field] for ex in rows])
-        by_dataset = {}
+        by_dataset, predictions = {}, {}
         for name in sorted({ex.meta["dataset"] for ex in test}):
             mine = [ex for ex in test if ex.meta["dataset"] == name and ex.meta["labels"].get(field) is not None]
             if mine:
                 probs = model.predict_proba(vectorizer.transform([ex.text for ex in mine]))[:, 1]
-                by_dataset[name] = classification_metrics([ex.meta["labels"][field] for ex in mine], probs,
-                                                          train_majority(rows, field, name))
-        out["test"][field] = {"by_dataset": by_dataset}
+                labels = [ex.meta["labels"][field] for ex in mine]
+                by_dataset[name] = classification_metrics(labels, probs, int(train_rate(rows, field, name) > 0.5))
+                predictions.update({ex.id: (name, label, float(prob)) for ex, label, prob in zip(mine, labels, probs)})
+        out["test"][field], out["predictions"][field] = {"by_dataset": by_dataset}, predictions
         cases = [ex for ex in diagnostic if ex.meta["labels"].get(field) is not None]
         if field == "abuse_hate" and cases:
             probs = model.predict_proba(vectorizer.transform([ex.text for ex in cases]))[:, 1]
@@ -180,33 +194,80 @@ def tfidf_baseline(shards: Path, fields: list[str]) -> dict:
     return out
 
 
-def train_majority(rows: list, field: str, dataset: str) -> int:
-    """The dataset's train majority class (the experts' baseline rule), else all train rows'."""
+def chance_baseline(shards: Path, fields: list[str]) -> dict:
+    """Guessing class 1 at the dataset's train rate, blind to the text: its expected macro-F1 and
+    AUROC 0.5 per test set, in the metrics file's layout. What a score means on a set nothing learns."""
+    train, test = read_split(shards, "train"), read_split(shards, "test")
+    out: dict = {"test": {}}
+    for field in fields:
+        rows = [ex for ex in train if ex.meta["labels"].get(field) is not None]
+        by_dataset = {}
+        for name in sorted({ex.meta["dataset"] for ex in test}):
+            labels = [ex.meta["labels"][field] for ex in test
+                      if ex.meta["dataset"] == name and ex.meta["labels"].get(field) is not None]
+            if labels:
+                f1 = guessing_f1_macro(sum(labels) / len(labels), train_rate(rows, field, name))
+                by_dataset[name] = {"f1_macro": round(f1, 6), "auroc": 0.5, "support": len(labels),
+                                    "positives": int(sum(labels))}
+        out["test"][field] = {"by_dataset": by_dataset}
+    return out
+
+
+def guessing_f1_macro(positive_rate: float, guess_rate: float) -> float:
+    """Macro-F1 at the expected counts of guessing class 1 with probability `guess_rate`, independently
+    of the example, on a test set whose share of class 1 is `positive_rate`: per class F1 = 2pq / (p + q)."""
+    def f1(p: float, q: float) -> float:
+        return 2 * p * q / (p + q) if p + q else 0.0
+    return (f1(positive_rate, guess_rate) + f1(1 - positive_rate, 1 - guess_rate)) / 2
+
+
+def train_rate(rows: list, field: str, dataset: str) -> float:
+    """The dataset's share of class 1 among its train rows labelled for `field`, else all rows' (the
+    experts' baseline rule: their majority class is rate > 0.5)."""
     mine = [ex.meta["labels"][field] for ex in rows if ex.meta["dataset"] == dataset] or \
         [ex.meta["labels"][field] for ex in rows]
-    return int(2 * sum(mine) > len(mine))
+    return sum(mine) / len(mine)
 
 
 # ---------------------------------------------------------------- results
 
+def main_metric(dataset: str, field: str) -> str:
+    return MAIN_METRIC.get((dataset, field), "f1_macro")
+
+
 def per_dataset(metrics: dict, field: str) -> dict:
-    """test.<field>.by_dataset of a multi-head (or TF-IDF) metrics file; test.by_dataset of a single-task one."""
+    """test.<field>.by_dataset of a multi-head (or baseline) metrics file; test.by_dataset of a single-task one."""
     test = metrics["test"]
     if field in test:
         return test[field].get("by_dataset", {})
     return test.get("by_dataset", {}) if metrics.get("task") == field else {}
 
 
-def result_rows(systems: dict[str, dict], fields: list[str]) -> list[dict]:
+def seed_mean(values: list[dict], main: str) -> dict:
+    """Mean over seeds of each score; `sd` = the seeds' sample standard deviation of the main metric."""
+    row = {"seeds": len(values), "support": values[0]["support"]}
+    for key in ("f1_macro", "auroc", "accuracy"):
+        scores = [v[key] for v in values if v.get(key) is not None]
+        row[key] = float(np.mean(scores)) if scores else None
+    scores = [v[main] for v in values if v.get(main) is not None]
+    row["sd"] = float(np.std(scores, ddof=1)) if len(scores) > 1 else None
+    return row
+
+
+def result_rows(systems: dict[str, list[dict]], fields: list[str]) -> list[dict]:
+    """One row per dataset x field x system (its metrics files, one per seed, averaged), then the
+    train-majority class and the published numbers."""
     rows = []
     for field in fields:
-        datasets = sorted({d for m in systems.values() for d in per_dataset(m, field)})
+        datasets = sorted({d for runs in systems.values() for m in runs for d in per_dataset(m, field)})
         for dataset in datasets:
-            for system, metrics in systems.items():
-                values = per_dataset(metrics, field).get(dataset)
+            scored = {name: [per_dataset(m, field)[dataset] for m in runs if dataset in per_dataset(m, field)]
+                      for name, runs in systems.items()}
+            for system, values in scored.items():
                 if values:
-                    rows.append({"dataset": dataset, "field": field, "system": system, **values})
-            base = next((per_dataset(m, field)[dataset] for m in systems.values() if dataset in per_dataset(m, field)))
+                    rows.append({"dataset": dataset, "field": field, "system": system,
+                                 **seed_mean(values, main_metric(dataset, field))})
+            base = next(v[0] for v in scored.values() if v and "majority_baseline_f1_macro" in v[0])
             rows.append({"dataset": dataset, "field": field, "system": "train-majority class",
                          "f1_macro": base["majority_baseline_f1_macro"], "support": base["support"]})
             for source, values in PUBLISHED.get((dataset, field), []):
@@ -214,22 +275,90 @@ def result_rows(systems: dict[str, dict], fields: list[str]) -> list[dict]:
     return rows
 
 
-def diagnostic_rows(systems: dict[str, dict]) -> list[dict]:
-    sections = {name: m["diagnostic"] for name, m in systems.items() if m.get("diagnostic", {}).get("cases")}
+def read_test_predictions(path: Path, fields: list[str]) -> dict[str, dict[str, tuple[str, int, float]]]:
+    """field -> id -> (dataset, gold label, P(class 1)) for an expert's labelled test rows; a
+    single-task file (label/prob) is read for its one field."""
+    out: dict[str, dict] = {field: {} for field in fields}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            if row["split"] != "test":
+                continue
+            for field in fields:
+                label, prob = ((row["labels"].get(field), row["probs"].get(field)) if "probs" in row
+                               else (row["label"], row["prob"]))
+                if label is not None:
+                    out[field][row["id"]] = (row["dataset"], int(label), float(prob))
+    return out
+
+
+SCORES = {"f1_macro": binary_f1_macro, "auroc": roc_auc_score}
+
+
+def paired_difference(labels: np.ndarray, a: np.ndarray, b: np.ndarray, metric: str,
+                      resamples: int, rng: np.random.Generator) -> tuple[float, float, float]:
+    """Seed-mean `metric` of system a minus system b (arrays seeds x examples, same examples) and
+    its 95% paired bootstrap interval: both systems scored on the same resampled test examples."""
+    score = SCORES[metric]
+
+    def difference(index: np.ndarray) -> float:
+        return (np.mean([score(labels[index], probs[index]) for probs in a])
+                - np.mean([score(labels[index], probs[index]) for probs in b]))
+    draws = []
+    while len(draws) < resamples:
+        index = rng.integers(0, len(labels), len(labels))
+        if metric != "auroc" or 0 < labels[index].sum() < len(index):
+            draws.append(difference(index))
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return difference(np.arange(len(labels))), float(low), float(high)
+
+
+def difference_rows(predictions: dict[str, list[dict]], fields: list[str], resamples: int = BOOTSTRAP_RESAMPLES,
+                    seed: int = 0) -> list[dict]:
+    """Per dataset x field, on its main metric: multi-head - single-task, and each expert - TF-IDF,
+    with 95% paired bootstrap intervals over the test examples (seeds averaged inside each draw)."""
+    rng, rows = np.random.default_rng(seed), []
+    for field in fields:
+        single = f"single {field}"
+        pairs = [("multi-head", single), (single, "tfidf+logreg"), ("multi-head", "tfidf+logreg")]
+        datasets = sorted({d for runs in predictions.values() for run in runs for d, _, _ in run.get(field, {}).values()})
+        for dataset in datasets:
+            metric = main_metric(dataset, field)
+            for a, b in pairs:
+                runs = [run.get(field, {}) for name in (a, b) for run in predictions.get(name, [])]
+                ids = sorted(set.intersection(*(set(i for i, v in run.items() if v[0] == dataset) for run in runs))) \
+                    if runs and predictions.get(a) and predictions.get(b) else []
+                if not ids:
+                    continue
+                labels = np.array([runs[0][i][1] for i in ids])
+                probs = [np.array([run[i][2] for i in ids]) for run in runs]
+                diff, low, high = paired_difference(labels, probs[:len(predictions[a])], probs[len(predictions[a]):],
+                                                    metric, resamples, rng)
+                rows.append({"dataset": dataset, "field": field, "metric": metric, "comparison": f"{a} - {b}",
+                             "difference": diff, "95% CI low": low, "95% CI high": high, "examples": len(ids)})
+    return rows
+
+
+def diagnostic_rows(systems: dict[str, list[dict]]) -> list[dict]:
+    """HateCheck accuracy per functionality, each system's mean over its seeds, beside the paper's."""
+    sections = {name: [m["diagnostic"] for m in runs if m.get("diagnostic", {}).get("cases")]
+                for name, runs in systems.items()}
+    sections = {name: runs for name, runs in sections.items() if runs}
     if not sections:
         return []
-    names = next(iter(sections.values()))["by_functionality"]
+    names = next(iter(sections.values()))[0]["by_functionality"]
     paper = json.loads(HATECHECK_PAPER.read_text(encoding="utf-8")) if HATECHECK_PAPER.is_file() else {}
     rows = []
     for name, values in names.items():
         row = {"functionality": name, "gold": values["gold"], "cases": values["cases"]}
-        row.update({system: s["by_functionality"][name]["accuracy"] for system, s in sections.items()})
+        row.update({system: float(np.mean([s["by_functionality"][name]["accuracy"] for s in runs]))
+                    for system, runs in sections.items()})
         row.update({f"paper {model}": acc.get(name) for model, acc in paper.get("models", {}).items()})
         rows.append(row)
     cases = {gold: sum(v["cases"] for v in names.values() if v["gold"] == gold) for gold in GOLD_ROWS}
     for gold, (label, key, paper_key) in GOLD_ROWS.items():
         row = {"functionality": label, "gold": gold, "cases": cases[gold] if gold else sum(cases.values())}
-        row.update({system: s.get(key) for system, s in sections.items()})
+        row.update({system: float(np.mean([s[key] for s in runs])) for system, runs in sections.items()})
         row.update({f"paper {model}": paper.get(paper_key, {}).get(model) for model in paper.get("models", {})})
         rows.append(row)
     return rows
@@ -241,22 +370,29 @@ def fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def print_tables(rows: list[dict], diagnostic: list[dict], console: Console) -> None:
-    summary("test split, per dataset and field", RESULT_COLUMNS, [[fmt(r.get(c)) for c in RESULT_COLUMNS] for r in rows],
-            labels=3, console=console)
+def tables(rows: list[dict], differences: list[dict], diagnostic: list[dict]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, cells) of each table the run prints and writes to results.md."""
+    out = [("test split, per dataset and field (mean over seeds; sd: the seeds' spread of the main metric)",
+            list(RESULT_COLUMNS), [[fmt(r.get(c)) for c in RESULT_COLUMNS] for r in rows])]
+    if differences:
+        out.append((f"differences on each dataset's main metric, 95% paired bootstrap ({BOOTSTRAP_RESAMPLES} resamples)",
+                    list(differences[0]), [[fmt(v) for v in r.values()] for r in differences]))
     if diagnostic:
-        summary("HateCheck accuracy per functionality", list(diagnostic[0]),
-                [[fmt(v) for v in r.values()] for r in diagnostic], labels=2, console=console)
+        out.append(("HateCheck accuracy per functionality", list(diagnostic[0]),
+                    [[fmt(v) for v in r.values()] for r in diagnostic]))
+    return out
 
 
-def markdown(rows: list[dict], diagnostic: list[dict]) -> str:
+def print_tables(rows: list[dict], differences: list[dict], diagnostic: list[dict], console: Console) -> None:
+    for title, header, cells in tables(rows, differences, diagnostic):
+        summary(title, header, cells, labels=3 if header[0] == "dataset" else 2, console=console)
+
+
+def markdown(rows: list[dict], differences: list[dict], diagnostic: list[dict]) -> str:
     def table(header: list[str], body: list[list[str]]) -> str:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
-    text = table(list(RESULT_COLUMNS), [[fmt(r.get(c)) for c in RESULT_COLUMNS] for r in rows])
-    if diagnostic:
-        text += "\n\n" + table(list(diagnostic[0]), [[fmt(v) for v in r.values()] for r in diagnostic])
-    return text + "\n"
+    return "\n\n".join(table(header, cells) for _, header, cells in tables(rows, differences, diagnostic)) + "\n"
 
 
 # ---------------------------------------------------------------- main
@@ -277,16 +413,28 @@ def parse_args(argv):
     parser.add_argument("--limit", type=int, help="pack.examples_limit: a quick run on N evenly spaced examples")
     parser.add_argument("--only", nargs="+", metavar="EXPERT",
                         help="train only these experts, e.g. 'single offensive' multi-head (default: all)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="SEED",
+                        help="train.seed of every expert; with several, the tables give the mean over seeds")
+    parser.add_argument("--resume", action="store_true",
+                        help="--work-dir holds an earlier run: reuse its packed data and finished experts, "
+                             "train only the expert x seed pairs that have no metrics yet")
     parser.add_argument("--report-only", type=Path, metavar="WORK_DIR", help="print the tables of a finished run again")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.resume and not args.work_dir:
+        parser.error("--resume needs --work-dir (the earlier run's folder)")
+    return args
 
 
-def work_dir(requested: Path | None) -> Path:
+def work_dir(requested: Path | None, resume: bool = False) -> Path:
     work = (requested or Path(tempfile.mkdtemp(prefix="real_text_"))).absolute()
     if work == REPO_ROOT or REPO_ROOT in work.parents:
         raise SystemExit(f"--work-dir {work} is inside the repo; give a folder outside {REPO_ROOT}")
+    if resume:
+        if not (work / RUN_FILE).is_file():
+            raise SystemExit(f"--resume: {work / RUN_FILE} not found; the work dir of an earlier run is needed")
+        return work
     if work.exists() and any(work.iterdir()):
-        raise SystemExit(f"--work-dir {work} is not empty; give a new or empty folder")
+        raise SystemExit(f"--work-dir {work} is not empty; give a new or empty folder (or --resume)")
     work.mkdir(parents=True, exist_ok=True)
     return work
 
@@ -295,25 +443,47 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.report_only:
         return report(args.report_only.absolute(), Console())
-    overrides = dict(item.split("=", 1) for item in args.dataset)
-    found = discover(args.data, {name: Path(folder) for name, folder in overrides.items()})
-    if not found:
-        raise SystemExit(f"no release folder found under {args.data} (names: {', '.join(DATASETS)})")
-    console, work, started = Console(), work_dir(args.work_dir), time.perf_counter()
-    console.print(f"work dir {work}; releases: " + ", ".join(f"{n} ({p})" for n, p in found.items()))
-    run = prepare_data(work, found, args, console)
+    console, work, started = Console(), work_dir(args.work_dir, args.resume), time.perf_counter()
+    if args.resume:
+        run = json.loads((work / RUN_FILE).read_text(encoding="utf-8"))
+        changed = [k for k in TRAINING_SETTINGS if k in run and run[k] != getattr(args, k)]
+        if changed:
+            raise SystemExit(f"--resume: {', '.join(f'--{k.replace(chr(95), chr(45))} {run[k]}' for k in changed)} "
+                             f"in the earlier run; seeds of one table must share their settings")
+        console.print(f"resuming {work}: datasets {', '.join(run['datasets'])}")
+    else:
+        overrides = dict(item.split("=", 1) for item in args.dataset)
+        found = discover(args.data, {name: Path(folder) for name, folder in overrides.items()})
+        if not found:
+            raise SystemExit(f"no release folder found under {args.data} (names: {', '.join(DATASETS)})")
+        console.print(f"work dir {work}; releases: " + ", ".join(f"{n} ({p})" for n, p in found.items()))
+        run = prepare_data(work, found, args, console)
     experts = {f"single {f}": [f] for f in run["fields"] if f in BINARY_FIELDS}
     experts["multi-head"] = run["fields"]
     experts = {label: tasks for label, tasks in experts.items() if not args.only or label in args.only}
+    run.update(experts={**run.get("experts", {}), **experts}, model=args.model, epochs=args.epochs,
+               max_length=args.max_length, batch_size=args.batch_size,
+               seeds=sorted(set(run.get("seeds", [])) | set(args.seeds)))
+    write_run(work, run)
     params = yaml.safe_load((work / "params.yaml").read_text(encoding="utf-8"))
-    for label, tasks in experts.items():
-        name = expert_dir(label)
-        write_params(work, f"params_{name}.yaml", expert_params(params, name, tasks, args))
-        run["seconds"][f"train {label}"] = run_stages(work, ["train_text"], console, f"params_{name}.yaml")["train_text"]
-    run.update(experts=experts, model=args.model, epochs=args.epochs, max_length=args.max_length,
-               batch_size=args.batch_size, seconds={**run["seconds"], "total": round(time.perf_counter() - started, 1)})
-    (work / "run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+    for seed in args.seeds:
+        for label, tasks in experts.items():
+            folder = expert_folder(label, seed)
+            if args.resume and (work / folder / "metrics.json").is_file():
+                console.print(f"{label}, seed {seed}: finished earlier ({folder})")
+                continue
+            params_file = f"params_{expert_dir(label)}_seed{seed}.yaml"
+            write_params(work, params_file, expert_params(params, folder, tasks, seed, args))
+            seconds = run_stages(work, ["train_text"], console, params_file)["train_text"]
+            run["seconds"][f"train {label} seed {seed}"] = seconds
+            write_run(work, run)
+    run["seconds"][f"total{' (resumed)' if args.resume else ''}"] = round(time.perf_counter() - started, 1)
+    write_run(work, run)
     return report(work, console)
+
+
+def write_run(work: Path, run: dict) -> None:
+    (work / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
 
 
 def prepare_data(work: Path, found: dict[str, Path], args, console: Console) -> dict:
@@ -341,19 +511,34 @@ def expert_dir(label: str) -> str:
     return label.replace(" ", "_").replace("-", "_")
 
 
+def expert_folder(label: str, seed: int) -> str:
+    """Where one expert x seed run writes (model, metrics, predictions, live), relative to the work dir."""
+    return f"Step_4/{expert_dir(label)}/seed{seed}"
+
+
 def report(work: Path, console: Console) -> dict:
-    """The tables of a finished run (its run.json and metrics files); the TF-IDF baseline is fitted here."""
-    run = json.loads((work / "run.json").read_text(encoding="utf-8"))
+    """The tables of a finished run (its run.json, metrics and predictions files); the baselines are fitted here."""
+    run = json.loads((work / RUN_FILE).read_text(encoding="utf-8"))
     binary = [f for f in run["fields"] if f in BINARY_FIELDS]
-    systems = {label: json.loads((work / "Step_4" / expert_dir(label) / "metrics.json").read_text(encoding="utf-8"))
+    folders = {label: [work / expert_folder(label, seed) for seed in run.get("seeds", [0])]
                for label in run["experts"]}
-    systems["tfidf+logreg"] = tfidf_baseline(work / "Step_3" / "shards", binary)
+    folders = {label: [f for f in found if (f / "metrics.json").is_file()] for label, found in folders.items()}
+    systems = {label: [json.loads((f / "metrics.json").read_text(encoding="utf-8")) for f in found]
+               for label, found in folders.items() if found}
+    predictions = {label: [read_test_predictions(f / "predictions.jsonl", [t for t in run["experts"][label] if t in binary])
+                           for f in found] for label, found in folders.items() if found}
+    tfidf = tfidf_baseline(work / "Step_3" / "shards", binary)
+    systems["tfidf+logreg"], predictions["tfidf+logreg"] = [tfidf], [tfidf.pop("predictions")]
+    systems[CHANCE] = [chance_baseline(work / "Step_3" / "shards", binary)]
     rows, diagnostic = result_rows(systems, run["fields"]), diagnostic_rows(systems)
-    results = {**run, "rows": rows, "diagnostic": diagnostic}
+    differences = difference_rows(predictions, binary)
+    results = {**run, "seeds_found": {label: len(found) for label, found in folders.items()},
+               "rows": rows, "differences": differences, "diagnostic": diagnostic}
     (work / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    (work / "results.md").write_text(markdown(rows, diagnostic), encoding="utf-8")
-    print_tables(rows, diagnostic, console)
-    console.print(f"packed {run['packed']}; seconds {run['seconds']}\nresults: {work / 'results.json'}")
+    (work / "results.md").write_text(markdown(rows, differences, diagnostic), encoding="utf-8")
+    print_tables(rows, differences, diagnostic, console)
+    console.print(f"packed {run['packed']}; seeds per expert {results['seeds_found']}; seconds {run['seconds']}\n"
+                  f"results: {work / 'results.json'}")
     return results
 
 

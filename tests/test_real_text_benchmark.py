@@ -1,12 +1,16 @@
 """benchmarks/real_text.py's pieces (the full run is hand-run: real data, about an hour): which
-release files reach a run, the TF-IDF baseline's per-dataset scores, and the result tables."""
+release files reach a run, the baselines' per-dataset scores, seeds and --resume, the paired
+bootstrap differences, and the result tables."""
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pytest
+import yaml
 
 from benchmarks import real_text
+from stages import training
 from stages.records import DIAGNOSTIC_SPLIT
 from tests.test_training import write_shards
 
@@ -52,14 +56,85 @@ def test_result_tables_put_baseline_and_published_numbers_beside_every_system():
     multi = {"test": {"abuse_hate": {"by_dataset": {"hateful_memes": {
         "f1_macro": 0.55, "auroc": 0.6, "accuracy": 0.57, "majority_baseline_f1_macro": 0.34, "support": 500,
         "positives": 247}}}, "offensive": {"by_dataset": {}}}}
-    rows = real_text.result_rows({"single abuse_hate": single, "multi-head": multi}, ["abuse_hate", "offensive"])
+    rows = real_text.result_rows({"single abuse_hate": [single], "multi-head": [multi]}, ["abuse_hate", "offensive"])
     systems = [row["system"] for row in rows]
     assert systems[:3] == ["single abuse_hate", "multi-head", "train-majority class"]
     assert systems[3].startswith("published: Text BERT")
     assert rows[2]["f1_macro"] == 0.34 and rows[3]["auroc"] == 0.6465
-    table = real_text.markdown(rows, [])
-    assert table.splitlines()[0].startswith("| dataset | field | system | f1_macro")
-    assert "| hateful_memes | abuse_hate | multi-head | 0.550 | 0.600 | 0.570 | 500 |" in table
+    table = real_text.markdown(rows, [], [])
+    assert table.splitlines()[0].startswith("| dataset | field | system | seeds | f1_macro")
+    assert "| hateful_memes | abuse_hate | multi-head | 1 | 0.550 | 0.600 | 0.570 |  | 500 |" in table
+
+
+def test_result_rows_average_each_expert_over_its_seeds_and_give_the_spread_of_the_main_metric():
+    def run(f1, auroc):
+        return {"task": "offensive", "test": {"by_dataset": {name: {
+            "f1_macro": f1, "auroc": auroc, "accuracy": 0.8, "majority_baseline_f1_macro": 0.42, "support": 860,
+            "positives": 240} for name in ("olid", "hateful_memes")}}}
+    rows = real_text.result_rows({"single offensive": [run(0.80, 0.88), run(0.82, 0.90), run(0.78, 0.86)]},
+                                 ["offensive"])
+    olid = next(r for r in rows if r["dataset"] == "olid" and r["system"] == "single offensive")
+    assert olid["seeds"] == 3 and np.isclose(olid["f1_macro"], 0.80) and np.isclose(olid["auroc"], 0.88)
+    assert np.isclose(olid["sd"], 0.02)             # sample sd of macro-F1, OLID's main metric
+    memes = next(r for r in rows if r["dataset"] == "hateful_memes" and r["system"] == "single offensive")
+    assert np.isclose(memes["sd"], 0.02) and real_text.main_metric("hateful_memes", "abuse_hate") == "auroc"
+
+
+def test_guessing_at_the_train_rate_scores_what_a_simulated_guesser_scores():
+    rng = np.random.default_rng(0)
+    for positive_rate, guess_rate in ((0.585, 0.6), (0.5, 0.36), (0.03, 0.04), (0.28, 0.33)):
+        labels = (rng.random(200_000) < positive_rate).astype(int)
+        guesses = (rng.random(200_000) < guess_rate).astype(float)
+        simulated = training.binary_f1_macro(labels, guesses)
+        assert abs(real_text.guessing_f1_macro(positive_rate, guess_rate) - simulated) < 0.005
+    assert real_text.guessing_f1_macro(0.5, 0.5) == 0.5
+    assert real_text.guessing_f1_macro(0.5, 1.0) == (2 * 0.5 / 1.5) / 2   # always class 1: F1 2/3 and 0
+
+
+def test_chance_baseline_reads_each_datasets_train_rate(tmp_path):
+    written = write_shards(tmp_path, {"train": 60, "test": 30}, nulls=3)
+    out = real_text.chance_baseline(tmp_path, ["offensive"])["test"]["offensive"]["by_dataset"]
+    for name, values in out.items():
+        train = [m["labels"]["offensive"] for m in written["train"] if m["dataset"] == name]
+        test = [m["labels"]["offensive"] for m in written["test"] if m["dataset"] == name]
+        assert values["support"] == len(test) and values["auroc"] == 0.5
+        assert np.isclose(values["f1_macro"], real_text.guessing_f1_macro(np.mean(test), np.mean(train)), atol=1e-6)
+
+
+def test_paired_bootstrap_interval_separates_a_real_gap_from_none():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 400)
+    good = np.clip(labels * 0.6 + rng.random(400) * 0.4, 0, 1)          # ranks every example right
+    noise = rng.random((2, 400))                                          # two "seeds" of a coin
+    diff, low, high = real_text.paired_difference(labels, good[None], noise, "f1_macro", 300, rng)
+    expected = training.binary_f1_macro(labels, good) - np.mean([training.binary_f1_macro(labels, p) for p in noise])
+    assert np.isclose(diff, expected) and 0 < low < diff < high
+    diff, low, high = real_text.paired_difference(labels, noise[:1], noise[:1], "auroc", 300, rng)
+    assert diff == low == high == 0.0                                     # the same system: no gap, no spread
+    diff, low, high = real_text.paired_difference(labels, noise[:1], noise[1:], "auroc", 300, rng)
+    assert low < 0 < high                                                 # two coins: the interval holds 0
+
+
+def test_difference_rows_pair_the_experts_and_tfidf_on_the_examples_they_share(tmp_path):
+    single_task = tmp_path / "single.jsonl"
+    multi_head = tmp_path / "multi.jsonl"
+    rows = [("olid", f"olid_{n}", n % 2, 0.3 + 0.4 * (n % 2)) for n in range(40)]
+    single_task.write_text("".join(json.dumps({"dataset": d, "id": i, "label": y, "prob": p, "split": "test"}) + "\n"
+                                   for d, i, y, p in rows) +
+                           json.dumps({"dataset": "olid", "id": "v", "label": 1, "prob": 0.9, "split": "val"}) + "\n")
+    multi_head.write_text("".join(json.dumps({"dataset": d, "id": i, "labels": {"offensive": y, "abuse_hate": None},
+                                              "probs": {"offensive": 0.5 + 0.1 * y, "abuse_hate": 0.2},
+                                              "split": "test"}) + "\n" for d, i, y, p in rows[:30]))
+    single = real_text.read_test_predictions(single_task, ["offensive"])
+    multi = real_text.read_test_predictions(multi_head, ["abuse_hate", "offensive"])
+    assert len(single["offensive"]) == 40 and multi["abuse_hate"] == {} and len(multi["offensive"]) == 30
+    tfidf = {"offensive": {i: ("olid", y, 0.5) for _, i, y, _ in rows}}
+    out = real_text.difference_rows({"single offensive": [single], "multi-head": [multi], "tfidf+logreg": [tfidf]},
+                                    ["offensive"], resamples=50)
+    assert [r["comparison"] for r in out] == ["multi-head - single offensive", "single offensive - tfidf+logreg",
+                                              "multi-head - tfidf+logreg"]
+    assert [r["examples"] for r in out] == [30, 40, 30] and all(r["metric"] == "f1_macro" for r in out)
+    assert np.isclose(out[0]["difference"], 0.0) and np.isclose(out[1]["difference"], 1.0 - 1 / 3)
 
 
 def test_hatecheck_reference_numbers_cover_every_functionality_of_the_real_suite(real_dataset):
@@ -73,3 +148,37 @@ def test_hatecheck_reference_numbers_cover_every_functionality_of_the_real_suite
         assert set(accuracy) == set(counts)
         weighted = sum(accuracy[f] * n for f, n in counts.items()) / sum(counts.values())
         assert np.isclose(weighted, paper["overall"][model], atol=0.001)   # the table is the paper's, whole
+
+
+def test_resume_trains_only_the_expert_seed_pairs_without_metrics(tmp_path, monkeypatch):
+    work = tmp_path / "run"
+    work.mkdir()
+    params = yaml.safe_load((real_text.REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
+    real_text.write_params(work, "params.yaml", params)
+    run = {"datasets": ["olid"], "fields": ["abuse_hate", "offensive", "target_type"], "seconds": {}, "epochs": 2,
+           "experts": {"single abuse_hate": ["abuse_hate"]}}
+    (work / real_text.RUN_FILE).write_text(json.dumps(run), encoding="utf-8")
+    finished = work / real_text.expert_folder("single offensive", 0)
+    finished.mkdir(parents=True)
+    (finished / "metrics.json").write_text("{}", encoding="utf-8")
+    trained = []
+
+    def fake_stages(work_, names, console, params_file="params.yaml"):
+        trained.append(params_file)
+        return {"train_text": 1.0}
+    monkeypatch.setattr(real_text, "run_stages", fake_stages)
+    monkeypatch.setattr(real_text, "report", lambda work_, console: json.loads((work_ / "run.json").read_text()))
+    args = ["--work-dir", str(work), "--resume", "--seeds", "0", "1", "--only", "single offensive", "multi-head"]
+    out = real_text.main(args)
+    assert trained == ["params_multi_head_seed0.yaml", "params_single_offensive_seed1.yaml",
+                       "params_multi_head_seed1.yaml"]
+    written = yaml.safe_load((work / "params_multi_head_seed1.yaml").read_text(encoding="utf-8"))
+    assert written["train"]["seed"] == 1 and written["train"]["tasks"] == run["fields"]
+    assert written["text"]["metrics"] == "Step_4/multi_head/seed1/metrics.json"
+    assert out["seeds"] == [0, 1] and set(out["experts"]) == {"single abuse_hate", "single offensive", "multi-head"}
+    assert set(out["seconds"]) == {"train multi-head seed 0", "train single offensive seed 1",
+                                   "train multi-head seed 1", "total (resumed)"}
+    with pytest.raises(SystemExit, match="--epochs 2"):
+        real_text.main(args + ["--epochs", "3"])           # seeds of one table share their settings
+    with pytest.raises(SystemExit, match="run.json not found"):
+        real_text.main(["--work-dir", str(tmp_path / "empty"), "--resume"])

@@ -74,16 +74,26 @@ def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, n_bins: in
     return float(np.sum(sizes / len(probs) * np.abs(prob_true - prob_pred)))
 
 
+def predicted_class(probs: np.ndarray) -> np.ndarray:
+    """A binary expert's decision from P(class 1): the argmax of its two logits (ties go to class 0)."""
+    return (np.asarray(probs, dtype=float) > 0.5).astype(int)
+
+
+def binary_f1_macro(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Macro-F1 over both classes of the decisions `predicted_class(probs)`."""
+    return float(f1_score(labels, predicted_class(probs), labels=[0, 1], average="macro", zero_division=0))
+
+
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, majority: int) -> dict[str, Any]:
     """Accuracy, macro-F1 (over both classes, for the model and the baseline alike), AUROC (null
     with one class), ECE, and the macro-F1 of always predicting the train split's majority class."""
     labels = np.asarray(labels, dtype=int)
     probs = np.asarray(probs, dtype=float)
-    preds = (probs > 0.5).astype(int)   # = argmax of the two logits (ties go to class 0)
+    preds = predicted_class(probs)
     both = len(np.unique(labels)) == 2
     return {
         "accuracy": rounded(accuracy_score(labels, preds)),
-        "f1_macro": rounded(f1_score(labels, preds, labels=[0, 1], average="macro", zero_division=0)),
+        "f1_macro": rounded(binary_f1_macro(labels, probs)),
         "auroc": rounded(roc_auc_score(labels, probs)) if both else None,
         "ece": rounded(expected_calibration_error(labels, probs)),
         "majority_baseline_f1_macro": rounded(
