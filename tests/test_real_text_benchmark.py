@@ -67,17 +67,21 @@ def test_result_tables_put_baseline_and_published_numbers_beside_every_system():
 
 
 def test_result_rows_average_each_expert_over_its_seeds_and_give_the_spread_of_the_main_metric():
-    def run(f1, auroc):
-        return {"task": "offensive", "test": {"by_dataset": {name: {
+    def run(f1, auroc, field, dataset):
+        return {"task": field, "test": {"by_dataset": {dataset: {
             "f1_macro": f1, "auroc": auroc, "accuracy": 0.8, "majority_baseline_f1_macro": 0.42, "support": 860,
-            "positives": 240} for name in ("olid", "hateful_memes")}}}
-    rows = real_text.result_rows({"single offensive": [run(0.80, 0.88), run(0.82, 0.90), run(0.78, 0.86)]},
-                                 ["offensive"])
+            "positives": 240}}}}
+    runs = {"single offensive": [run(0.80, 0.88, "offensive", "olid"), run(0.82, 0.89, "offensive", "olid"),
+                                 run(0.78, 0.87, "offensive", "olid")],
+            "single abuse_hate": [run(0.60, 0.66, "abuse_hate", "hateful_memes"),
+                                  run(0.60, 0.70, "abuse_hate", "hateful_memes")]}
+    rows = real_text.result_rows(runs, ["abuse_hate", "offensive"])
     olid = next(r for r in rows if r["dataset"] == "olid" and r["system"] == "single offensive")
     assert olid["seeds"] == 3 and np.isclose(olid["f1_macro"], 0.80) and np.isclose(olid["auroc"], 0.88)
-    assert np.isclose(olid["sd"], 0.02)             # sample sd of macro-F1, OLID's main metric
-    memes = next(r for r in rows if r["dataset"] == "hateful_memes" and r["system"] == "single offensive")
-    assert np.isclose(memes["sd"], 0.02) and real_text.main_metric("hateful_memes", "abuse_hate") == "auroc"
+    assert np.isclose(olid["sd"], 0.02)             # sample sd of macro-F1, OLID's main metric (AUROC's is 0.01)
+    memes = next(r for r in rows if r["dataset"] == "hateful_memes" and r["system"] == "single abuse_hate")
+    assert memes["seeds"] == 2 and np.isclose(memes["auroc"], 0.68)
+    assert np.isclose(memes["sd"], np.std([0.66, 0.70], ddof=1))   # Hateful Memes: AUROC (its F1 does not move)
 
 
 def test_guessing_at_the_train_rate_scores_what_a_simulated_guesser_scores():
@@ -116,25 +120,35 @@ def test_paired_bootstrap_interval_separates_a_real_gap_from_none():
 
 
 def test_difference_rows_pair_the_experts_and_tfidf_on_the_examples_they_share(tmp_path):
+    rows = [("olid", f"olid_{n}", n % 2) for n in range(40)]
     single_task = tmp_path / "single.jsonl"
-    multi_head = tmp_path / "multi.jsonl"
-    rows = [("olid", f"olid_{n}", n % 2, 0.3 + 0.4 * (n % 2)) for n in range(40)]
-    single_task.write_text("".join(json.dumps({"dataset": d, "id": i, "label": y, "prob": p, "split": "test"}) + "\n"
-                                   for d, i, y, p in rows) +
+    single_task.write_text("".join(json.dumps({"dataset": d, "id": i, "label": y, "prob": 0.3 + 0.4 * y,
+                                               "split": "test"}) + "\n" for d, i, y in rows) +
                            json.dumps({"dataset": "olid", "id": "v", "label": 1, "prob": 0.9, "split": "val"}) + "\n")
-    multi_head.write_text("".join(json.dumps({"dataset": d, "id": i, "labels": {"offensive": y, "abuse_hate": None},
-                                              "probs": {"offensive": 0.5 + 0.1 * y, "abuse_hate": 0.2},
-                                              "split": "test"}) + "\n" for d, i, y, p in rows[:30]))
+    multi = []
+    for seed, wrong in enumerate((0, 10)):       # seed 1 decides its first 10 examples wrong
+        path = tmp_path / f"multi{seed}.jsonl"
+        path.write_text("".join(json.dumps({"dataset": d, "id": i, "labels": {"offensive": y, "abuse_hate": None},
+                                            "probs": {"offensive": (0.4 if n < wrong else 0.6) if y else 0.1,
+                                                      "abuse_hate": 0.2}, "split": "test"}) + "\n"
+                                for n, (d, i, y) in enumerate(rows[:30])))
+        multi.append(real_text.read_test_predictions(path, ["abuse_hate", "offensive"]))
     single = real_text.read_test_predictions(single_task, ["offensive"])
-    multi = real_text.read_test_predictions(multi_head, ["abuse_hate", "offensive"])
-    assert len(single["offensive"]) == 40 and multi["abuse_hate"] == {} and len(multi["offensive"]) == 30
-    tfidf = {"offensive": {i: ("olid", y, 0.5) for _, i, y, _ in rows}}
-    out = real_text.difference_rows({"single offensive": [single], "multi-head": [multi], "tfidf+logreg": [tfidf]},
+    assert len(single["offensive"]) == 40 and multi[0]["abuse_hate"] == {} and len(multi[0]["offensive"]) == 30
+    tfidf = {"offensive": {i: ("olid", y, 0.5) for _, i, y in rows}}
+    out = real_text.difference_rows({"single offensive": [single], "multi-head": multi, "tfidf+logreg": [tfidf]},
                                     ["offensive"], resamples=50)
     assert [r["comparison"] for r in out] == ["multi-head - single offensive", "single offensive - tfidf+logreg",
                                               "multi-head - tfidf+logreg"]
     assert [r["examples"] for r in out] == [30, 40, 30] and all(r["metric"] == "f1_macro" for r in out)
-    assert np.isclose(out[0]["difference"], 0.0) and np.isclose(out[1]["difference"], 1.0 - 1 / 3)
+    labels = np.array([y for _, _, y in rows[:30]])
+    seed1 = training.binary_f1_macro(labels, np.where(labels == 1, np.r_[np.full(10, 0.4), np.full(20, 0.6)], 0.1))
+    assert np.isclose(out[0]["difference"], (1.0 + seed1) / 2 - 1.0)        # the two seeds' mean minus single's 1.0
+    assert np.isclose(out[1]["difference"], 1.0 - 1 / 3)                    # tfidf's 0.5 is decided class 0
+    assert np.isclose(out[2]["difference"], (1.0 + seed1) / 2 - 1 / 3)
+    again = real_text.difference_rows({"single offensive": [single], "multi-head": multi, "tfidf+logreg": [tfidf]},
+                                      ["offensive"], resamples=50)
+    assert again == out                                                     # seeded per comparison
 
 
 def test_hatecheck_reference_numbers_cover_every_functionality_of_the_real_suite(real_dataset):
@@ -150,7 +164,7 @@ def test_hatecheck_reference_numbers_cover_every_functionality_of_the_real_suite
         assert np.isclose(weighted, paper["overall"][model], atol=0.001)   # the table is the paper's, whole
 
 
-def test_resume_trains_only_the_expert_seed_pairs_without_metrics(tmp_path, monkeypatch):
+def test_resume_trains_only_the_expert_seed_pairs_without_metrics(tmp_path, monkeypatch, capsys):
     work = tmp_path / "run"
     work.mkdir()
     params = yaml.safe_load((real_text.REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
@@ -174,11 +188,26 @@ def test_resume_trains_only_the_expert_seed_pairs_without_metrics(tmp_path, monk
                        "params_multi_head_seed1.yaml"]
     written = yaml.safe_load((work / "params_multi_head_seed1.yaml").read_text(encoding="utf-8"))
     assert written["train"]["seed"] == 1 and written["train"]["tasks"] == run["fields"]
+    assert written["train"]["epochs"] == 2 and written["text"]["max_length"] == 128    # the earlier run's, defaults
     assert written["text"]["metrics"] == "Step_4/multi_head/seed1/metrics.json"
     assert out["seeds"] == [0, 1] and set(out["experts"]) == {"single abuse_hate", "single offensive", "multi-head"}
     assert set(out["seconds"]) == {"train multi-head seed 0", "train single offensive seed 1",
                                    "train multi-head seed 1", "total (resumed)"}
-    with pytest.raises(SystemExit, match="--epochs 2"):
+    trained.clear()
+    capsys.readouterr()
+    real_text.main(["--work-dir", str(work), "--resume", "--only", "single abuse_hate", "--limit", "50"])
+    assert trained == ["params_single_abuse_hate_seed0.yaml", "params_single_abuse_hate_seed1.yaml"]  # its seeds
+    assert "ignored on --resume (the data are the earlier run's): --limit" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="earlier run has --epochs 2, not 3"):
         real_text.main(args + ["--epochs", "3"])           # seeds of one table share their settings
     with pytest.raises(SystemExit, match="run.json not found"):
         real_text.main(["--work-dir", str(tmp_path / "empty"), "--resume"])
+
+
+def test_a_run_from_before_seeds_is_named_not_reported_empty(tmp_path):
+    (tmp_path / real_text.RUN_FILE).write_text(json.dumps({"fields": ["abuse_hate"], "experts": {
+        "multi-head": ["abuse_hate"]}}), encoding="utf-8")
+    (tmp_path / "Step_4" / "multi_head").mkdir(parents=True)
+    (tmp_path / "Step_4" / "multi_head" / "metrics.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(SystemExit, match="multi-head: Step_4/<expert>/ of a run made before --seeds"):
+        real_text.report(tmp_path, None)

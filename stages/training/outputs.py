@@ -19,7 +19,7 @@ from stages.console import summary
 from stages.records import DIAGNOSTIC_SPLIT, SPLITS
 from stages.training.config import Expert, ExpertPaths, TrainConfig, label_names
 from stages.training.data import ModelCollator, ShardStream, SplitInfo
-from stages.training.metrics import ECE_BINS, Predictions, head_rows, rounded, split_metrics
+from stages.training.metrics import ECE_BINS, Predictions, head_rows, predicted_class, rounded, split_metrics
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -136,8 +136,8 @@ def diagnostic_report(model, expert: Expert, info: SplitInfo | None, skipped: st
     scored = primary_view(pred, layout, task)
     if scored is None:
         return {"skipped": f"no {task} head with labeled {DIAGNOSTIC_SPLIT} examples"}
-    section = diagnostic.report(scored.ids, scored.labels, scored.probs, diagnostic.read_cases(paths.shards),
-                                label_names(task))
+    section = diagnostic.report(scored.ids, scored.labels, predicted_class(scored.probs),
+                                diagnostic.read_cases(paths.shards), label_names(task))
     live.log_plot(diagnostic.PLOT_NAME, diagnostic.plot_rows(section), x="accuracy", y="functionality",
                   template="bar_horizontal", title=f"Diagnostic accuracy per functionality ({task})")
     return section
@@ -148,8 +148,8 @@ def log_test_plots(live, test: Predictions | None) -> None:
     multi-head: of the primary head when it is binary (test=None: no plots)."""
     if test is None:
         return
-    preds = (test.probs > 0.5).astype(int)
-    live.log_sklearn_plot("confusion_matrix", test.labels.tolist(), preds.tolist(), name="test/confusion_matrix")
+    live.log_sklearn_plot("confusion_matrix", test.labels.tolist(), predicted_class(test.probs).tolist(),
+                          name="test/confusion_matrix")
     live.log_sklearn_plot("calibration", test.labels.tolist(), test.probs.tolist(), name="test/calibration",
                           n_bins=ECE_BINS)
     if len(np.unique(test.labels)) == 2:
