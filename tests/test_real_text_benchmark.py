@@ -1,6 +1,6 @@
-"""benchmarks/real_text.py's pieces (the full run is hand-run: real data, about an hour): which
-release files reach a run, the baselines' per-dataset scores, seeds and --resume, the paired
-bootstrap differences, and the result tables."""
+"""benchmarks/real_text.py's pieces and its real_text_tables.py (the full run is hand-run: real
+data, about an hour per seed): which release files reach a run, seeds and --resume, the baselines'
+per-dataset scores, the paired bootstrap differences, and the result tables."""
 from __future__ import annotations
 
 import json
@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from benchmarks import real_text
+from benchmarks import real_text_tables as scores
 from stages import training
 from stages.records import DIAGNOSTIC_SPLIT
 from tests.test_training import write_shards
@@ -33,7 +34,7 @@ def test_official_releases_are_preferred_and_only_labelled_text_files_reach_the_
 
 def test_tfidf_baseline_scores_each_dataset_on_its_own_labelled_test_examples(tmp_path):
     written = write_shards(tmp_path, {"train": 60, "test": 30, DIAGNOSTIC_SPLIT: 10}, nulls=3)
-    out = real_text.tfidf_baseline(tmp_path, ["abuse_hate", "offensive"])
+    out = scores.tfidf_baseline(tmp_path, ["abuse_hate", "offensive"])
     for field in ("abuse_hate", "offensive"):
         by_dataset = out["test"][field]["by_dataset"]
         labelled = [m for m in written["test"] if m["labels"][field] is not None]
@@ -56,12 +57,12 @@ def test_result_tables_put_baseline_and_published_numbers_beside_every_system():
     multi = {"test": {"abuse_hate": {"by_dataset": {"hateful_memes": {
         "f1_macro": 0.55, "auroc": 0.6, "accuracy": 0.57, "majority_baseline_f1_macro": 0.34, "support": 500,
         "positives": 247}}}, "offensive": {"by_dataset": {}}}}
-    rows = real_text.result_rows({"single abuse_hate": [single], "multi-head": [multi]}, ["abuse_hate", "offensive"])
+    rows = scores.result_rows({"single abuse_hate": [single], "multi-head": [multi]}, ["abuse_hate", "offensive"])
     systems = [row["system"] for row in rows]
     assert systems[:3] == ["single abuse_hate", "multi-head", "train-majority class"]
     assert systems[3].startswith("published: Text BERT")
     assert rows[2]["f1_macro"] == 0.34 and rows[3]["auroc"] == 0.6465
-    table = real_text.markdown(rows, [], [])
+    table = scores.markdown(rows, [], [])
     assert table.splitlines()[0].startswith("| dataset | field | system | seeds | f1_macro")
     assert "| hateful_memes | abuse_hate | multi-head | 1 | 0.550 | 0.600 | 0.570 |  | 500 |" in table
 
@@ -75,7 +76,7 @@ def test_result_rows_average_each_expert_over_its_seeds_and_give_the_spread_of_t
                                  run(0.78, 0.87, "offensive", "olid")],
             "single abuse_hate": [run(0.60, 0.66, "abuse_hate", "hateful_memes"),
                                   run(0.60, 0.70, "abuse_hate", "hateful_memes")]}
-    rows = real_text.result_rows(runs, ["abuse_hate", "offensive"])
+    rows = scores.result_rows(runs, ["abuse_hate", "offensive"])
     olid = next(r for r in rows if r["dataset"] == "olid" and r["system"] == "single offensive")
     assert olid["seeds"] == 3 and np.isclose(olid["f1_macro"], 0.80) and np.isclose(olid["auroc"], 0.88)
     assert np.isclose(olid["sd"], 0.02)             # sample sd of macro-F1, OLID's main metric (AUROC's is 0.01)
@@ -90,19 +91,19 @@ def test_guessing_at_the_train_rate_scores_what_a_simulated_guesser_scores():
         labels = (rng.random(200_000) < positive_rate).astype(int)
         guesses = (rng.random(200_000) < guess_rate).astype(float)
         simulated = training.binary_f1_macro(labels, guesses)
-        assert abs(real_text.guessing_f1_macro(positive_rate, guess_rate) - simulated) < 0.005
-    assert real_text.guessing_f1_macro(0.5, 0.5) == 0.5
-    assert real_text.guessing_f1_macro(0.5, 1.0) == (2 * 0.5 / 1.5) / 2   # always class 1: F1 2/3 and 0
+        assert abs(scores.guessing_f1_macro(positive_rate, guess_rate) - simulated) < 0.005
+    assert scores.guessing_f1_macro(0.5, 0.5) == 0.5
+    assert scores.guessing_f1_macro(0.5, 1.0) == (2 * 0.5 / 1.5) / 2   # always class 1: F1 2/3 and 0
 
 
 def test_chance_baseline_reads_each_datasets_train_rate(tmp_path):
     written = write_shards(tmp_path, {"train": 60, "test": 30}, nulls=3)
-    out = real_text.chance_baseline(tmp_path, ["offensive"])["test"]["offensive"]["by_dataset"]
+    out = scores.chance_baseline(tmp_path, ["offensive"])["test"]["offensive"]["by_dataset"]
     for name, values in out.items():
         train = [m["labels"]["offensive"] for m in written["train"] if m["dataset"] == name]
         test = [m["labels"]["offensive"] for m in written["test"] if m["dataset"] == name]
         assert values["support"] == len(test) and values["auroc"] == 0.5
-        assert np.isclose(values["f1_macro"], real_text.guessing_f1_macro(np.mean(test), np.mean(train)), atol=1e-6)
+        assert np.isclose(values["f1_macro"], scores.guessing_f1_macro(np.mean(test), np.mean(train)), atol=1e-6)
 
 
 def test_paired_bootstrap_interval_separates_a_real_gap_from_none():
@@ -110,12 +111,12 @@ def test_paired_bootstrap_interval_separates_a_real_gap_from_none():
     labels = rng.integers(0, 2, 400)
     good = np.clip(labels * 0.6 + rng.random(400) * 0.4, 0, 1)          # ranks every example right
     noise = rng.random((2, 400))                                          # two "seeds" of a coin
-    diff, low, high = real_text.paired_difference(labels, good[None], noise, "f1_macro", 300, rng)
+    diff, low, high = scores.paired_difference(labels, good[None], noise, "f1_macro", 300, rng)
     expected = training.binary_f1_macro(labels, good) - np.mean([training.binary_f1_macro(labels, p) for p in noise])
     assert np.isclose(diff, expected) and 0 < low < diff < high
-    diff, low, high = real_text.paired_difference(labels, noise[:1], noise[:1], "auroc", 300, rng)
+    diff, low, high = scores.paired_difference(labels, noise[:1], noise[:1], "auroc", 300, rng)
     assert diff == low == high == 0.0                                     # the same system: no gap, no spread
-    diff, low, high = real_text.paired_difference(labels, noise[:1], noise[1:], "auroc", 300, rng)
+    diff, low, high = scores.paired_difference(labels, noise[:1], noise[1:], "auroc", 300, rng)
     assert low < 0 < high                                                 # two coins: the interval holds 0
 
 
@@ -132,11 +133,11 @@ def test_difference_rows_pair_the_experts_and_tfidf_on_the_examples_they_share(t
                                             "probs": {"offensive": (0.4 if n < wrong else 0.6) if y else 0.1,
                                                       "abuse_hate": 0.2}, "split": "test"}) + "\n"
                                 for n, (d, i, y) in enumerate(rows[:30])))
-        multi.append(real_text.read_test_predictions(path, ["abuse_hate", "offensive"]))
-    single = real_text.read_test_predictions(single_task, ["offensive"])
+        multi.append(scores.read_test_predictions(path, ["abuse_hate", "offensive"]))
+    single = scores.read_test_predictions(single_task, ["offensive"])
     assert len(single["offensive"]) == 40 and multi[0]["abuse_hate"] == {} and len(multi[0]["offensive"]) == 30
     tfidf = {"offensive": {i: ("olid", y, 0.5) for _, i, y in rows}}
-    out = real_text.difference_rows({"single offensive": [single], "multi-head": multi, "tfidf+logreg": [tfidf]},
+    out = scores.difference_rows({"single offensive": [single], "multi-head": multi, "tfidf+logreg": [tfidf]},
                                     ["offensive"], resamples=50)
     assert [r["comparison"] for r in out] == ["multi-head - single offensive", "single offensive - tfidf+logreg",
                                               "multi-head - tfidf+logreg"]
@@ -146,7 +147,7 @@ def test_difference_rows_pair_the_experts_and_tfidf_on_the_examples_they_share(t
     assert np.isclose(out[0]["difference"], (1.0 + seed1) / 2 - 1.0)        # the two seeds' mean minus single's 1.0
     assert np.isclose(out[1]["difference"], 1.0 - 1 / 3)                    # tfidf's 0.5 is decided class 0
     assert np.isclose(out[2]["difference"], (1.0 + seed1) / 2 - 1 / 3)
-    again = real_text.difference_rows({"single offensive": [single], "multi-head": multi, "tfidf+logreg": [tfidf]},
+    again = scores.difference_rows({"single offensive": [single], "multi-head": multi, "tfidf+logreg": [tfidf]},
                                       ["offensive"], resamples=50)
     assert again == out                                                     # seeded per comparison
 
@@ -157,7 +158,7 @@ def test_hatecheck_reference_numbers_cover_every_functionality_of_the_real_suite
         counts: dict[str, int] = {}
         for row in csv.DictReader(f):
             counts[row["functionality"]] = counts.get(row["functionality"], 0) + 1
-    paper = json.loads(real_text.HATECHECK_PAPER.read_text(encoding="utf-8"))
+    paper = json.loads(scores.HATECHECK_PAPER.read_text(encoding="utf-8"))
     for model, accuracy in paper["models"].items():
         assert set(accuracy) == set(counts)
         weighted = sum(accuracy[f] * n for f, n in counts.items()) / sum(counts.values())

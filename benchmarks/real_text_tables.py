@@ -1,0 +1,283 @@
+"""The real_text benchmark's scores and tables: the baselines fitted on a run's packed text (TF-IDF +
+logistic regression, chance), the experts' metrics averaged over seeds, paired bootstrap intervals
+of the differences that matter, and the HateCheck table beside the paper's. benchmarks/real_text.py
+runs the stages and calls these; they read only a run's shards, metrics and predictions files."""
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from stages import diagnostic as diagnostic_report
+from stages.console import summary
+from stages.shards import iter_examples
+from stages.training import binary_f1_macro, classification_metrics, predicted_class
+from stages.training.data import majority_class
+
+RESULT_COLUMNS = ("dataset", "field", "system", "seeds", "f1_macro", "auroc", "accuracy", "sd", "support")
+MAIN_METRIC = {("hateful_memes", "abuse_hate"): "auroc"}    # the published one; macro-F1 elsewhere
+CHANCE = "chance: guess at the train rate"
+BOOTSTRAP_RESAMPLES = 1000
+# Published test numbers (0-1 scale) on the same official test files; sources in the README, "Real data".
+PUBLISHED = {
+    ("hateful_memes", "abuse_hate"): [("Text BERT (Kiela et al. 2020), dev_seen", {"auroc": 0.6465, "accuracy": 0.5826})],
+    ("olid", "offensive"): [("SVM (Zampieri et al. 2019)", {"f1_macro": 0.69}),
+                            ("CNN (Zampieri et al. 2019)", {"f1_macro": 0.80}),
+                            ("BERT (NULI, 1st of OffensEval 2019)", {"f1_macro": 0.829})],
+}
+
+HATECHECK_PAPER = Path(__file__).with_name("hatecheck_paper.json")   # the paper's BERT models, per functionality
+GOLD_ROWS = {"abuse_hate": ("all hateful cases", "accuracy_abuse_hate", "hateful"),
+             "not_abuse_hate": ("all non-hateful cases", "accuracy_not_abuse_hate", "non_hateful"),
+             "": ("all cases", "accuracy", "overall")}
+
+
+# ---------------------------------------------------------------- baselines: TF-IDF + logistic regression, chance
+
+def read_split(shards: Path, split: str) -> list:
+    return list(iter_examples(shards, split, with_images=False))
+
+
+def tfidf_baseline(shards: Path, fields: list[str]) -> dict:
+    """Per binary field: fitted on every train example labelled for it; the metrics file's layout
+    (test.<field>.by_dataset.<dataset>) so the tables read it like an expert's; plus `diagnostic`
+    and its test `predictions` (field -> id -> (dataset, label, P(1)), the experts' file read the same)."""
+    train, test, diagnostic = (read_split(shards, s) for s in ("train", "test", "diagnostic"))
+    out: dict = {"test": {}, "predictions": {}}
+    for field in fields:
+        rows = [ex for ex in train if ex.meta["labels"].get(field) is not None]
+        vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+        model = LogisticRegression(max_iter=2000, class_weight="balanced")
+        model.fit(vectorizer.fit_transform([ex.text for ex in rows]), [ex.meta["labels"][field] for ex in rows])
+        by_dataset, predictions = {}, {}
+        for name in sorted({ex.meta["dataset"] for ex in test}):
+            mine = [ex for ex in test if ex.meta["dataset"] == name and ex.meta["labels"].get(field) is not None]
+            if mine:
+                probs = model.predict_proba(vectorizer.transform([ex.text for ex in mine]))[:, 1]
+                labels = [ex.meta["labels"][field] for ex in mine]
+                by_dataset[name] = classification_metrics(labels, probs, majority_class(train_counts(rows, field, name)))
+                predictions.update({ex.id: (name, label, float(prob)) for ex, label, prob in zip(mine, labels, probs)})
+        out["test"][field], out["predictions"][field] = {"by_dataset": by_dataset}, predictions
+        cases = [ex for ex in diagnostic if ex.meta["labels"].get(field) is not None]
+        if field == "abuse_hate" and cases:
+            probs = model.predict_proba(vectorizer.transform([ex.text for ex in cases]))[:, 1]
+            out["diagnostic"] = diagnostic_report.report(
+                [ex.id for ex in cases], [ex.meta["labels"][field] for ex in cases], predicted_class(probs),
+                diagnostic_report.read_cases(shards), ("not_abuse_hate", "abuse_hate"))
+    return out
+
+
+def chance_baseline(shards: Path, fields: list[str]) -> dict:
+    """Guessing class 1 at the dataset's train rate, blind to the text: its expected macro-F1 and
+    AUROC 0.5 per test set, in the metrics file's layout. What a score means on a set nothing learns."""
+    train, test = read_split(shards, "train"), read_split(shards, "test")
+    out: dict = {"test": {}}
+    for field in fields:
+        rows = [ex for ex in train if ex.meta["labels"].get(field) is not None]
+        by_dataset = {}
+        for name in sorted({ex.meta["dataset"] for ex in test}):
+            labels = [ex.meta["labels"][field] for ex in test
+                      if ex.meta["dataset"] == name and ex.meta["labels"].get(field) is not None]
+            if labels:
+                negatives, positives = train_counts(rows, field, name)
+                f1 = guessing_f1_macro(sum(labels) / len(labels), positives / (negatives + positives))
+                by_dataset[name] = {"f1_macro": round(f1, 6), "auroc": 0.5, "support": len(labels),
+                                    "positives": int(sum(labels))}
+        out["test"][field] = {"by_dataset": by_dataset}
+    return out
+
+
+def guessing_f1_macro(positive_rate: float, guess_rate: float) -> float:
+    """Macro-F1 at the expected counts of guessing class 1 with probability `guess_rate`, independently
+    of the example, on a test set whose share of class 1 is `positive_rate`: per class F1 = 2pq / (p + q)."""
+    def f1(p: float, q: float) -> float:
+        return 2 * p * q / (p + q) if p + q else 0.0
+    return (f1(positive_rate, guess_rate) + f1(1 - positive_rate, 1 - guess_rate)) / 2
+
+
+def train_counts(rows: list, field: str, dataset: str) -> tuple[int, int]:
+    """(class 0, class 1) among the dataset's train rows labelled for `field`, else all rows' (the
+    experts' baseline: majority_class of these counts)."""
+    mine = [ex.meta["labels"][field] for ex in rows if ex.meta["dataset"] == dataset] or \
+        [ex.meta["labels"][field] for ex in rows]
+    return len(mine) - sum(mine), sum(mine)
+
+
+# ---------------------------------------------------------------- results
+
+def main_metric(dataset: str, field: str) -> str:
+    return MAIN_METRIC.get((dataset, field), "f1_macro")
+
+
+def per_dataset(metrics: dict, field: str) -> dict:
+    """test.<field>.by_dataset of a multi-head (or baseline) metrics file; test.by_dataset of a single-task one."""
+    test = metrics["test"]
+    if field in test:
+        return test[field].get("by_dataset", {})
+    return test.get("by_dataset", {}) if metrics.get("task") == field else {}
+
+
+def seed_mean(values: list[dict], main: str) -> dict:
+    """Mean over seeds of each score; `sd` = the seeds' sample standard deviation of the main metric."""
+    row = {"seeds": len(values), "support": values[0]["support"]}
+    for key in ("f1_macro", "auroc", "accuracy"):
+        scores = [v[key] for v in values if v.get(key) is not None]
+        row[key] = float(np.mean(scores)) if scores else None
+    scores = [v[main] for v in values if v.get(main) is not None]
+    row["sd"] = float(np.std(scores, ddof=1)) if len(scores) > 1 else None
+    return row
+
+
+def result_rows(systems: dict[str, list[dict]], fields: list[str]) -> list[dict]:
+    """One row per dataset x field x system (its metrics files, one per seed, averaged), then the
+    train-majority class and the published numbers."""
+    rows = []
+    for field in fields:
+        datasets = sorted({d for runs in systems.values() for m in runs for d in per_dataset(m, field)})
+        for dataset in datasets:
+            scored = {name: [per_dataset(m, field)[dataset] for m in runs if dataset in per_dataset(m, field)]
+                      for name, runs in systems.items()}
+            for system, values in scored.items():
+                if values:
+                    rows.append({"dataset": dataset, "field": field, "system": system,
+                                 **seed_mean(values, main_metric(dataset, field))})
+            base = next(v[0] for v in scored.values() if v and "majority_baseline_f1_macro" in v[0])
+            rows.append({"dataset": dataset, "field": field, "system": "train-majority class",
+                         "f1_macro": base["majority_baseline_f1_macro"], "support": base["support"]})
+            for source, values in PUBLISHED.get((dataset, field), []):
+                rows.append({"dataset": dataset, "field": field, "system": f"published: {source}", **values})
+    return rows
+
+
+def read_test_predictions(path: Path, fields: list[str]) -> dict[str, dict[str, tuple[str, int, float]]]:
+    """field -> id -> (dataset, gold label, P(class 1)) for an expert's labelled test rows; a
+    single-task file (label/prob) is read for its one field."""
+    out: dict[str, dict] = {field: {} for field in fields}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            if row["split"] != "test":
+                continue
+            for field in fields:
+                label, prob = ((row["labels"].get(field), row["probs"].get(field)) if "probs" in row
+                               else (row["label"], row["prob"]))
+                if label is not None:
+                    out[field][row["id"]] = (row["dataset"], int(label), float(prob))
+    return out
+
+
+SCORES = {"f1_macro": binary_f1_macro, "auroc": roc_auc_score}
+
+
+def paired_difference(labels: np.ndarray, a: np.ndarray, b: np.ndarray, metric: str,
+                      resamples: int, rng: np.random.Generator) -> tuple[float, float, float]:
+    """Seed-mean `metric` of system a minus system b (arrays seeds x examples, same examples) and
+    its 95% paired bootstrap interval: both systems scored on the same resampled test examples."""
+    score = SCORES[metric]
+
+    def difference(index: np.ndarray) -> float:
+        return (np.mean([score(labels[index], probs[index]) for probs in a])
+                - np.mean([score(labels[index], probs[index]) for probs in b]))
+    if metric == "auroc" and len(np.unique(labels)) < 2:
+        raise ValueError("AUROC needs both classes among the test examples")
+    draws = []
+    while len(draws) < resamples:
+        index = rng.integers(0, len(labels), len(labels))
+        if metric != "auroc" or 0 < labels[index].sum() < len(index):   # AUROC: a draw with both classes
+            draws.append(difference(index))
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return difference(np.arange(len(labels))), float(low), float(high)
+
+
+def difference_rows(predictions: dict[str, list[dict]], fields: list[str],
+                    resamples: int = BOOTSTRAP_RESAMPLES) -> list[dict]:
+    """Per dataset x field, on its main metric: multi-head - single-task, and each expert - TF-IDF,
+    with 95% paired bootstrap intervals over the test examples (the seeds' runs held fixed and
+    averaged inside each draw; each comparison draws from its own seeded generator)."""
+    rows = []
+    for field in fields:
+        single = f"single {field}"
+        pairs = [("multi-head", single), (single, "tfidf+logreg"), ("multi-head", "tfidf+logreg")]
+        datasets = sorted({d for runs in predictions.values() for run in runs for d, _, _ in run.get(field, {}).values()})
+        for dataset in datasets:
+            metric = main_metric(dataset, field)
+            for a, b in pairs:
+                runs = [run.get(field, {}) for name in (a, b) for run in predictions.get(name, [])]
+                ids = sorted(set.intersection(*(set(i for i, v in run.items() if v[0] == dataset) for run in runs))) \
+                    if runs and predictions.get(a) and predictions.get(b) else []
+                if not ids:
+                    continue
+                labels = np.array([runs[0][i][1] for i in ids])
+                if metric == "auroc" and len(np.unique(labels)) < 2:
+                    continue
+                probs = [np.array([run[i][2] for i in ids]) for run in runs]
+                rng = np.random.default_rng(zlib.crc32(f"{dataset} {field} {a} {b}".encode()))
+                diff, low, high = paired_difference(labels, probs[:len(predictions[a])], probs[len(predictions[a]):],
+                                                    metric, resamples, rng)
+                rows.append({"dataset": dataset, "field": field, "metric": metric, "comparison": f"{a} - {b}",
+                             "difference": diff, "95% CI low": low, "95% CI high": high, "examples": len(ids)})
+    return rows
+
+
+def diagnostic_rows(systems: dict[str, list[dict]]) -> list[dict]:
+    """HateCheck accuracy per functionality, each system's mean over its seeds, beside the paper's."""
+    sections = {name: [m["diagnostic"] for m in runs if m.get("diagnostic", {}).get("cases")]
+                for name, runs in systems.items()}
+    sections = {name: runs for name, runs in sections.items() if runs}
+    if not sections:
+        return []
+    names = next(iter(sections.values()))[0]["by_functionality"]
+    paper = json.loads(HATECHECK_PAPER.read_text(encoding="utf-8")) if HATECHECK_PAPER.is_file() else {}
+    rows = []
+    for name, values in names.items():
+        row = {"functionality": name, "gold": values["gold"], "cases": values["cases"]}
+        row.update({system: float(np.mean([s["by_functionality"][name]["accuracy"] for s in runs]))
+                    for system, runs in sections.items()})
+        row.update({f"paper {model}": acc.get(name) for model, acc in paper.get("models", {}).items()})
+        rows.append(row)
+    cases = {gold: sum(v["cases"] for v in names.values() if v["gold"] == gold) for gold in GOLD_ROWS}
+    for gold, (label, key, paper_key) in GOLD_ROWS.items():
+        row = {"functionality": label, "gold": gold, "cases": cases[gold] if gold else sum(cases.values())}
+        row.update({system: float(np.mean([s[key] for s in runs])) for system, runs in sections.items()})
+        row.update({f"paper {model}": paper.get(paper_key, {}).get(model) for model in paper.get("models", {})})
+        rows.append(row)
+    return rows
+
+
+def fmt(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def tables(rows: list[dict], differences: list[dict], diagnostic: list[dict]) -> list[tuple]:
+    """(title, header, cells, label columns) of each table the run prints and writes to results.md."""
+    out = [("test split, per dataset and field: mean over seeds; sd = the seeds' spread of the dataset's main "
+            "metric (AUROC on Hateful Memes, macro-F1 elsewhere)",
+            list(RESULT_COLUMNS), [[fmt(r.get(c)) for c in RESULT_COLUMNS] for r in rows], 3)]
+    if differences:
+        out.append((f"differences on each dataset's main metric, 95% paired bootstrap over the test examples "
+                    f"({BOOTSTRAP_RESAMPLES} resamples; the seeds' runs held fixed)",
+                    list(differences[0]), [[fmt(v) for v in r.values()] for r in differences], 4))
+    if diagnostic:
+        out.append(("HateCheck accuracy per functionality (mean over seeds)", list(diagnostic[0]),
+                    [[fmt(v) for v in r.values()] for r in diagnostic], 2))
+    return out
+
+
+def print_tables(rows: list[dict], differences: list[dict], diagnostic: list[dict], console: Console) -> None:
+    for title, header, cells, labels in tables(rows, differences, diagnostic):
+        summary(title, header, cells, labels=labels, console=console)
+
+
+def markdown(rows: list[dict], differences: list[dict], diagnostic: list[dict]) -> str:
+    def table(header: list[str], body: list[list[str]]) -> str:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
+    return "\n\n".join(table(header, cells) for _, header, cells, _ in tables(rows, differences, diagnostic)) + "\n"
