@@ -156,7 +156,8 @@ def parse_args(argv):
     parser.add_argument("--work-dir", type=Path, help="run folder outside the repo (default: a new temp dir)")
     parser.add_argument("--params", type=Path, default=REPO_ROOT / "params.yaml", help="params to start from")
     for name, default in TRAINING_DEFAULTS.items():    # None: the default, or on --resume the earlier run's
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), metavar="NAME" if name == "model" else "N",
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default),
+                            metavar="NAME" if name == "model" else "N",
                             help=f"{TRAINING_HELP[name]} (default: {default}; on --resume: the earlier run's)")
     parser.add_argument("--min-examples", type=int, default=500, help="labelled examples a dataset needs to take part")
     parser.add_argument("--limit", type=int, help="pack.examples_limit: a quick run on N evenly spaced examples")

@@ -22,5 +22,6 @@ from stages.training.trainer import class_weights
 __all__ = ["Expert", "ExpertPaths", "TrainConfig", "TrainingInputError", "hub_local_only", "label_maps",
            "resolve_model_source", "resolve_pip_package", "stage_parts", "IMAGE_FIELDS", "ModelCollator",
            "ShardStream", "SplitInfo", "padded", "read_diagnostic", "read_split", "read_splits", "Predictions",
-           "binary_f1_macro", "classification_metrics", "expected_calibration_error", "predicted_class", "split_metrics",
-           "diagnostic_report", "predict", "print_summary", "quiet_libraries", "stage_main", "train_expert", "class_weights"]
+           "binary_f1_macro", "classification_metrics", "expected_calibration_error", "predicted_class",
+           "split_metrics", "diagnostic_report", "predict", "print_summary", "quiet_libraries", "stage_main",
+           "train_expert", "class_weights"]
