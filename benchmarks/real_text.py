@@ -242,7 +242,8 @@ def main(argv: list[str] | None = None) -> dict:
             seconds = run_stages(work, ["train_text"], console, params_file)["train_text"]
             run["seconds"][f"train {label} seed {seed}"] = seconds
             write_run(work, run)
-    run["seconds"][f"total{' (resumed)' if args.resume else ''}"] = round(time.perf_counter() - started, 1)
+    resumes = sum(key.startswith("total (resume") for key in run["seconds"])
+    run["seconds"][f"total (resume {resumes + 1})" if args.resume else "total"] = round(time.perf_counter() - started, 1)
     write_run(work, run)
     return report(work, console)
 

@@ -193,12 +193,13 @@ def test_resume_trains_only_the_expert_seed_pairs_without_metrics(tmp_path, monk
     assert written["text"]["metrics"] == "Step_4/multi_head/seed1/metrics.json"
     assert out["seeds"] == [0, 1] and set(out["experts"]) == {"single abuse_hate", "single offensive", "multi-head"}
     assert set(out["seconds"]) == {"train multi-head seed 0", "train single offensive seed 1",
-                                   "train multi-head seed 1", "total (resumed)"}
+                                   "train multi-head seed 1", "total (resume 1)"}
     trained.clear()
     capsys.readouterr()
     real_text.main(["--work-dir", str(work), "--resume", "--only", "single abuse_hate", "--limit", "50"])
     assert trained == ["params_single_abuse_hate_seed0.yaml", "params_single_abuse_hate_seed1.yaml"]  # its seeds
     assert "ignored on --resume (the data are the earlier run's): --limit" in capsys.readouterr().out
+    assert {"total (resume 1)", "total (resume 2)"} <= set(json.loads((work / real_text.RUN_FILE).read_text())["seconds"])
     with pytest.raises(SystemExit, match="earlier run has --epochs 2, not 3"):
         real_text.main(args + ["--epochs", "3"])           # seeds of one table share their settings
     with pytest.raises(SystemExit, match="run.json not found"):
