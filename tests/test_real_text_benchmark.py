@@ -138,7 +138,7 @@ def test_difference_rows_pair_the_experts_and_tfidf_on_the_examples_they_share(t
     assert len(single["offensive"]) == 40 and multi[0]["abuse_hate"] == {} and len(multi[0]["offensive"]) == 30
     tfidf = {"offensive": {i: ("olid", y, 0.5) for _, i, y in rows}}
     out = scores.difference_rows({"single offensive": [single], "multi-head": multi, "tfidf+logreg": [tfidf]},
-                                    ["offensive"], resamples=50)
+                                 ["offensive"], resamples=50)
     assert [r["comparison"] for r in out] == ["multi-head - single offensive", "single offensive - tfidf+logreg",
                                               "multi-head - tfidf+logreg"]
     assert [r["examples"] for r in out] == [30, 40, 30] and all(r["metric"] == "f1_macro" for r in out)
@@ -148,7 +148,7 @@ def test_difference_rows_pair_the_experts_and_tfidf_on_the_examples_they_share(t
     assert np.isclose(out[1]["difference"], 1.0 - 1 / 3)                    # tfidf's 0.5 is decided class 0
     assert np.isclose(out[2]["difference"], (1.0 + seed1) / 2 - 1 / 3)
     again = scores.difference_rows({"single offensive": [single], "multi-head": multi, "tfidf+logreg": [tfidf]},
-                                      ["offensive"], resamples=50)
+                                   ["offensive"], resamples=50)
     assert again == out                                                     # seeded per comparison
 
 
