@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from stages import releases
+from stages import pilot, releases
 from stages.common import REPO_ROOT, load_params
 from stages.images import ImageSpec
 from stages.ingest import ingest
 from stages.pack import PackConfig, pack
 from stages.pilot import PilotConfig, write_pilot
-from stages.pilot_kit import PilotExample
+from stages.pilot.kit import PilotExample, PilotRecipe
 from stages.records import ManifestRecord, load_ocr_index, make_id, read_manifest
-from stages.releases import (DATASETS, DatasetSpec, Example, PilotRecipe, ReleaseFiles, Skip, csv_table, header_index,
+from stages.releases import (DATASETS, DatasetSpec, Example, ReleaseFiles, Skip, csv_table, header_index,
                              table_rows)
 from stages.shards import iter_examples
 from stages.split import SplitConfig, make_splits
@@ -50,8 +50,9 @@ def test_adapter_and_taxonomy_agree_on_raw_label_values(name):
 def test_spec_agrees_with_its_module_and_params(name):
     spec = releases.SPECS[name]
     assert spec.name == name and spec.read.__module__ == f"stages.releases.{name}"
-    assert set(spec.pilot.split_slots) <= {*spec.splits, "none"}  # "none": in no original split
-    assert sum(spec.pilot.split_slots.values()) == 20  # a block of the pilot
+    recipe = pilot.RECIPES[name]
+    assert set(recipe.split_slots) <= {*spec.splits, "none"}  # "none": in no original split
+    assert sum(recipe.split_slots.values()) == 20  # a block of the pilot
     params = {group: load_params(group, REPO_ROOT / "params.yaml") for group in ("ingest", "split")}
     split_params = params["split"]
     assert name in params["ingest"]["datasets"]
@@ -104,8 +105,8 @@ def write_toy(folder: Path, rows, counts: Counter) -> None:
             counts[ex.split] += 1
 
 
-TOY = DatasetSpec("toy", read_toy, ("train", "test"), TOY_VALUES,
-                  PilotRecipe(split_slots={"train": 16, "test": 4}, abusive_share=0.5, write=write_toy))
+TOY = DatasetSpec("toy", read_toy, ("train", "test"), TOY_VALUES)
+TOY_PILOT = PilotRecipe(split_slots={"train": 16, "test": 4}, abusive_share=0.5, write=write_toy)
 TOY_TAXONOMY = {
     "raw_fields": {"verdict": {"values": ["yes", "no"]}},
     "labels": {"abuse_hate": {"rule": "map", "from": "verdict", "map": {"yes": 1, "no": 0}},
@@ -120,6 +121,7 @@ def toy_registered(monkeypatch, tmp_path) -> Path:
     """The toy registered for this test only, and a copy of the taxonomy with its entry."""
     monkeypatch.setattr(releases, "SPECS", dict(releases.SPECS))
     releases.register(TOY)
+    monkeypatch.setitem(pilot.RECIPES, "toy", TOY_PILOT)
     taxonomy = json.loads(TAXONOMY_FILE.read_text(encoding="utf-8"))
     taxonomy["datasets"]["toy"] = TOY_TAXONOMY
     path = tmp_path / "label_taxonomy.json"

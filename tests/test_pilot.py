@@ -111,8 +111,7 @@ def test_a_failing_run_leaves_no_partial_output(tmp_path, monkeypatch):
         next(iter(rows))
         raise RuntimeError("disk full")
 
-    olid = releases.SPECS["olid"]
-    monkeypatch.setitem(releases.SPECS, "olid", replace(olid, pilot=replace(olid.pilot, write=broken_writer)))
+    monkeypatch.setitem(pilot.RECIPES, "olid", replace(pilot.RECIPES["olid"], write=broken_writer))
     with pytest.raises(RuntimeError):
         write_pilot(PilotConfig(out=out, examples_per_dataset=5, datasets=("hatexplain", "olid")))
     assert all_files(out) == before  # the previous pilot is untouched

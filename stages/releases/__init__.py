@@ -1,8 +1,8 @@
 """Datasets: one module per dataset, each exporting `SPEC` (a `DatasetSpec`), and what they share.
 
-A spec holds the dataset's reader, its original split names, whether it has images, the raw
-label values its reader lets through, and its pilot recipe (how stages/pilot.py writes a
-miniature of the release). A reader `read(folder)` streams `Example`s (a manifest record plus,
+A spec holds the dataset's reader, its original split names, whether it has images and the raw
+label values its reader lets through. Nothing here knows the built-in pilot: its writers live in
+stages/pilot/<name>.py, so ingest's code never changes with them. A reader `read(folder)` streams `Example`s (a manifest record plus,
 for memes, the transcription shipped with the release as an OCR record) and `Skip`s (a row it
 could not use, with file, line and reason) in file order. Readers never need the image files.
 
@@ -11,7 +11,8 @@ pilot's layout and an unzipped real release work.
 
 Adding a dataset = one module here exporting SPEC, plus its entry in Step_3/label_taxonomy.json
 (tests/test_dataset_specs.py checks the two agree): the registry below finds the module, and
-ingest, the pilot, the CLI name checks and the benchmarks derive their dataset lists from it.
+ingest, the CLI name checks and the benchmarks derive their dataset lists from it. To have it in
+the built-in pilot too, add stages/pilot/<name>.py exporting RECIPE and list it in stages/pilot.
 
 Rules every adapter follows through the shared helpers below:
 - text files are UTF-8 (a BOM is allowed); a byte that is not is an error naming file, line and
@@ -308,26 +309,6 @@ def transcription(record: ManifestRecord, text: str | None) -> OcrRecord | None:
 # ---------------------------------------------------------------- the dataset spec
 
 
-def _as_is(core: str, rng: Any) -> str:
-    return core
-
-
-@dataclass(frozen=True)
-class PilotRecipe:
-    """How the built-in pilot (stages/pilot.py) writes a miniature of a release.
-
-    `write(folder, rows, counts)` writes the native files from the pilot's examples
-    (stages.pilot_kit.PilotExample) and counts rows per original split in `counts` (and image
-    files under "images")."""
-    split_slots: dict[str, int]           # original split -> slots per block of 20 examples
-    abusive_share: float                  # share of abusive examples in each split
-    write: Callable[[Path, Iterable[Any], Any], None]
-    style: Callable[[str, Any], str] = _as_is   # (core sentence, rng) -> the dataset's text style
-    about_women: bool = False             # core sentences from the women vocabulary (MAMI), not the invented groups
-    # (text, text class, rng) -> the caption drawn on the image; None: the text itself
-    caption: Callable[[str, bool, Any], str | None] | None = None
-
-
 @dataclass(frozen=True)
 class DatasetSpec:
     """Everything the pipeline knows about one dataset; its module exports it as `SPEC`.
@@ -339,7 +320,6 @@ class DatasetSpec:
     read: Callable[[Path], Iterator[Item]]   # the release folder -> Examples and Skips, in file order
     splits: tuple[str, ...]                  # the original split names the release uses
     label_values: dict[str, Iterable]
-    pilot: PilotRecipe
     has_images: bool = False
 
 

@@ -7,17 +7,13 @@ documented vocabulary are counted skips.
 """
 from __future__ import annotations
 
-import contextlib
-import string
-from collections import Counter
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
-from stages.pilot_kit import PilotExample, csv_writer, ocr_noise, random_code, save_image
 from stages.records import ManifestRecord, make_id
-from stages.releases import (DatasetSpec, Example, PilotRecipe, ReleaseError, ReleaseFiles, Skip, csv_table,
+from stages.releases import (DatasetSpec, Example, ReleaseError, ReleaseFiles, Skip, csv_table,
                              release_path, table_rows, transcription)
-from stages.releases.memotion1 import HUMOUR, MOTIVATIONAL, OFFENSIVE, SENTIMENT, pilot_labels, style_pilot
+from stages.releases.memotion1 import HUMOUR, MOTIVATIONAL, OFFENSIVE, SENTIMENT
 
 DATASET = "memotion2"
 SPLITS = ("train", "val")
@@ -53,26 +49,4 @@ def _read_split(path: Path, split: str, image_dir: Path, root: Path) -> Iterator
         yield Example(record, transcription(record, row.fields[col["ocr_text"]]), f"{path}:{row.line}")
 
 
-# ---------------------------------------------------------------- the pilot's miniature
-
-
-def write_pilot(folder: Path, rows: Iterable[PilotExample], counts: Counter) -> None:
-    """memotion_train.csv / memotion_val.csv (comma, LF) + train_images/<Id>.jpg, val_images/<Id>.jpg."""
-    header = ["Id", "Image url", "ocr_text", "humour", "sarcastic", "offensive", "motivational",
-              "overall_sentiment", "classification_based_on"]
-    with contextlib.ExitStack() as stack:
-        files = {s: csv_writer(stack, folder / f"memotion_{s}.csv", header) for s in SPLITS}
-        for ex in rows:
-            rng = ex.rng("fields")
-            url = f"https://i.redd.it/{random_code(rng, 13, string.ascii_lowercase + string.digits)}.jpg"
-            based_on = rng.choice(("image", "text", "image and text"))
-            files[ex.split].writerow([ex.index, url, ocr_noise(ex.text, rng), *pilot_labels(ex, SARCASTIC),
-                                      based_on])
-            save_image(ex.image, folder / f"{ex.split}_images" / f"{ex.index}.jpg", "jpeg")
-            counts["images"] += 1
-            counts[ex.split] += 1
-
-
-SPEC = DatasetSpec(DATASET, read_release, SPLITS, has_images=True, label_values=ALLOWED,
-                   pilot=PilotRecipe(split_slots={"train": 16, "val": 4}, abusive_share=0.35, write=write_pilot,
-                                     style=style_pilot))
+SPEC = DatasetSpec(DATASET, read_release, SPLITS, has_images=True, label_values=ALLOWED)

@@ -1,7 +1,8 @@
 """Stage: the built-in pilot. Writes miniature SYNTHETIC releases of every dataset in their
-native layouts, so the whole pipeline runs end to end without the real data. Each dataset's
-module (stages/releases/<name>.py) writes its own files from the examples planned here, by its
-`SPEC.pilot` recipe (split slots, class share, text style, writer).
+native layouts, so the whole pipeline runs end to end without the real data. This module plans
+the examples; each dataset's pilot module (stages/pilot/<name>.py) writes them as that release's
+native files by its `RECIPE` (split slots, class share, text style, writer). The readers in
+stages/releases/ never depend on this package, so changing the pilot never reruns ingest on real data.
 
 Every example has a latent class (abusive or not). It decides the dataset's own label fields and
 the signal a model can learn: abusive texts use an abusive vocabulary (mild, invented insults and
@@ -30,10 +31,15 @@ from stages import releases
 from stages.common import atomic_dir
 from stages.config import Part, check_fields, parse
 from stages.console import Progress, setup_logging, summary
-from stages.pilot_kit import BLOCK, PilotExample, PilotImage, core_text
+from stages.pilot import hatecheck, hateful_memes, hatexplain, mami, memotion1, memotion2, mmhs150k, olid
+from stages.pilot.kit import BLOCK, PilotExample, PilotImage, PilotRecipe, core_text
 from stages.releases import DATASETS, DatasetSpec
 
 log = logging.getLogger(__name__)
+
+# dataset -> how the pilot writes its release (a test may add a recipe for a dataset it registers)
+RECIPES: dict[str, PilotRecipe] = {module.__name__.rpartition(".")[2]: module.RECIPE for module in (
+    hateful_memes, mami, mmhs150k, memotion1, memotion2, hatexplain, olid, hatecheck)}
 
 MAX_EXAMPLES = 9_000  # per dataset; the id schemes of the writers stay unique up to this
 # slot in a block -> hazard copied from the previous example
@@ -55,9 +61,9 @@ class PilotConfig:
 
     def __post_init__(self):
         check_fields(self, "pilot")
-        unknown = sorted(set(self.datasets) - set(releases.SPECS))
+        unknown = sorted(set(self.datasets) - set(releases.SPECS) - set(RECIPES))
         if unknown:
-            raise ValueError(f"pilot.datasets: unknown dataset(s) {unknown}; valid names: {', '.join(releases.SPECS)}")
+            raise ValueError(f"pilot.datasets: unknown dataset(s) {unknown}; valid names: {', '.join(RECIPES)}")
 
 
 @dataclass
@@ -73,13 +79,14 @@ class PilotResult:
 
 def block_plan(spec: DatasetSpec, seed: int, block: int) -> list[tuple[str, bool]]:
     """(split, abusive) per slot of one block: shuffled split slots, the class share per split."""
+    recipe = RECIPES[spec.name]
     rng = random.Random(f"{seed}/{spec.name}/block{block}")
-    slots = [split for split, count in spec.pilot.split_slots.items() for _ in range(count)]
+    slots = [split for split, count in recipe.split_slots.items() for _ in range(count)]
     rng.shuffle(slots)
     abusive = [False] * len(slots)
-    for split in spec.pilot.split_slots:
+    for split in recipe.split_slots:
         positions = [i for i, s in enumerate(slots) if s == split]
-        count = int(len(positions) * spec.pilot.abusive_share + rng.random())
+        count = int(len(positions) * recipe.abusive_share + rng.random())
         for i in rng.sample(positions, count):
             abusive[i] = True
     return list(zip(slots, abusive))
@@ -107,7 +114,7 @@ def examples(spec: DatasetSpec, config: PilotConfig) -> Iterator[PilotExample]:
 def fresh_example(spec: DatasetSpec, config: PilotConfig, index: int, split: str, abusive: bool,
                   seed: str) -> PilotExample:
     rng = random.Random(seed)
-    recipe = spec.pilot
+    recipe = RECIPES[spec.name]
     text_class = abusive != (rng.random() < config.text_noise)
     warm = abusive != (rng.random() < config.image_noise)
     text = recipe.style(core_text(text_class, recipe.about_women, rng), rng)
@@ -158,9 +165,9 @@ def write_pilot(config: PilotConfig, on_example: Callable[[str], None] | None = 
             rows = examples(spec, config)
             if on_example:
                 rows = _ticking(rows, dataset, on_example)
-            spec.pilot.write(tmp / dataset, rows, counts)
+            RECIPES[dataset].write(tmp / dataset, rows, counts)
             result.images[dataset] = counts.pop("images", 0)
-            result.counts[dataset] = {split: counts[split] for split in spec.pilot.split_slots if counts[split]}
+            result.counts[dataset] = {split: counts[split] for split in RECIPES[dataset].split_slots if counts[split]}
             log.info("%s: %s rows per split, %d images", dataset, result.counts[dataset], result.images[dataset])
         (tmp / "README.txt").write_text(readme(config, result), encoding="utf-8")
     result.seconds = time.perf_counter() - start
@@ -202,6 +209,3 @@ def print_summary(result: PilotResult) -> None:
             ("dataset", "rows per original split", "rows", "images"),
             [(dataset, ", ".join(f"{split} {n}" for split, n in counts.items()), sum(counts.values()),
               result.images[dataset]) for dataset, counts in result.counts.items()], labels=2)
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
-"""What the built-in pilot's release writers share (stages/pilot.py plans the examples; each
-dataset module in stages/releases/ writes its own native files from them): the example and image
-recipes, the synthetic vocabulary, image rendering and the native file writers' helpers.
+"""What the built-in pilot's release writers share (stages/pilot/__init__.py plans the examples;
+each stages/pilot/<dataset>.py writes its release's native files from them): the example, image
+and dataset recipes, the synthetic vocabulary, image rendering and the file writers' helpers.
 
 Everything here is deterministic: an example or image recipe gives the same bytes every time.
 """
@@ -15,7 +15,7 @@ import string
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, Callable, Iterable, TextIO
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -249,3 +249,26 @@ def unique_number(index: int, low: int, prime: int, salt: int) -> int:
 
 def pick(rng: random.Random, weighted: dict[str, float]) -> str:
     return rng.choices(list(weighted), weights=list(weighted.values()))[0]
+
+
+# ---------------------------------------------------------------- a dataset's recipe
+
+
+def _as_is(core: str, rng: Any) -> str:
+    return core
+
+
+@dataclass(frozen=True)
+class PilotRecipe:
+    """How the built-in pilot (stages/pilot/__init__.py) writes a miniature of a release.
+
+    `write(folder, rows, counts)` writes the native files from the pilot's examples
+    (PilotExample above) and counts rows per original split in `counts` (and image
+    files under "images")."""
+    split_slots: dict[str, int]           # original split -> slots per block of 20 examples
+    abusive_share: float                  # share of abusive examples in each split
+    write: Callable[[Path, Iterable[Any], Any], None]
+    style: Callable[[str, Any], str] = _as_is   # (core sentence, rng) -> the dataset's text style
+    about_women: bool = False             # core sentences from the women vocabulary (MAMI), not the invented groups
+    # (text, text class, rng) -> the caption drawn on the image; None: the text itself
+    caption: Callable[[str, bool, Any], str | None] | None = None
