@@ -7,6 +7,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+if __name__ == "__main__":   # an entry point: the CPU thread policy before numpy/torch load (stages/cli.py)
+    from stages.cli import start
+    start()
+
 from stages.pack import main  # noqa: E402
 
 if __name__ == "__main__":

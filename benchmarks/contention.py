@@ -27,6 +27,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+if __name__ == "__main__":   # an entry point: the CPU thread policy before numpy/torch load (stages/cli.py)
+    from stages.cli import start
+    start()
+
 POLICIES = {
     "libraries' defaults": {"STAGES_THREAD_POLICY": "off"},
     "policy": {},
@@ -38,7 +43,9 @@ EXPERTS = ("text", "vision")
 def measure(expert_name: str, shards: Path, seconds: float) -> dict:
     """Runs inside the child: examples/s of the expert's training loop."""
     sys.path.insert(0, str(REPO))
-    import stages  # noqa: F401  the policy (unless STAGES_THREAD_POLICY=off)
+    from stages.cli import start
+
+    start()  # this child is an entry point: the policy (unless STAGES_THREAD_POLICY=off) before torch loads
     import torch
 
     from benchmarks.train_bench import train_rate

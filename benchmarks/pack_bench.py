@@ -33,6 +33,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+if __name__ == "__main__":   # an entry point: the CPU thread policy before numpy/torch load (stages/cli.py)
+    from stages.cli import start
+    start()
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps  # noqa: E402
 

@@ -40,11 +40,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-from rich.console import Console
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+if __name__ == "__main__":   # an entry point: the CPU thread policy before numpy/torch load (stages/cli.py)
+    from stages.cli import start
+    start()
+
+import yaml  # noqa: E402
+from rich.console import Console  # noqa: E402
 
 from benchmarks import real_text_tables as scores  # noqa: E402
 from stages.releases import DATASETS  # noqa: E402

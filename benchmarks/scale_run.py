@@ -31,11 +31,15 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
-import yaml
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+if __name__ == "__main__":   # an entry point: the CPU thread policy before numpy/torch load (stages/cli.py)
+    from stages.cli import start
+    start()
+
+import psutil  # noqa: E402
+import yaml  # noqa: E402
+
 from stages.releases import DATASETS  # noqa: E402  the pilot writes every one, ingest reads every one
 
 STAGES = ("pilot", "ingest", "split", "pack")
@@ -153,6 +157,8 @@ def run_size(work_dir: Path, size: int, workers: int) -> dict:
 
 
 HASH_SNIPPET = """
+from stages.cli import start
+start()
 import json, sys, time
 from pathlib import Path
 from stages.records import read_manifest

@@ -22,11 +22,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-from rich.console import Console
-from rich.table import Table
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+if __name__ == "__main__":   # an entry point: the CPU thread policy before numpy/torch load (stages/cli.py)
+    from stages.cli import start
+    start()
+
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
 
 from stages import training  # noqa: E402
 from stages.train_text import SHARD_KINDS, TextConfig, build_text_expert  # noqa: E402

@@ -1,8 +1,5 @@
 """Steps 3-4 of the meme-abuse pipeline: one module per DVC stage (`python -m stages.<name>`).
 
-Importing the package sets the CPU thread policy (stages/threads.py) before any stage loads
-torch or numpy: it must run first, so it lives here.
+Importing the package, or any module of it, changes nothing in the process: the CPU thread
+policy (stages/threads.py) is applied by each entry point itself (stages/cli.py).
 """
-from stages.threads import apply_thread_policy
-
-apply_thread_policy()

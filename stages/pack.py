@@ -15,6 +15,10 @@ in temporary places and moved in only on success.
 """
 from __future__ import annotations
 
+if __name__ == "__main__":   # an entry point: the CPU thread policy before numpy/torch load (stages/cli.py)
+    from stages.cli import start
+    start()
+
 import functools
 import json
 import signal

@@ -25,6 +25,10 @@
 """
 from __future__ import annotations
 
+if __name__ == "__main__":   # an entry point: the CPU thread policy before numpy/torch load (stages/cli.py)
+    from stages.cli import start
+    start()
+
 import hashlib
 import logging
 from collections import Counter, defaultdict

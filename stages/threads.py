@@ -1,4 +1,4 @@
-"""CPU thread policy of every stage, applied when the `stages` package is imported, i.e. before
+"""CPU thread policy of every stage, applied by each entry point (stages/cli.py: start) before
 torch, numpy or tokenizers load their OpenMP / MKL / Rust thread pools (they read these variables
 once, at load time).
 
@@ -124,7 +124,7 @@ def apply_thread_policy() -> dict[str, str]:
 
 
 def pin_torch_threads() -> int:
-    """Make torch use the policy's count even when it was imported before the package (a
+    """Make torch use the policy's count even when it was imported before the policy applied (a
     notebook, a test session); the wait policy then stays whatever the runtime started with."""
     import torch
 

@@ -12,6 +12,10 @@ to the seed's model.
 """
 from __future__ import annotations
 
+if __name__ == "__main__":   # an entry point: the CPU thread policy before numpy/torch load (stages/cli.py)
+    from stages.cli import start
+    start()
+
 from dataclasses import dataclass, field
 
 import torch

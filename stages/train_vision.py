@@ -16,6 +16,10 @@ architecture, label names and data config) and reload through AutoModelForImageC
 """
 from __future__ import annotations
 
+if __name__ == "__main__":   # an entry point: the CPU thread policy before numpy/torch load (stages/cli.py)
+    from stages.cli import start
+    start()
+
 import io
 import logging
 import random

@@ -5,10 +5,15 @@ from pathlib import Path
 
 import pytest
 
-import stages  # noqa: F401  the CPU thread policy, set before any test module loads torch
+from stages.cli import start
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REAL_SAMPLES = REPO_ROOT.parent / "shared" / "real_samples"
+
+
+def pytest_configure(config):
+    """The test session is an entry point: the CPU thread policy before any test module loads torch."""
+    start()
 
 
 @pytest.fixture

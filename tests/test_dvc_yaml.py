@@ -26,7 +26,7 @@ def module_name(folder: Path) -> str:
 
 def stage_imports(module: str) -> set[Path]:
     """Files of every `stages.*` module the given module imports, transitively, with the __init__.py
-    of every package on the way (it runs first; `stages/__init__.py` sets the thread policy)."""
+    of every package on the way (it runs first)."""
     seen: set[Path] = set()
     todo = [module, "stages"]
     while todo:

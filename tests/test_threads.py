@@ -3,6 +3,7 @@ that the user's own settings win, and that training gives byte-identical outputs
 another CPU-bound process competes for the cores and whatever train.num_workers is."""
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -57,11 +58,9 @@ def test_a_child_decides_again_what_a_parent_policy_set_but_keeps_what_the_user_
 
 
 def probe(extra_env: dict[str, str]) -> list[str]:
-    """Import the package first, then torch, in a fresh interpreter (as `python -m stages.X` does)."""
+    """What torch gets in a fresh entry point (`python -m stages.cli` starts as every stage does)."""
     env = {k: v for k, v in os.environ.items() if k not in POLICY_VARIABLES}
-    code = ("import os, stages, torch; print(torch.get_num_threads(), torch.backends.cpu.get_cpu_capability(), "
-            "os.environ.get('OMP_WAIT_POLICY', '-'), os.environ.get('GOMP_SPINCOUNT', '-'))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, **extra_env}, check=True,
+    out = subprocess.run([sys.executable, "-m", "stages.cli"], cwd=REPO, env={**env, **extra_env}, check=True,
                          capture_output=True, text=True).stdout
     return out.split()
 
@@ -83,6 +82,45 @@ def test_policy_is_in_force_before_torch_loads():
     assert int(probe({"LOCAL_WORLD_SIZE": "2"})[0]) == max(1, cores // 2)
     inherited = {"OMP_NUM_THREADS": str(cores), threads.MARKER: f"OMP_NUM_THREADS={cores}"}
     assert int(probe({**inherited, "LOCAL_WORLD_SIZE": "2"})[0]) == max(1, cores // 2)   # a parent's, not the user's
+
+
+# ------------------------------------------------------------- entry points, and only they
+
+STAGE_MODULES = ("stages.pilot", "stages.ingest", "stages.split", "stages.pack", "stages.train_text",
+                 "stages.train_vision", "stages.training", "stages.heads", "stages.config")
+
+
+def test_importing_the_stages_changes_nothing_in_the_process():
+    env = {k: v for k, v in os.environ.items() if k not in POLICY_VARIABLES + (threads.MARKER,)}
+    code = (f"import os; before = dict(os.environ); import {', '.join(('stages',) + STAGE_MODULES)}; "
+            "print(sorted(set(os.environ.items()) ^ set(before.items())))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"
+
+
+def is_entry_guard(node: ast.stmt) -> bool:
+    """`if __name__ == "__main__":` whose body calls stages.cli.start()."""
+    return (isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)
+            and any(isinstance(n, ast.Call) and ast.unparse(n.func) == "start" for n in ast.walk(node)))
+
+
+def runnable_files() -> list[Path]:
+    files = [*REPO.glob("stages/**/*.py"), *REPO.glob("benchmarks/*.py"), *REPO.glob("Step_3/*.py")]
+    return sorted(p for p in files if '__name__ == "__main__"' in p.read_text() and p.name != "cli.py")
+
+
+@pytest.mark.parametrize("path", runnable_files(), ids=lambda p: str(p.relative_to(REPO)))
+def test_every_entry_point_applies_the_policy_before_any_library_loads(path):
+    """Above the guard only the standard library (and sys.path set-up): torch, numpy and the
+    stages' own modules, which may load them, come after it."""
+    for node in ast.parse(path.read_text()).body:
+        if is_entry_guard(node):
+            return
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            outside = [n for n in names if n.split(".")[0] not in sys.stdlib_module_names | {"__future__"}]
+            assert not outside, f"{path.name} imports {outside} before applying the thread policy"
+    pytest.fail(f"{path.name} has a __main__ block but never calls stages.cli.start() above its imports")
 
 
 # ------------------------------------------------------------- determinism under contention
