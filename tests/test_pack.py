@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import textwrap
 from dataclasses import replace
 from pathlib import Path
 
@@ -289,7 +290,7 @@ def readme_webdataset_snippet() -> str:
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
     found = [block for block in blocks if "wds.WebDataset(" in block]
     assert len(found) == 1, "the README should hold one webdataset snippet"
-    return found[0]
+    return textwrap.dedent(found[0])   # the snippet may sit in a list item
 
 
 def test_readme_webdataset_snippet_reads_the_shards_without_a_warning(corpus, tmp_path):

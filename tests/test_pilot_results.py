@@ -56,3 +56,20 @@ def test_pilot_diagnostic_split_is_packed_apart_and_scored_per_functionality():
     assert sum(f["cases"] for f in text["by_functionality"].values()) == 60
     vision = json.loads((REPO_ROOT / "Step_4/metrics/vision.json").read_text())["diagnostic"]
     assert vision == {"skipped": "text-only suite(s) (hatecheck): this expert reads image shards only"}
+
+
+def readme_pilot_table() -> dict[str, list[str]]:
+    """The README's quick-start table: expert -> its cells (between the pilot-results markers)."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("<!-- pilot-results -->")[1].split("<!-- /pilot-results -->")[0]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.strip().splitlines()[2:]]
+    return {row[0].split()[0]: row[1:] for row in rows}
+
+
+def test_readme_pilot_table_is_the_committed_metrics():
+    table = readme_pilot_table()
+    assert sorted(table) == ["text", "vision"]
+    for expert, cells in table.items():
+        test = json.loads((REPO_ROOT / f"Step_4/metrics/{expert}.json").read_text())["test"]
+        expected = [f"{test[key]:.3f}" for key in ("f1_macro", "auroc", "accuracy", "majority_baseline_f1_macro")]
+        assert cells == expected + [str(test["support"])], expert
