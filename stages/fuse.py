@@ -22,8 +22,9 @@ val gave it the larger weight and lost to the text expert on test. Hence:
 
 The functions up to `fuse` are pure (rows in, rows and plain data out); `main` reads and writes.
 
-    python -m stages.fuse [--text-predictions P] [--vision-predictions P] [--fuse-predictions P]
-        [--metrics Step_4/metrics/fusion.json] [--report Step_4/reports/fusion.json] [--params params.yaml]
+    python -m stages.fuse [--text-predictions P] [--vision-predictions P] [--C 1.0] [--folds 5]
+        [--fuse-predictions Step_4/predictions/fusion.jsonl] [--fuse-metrics Step_4/metrics/fusion.json]
+        [--report Step_4/reports/fusion.json] [--params params.yaml] [--verbose]
 """
 from __future__ import annotations
 
@@ -105,10 +106,14 @@ class FuseConfig:
 @dataclass(frozen=True)
 class FusePaths:
     """What fuse reads (the experts' outputs, named in their own groups) and writes (the `fuse` group)."""
-    text_predictions: Path = field(metadata={"group": "text", "key": "predictions"})
-    vision_predictions: Path = field(metadata={"group": "vision", "key": "predictions"})
-    text_metrics: Path = field(metadata={"group": "text", "key": "metrics"})   # names a single-task expert's field
-    vision_metrics: Path = field(metadata={"group": "vision", "key": "metrics"})
+    text_predictions: Path = field(  # the text expert's predictions
+        metadata={"group": "text", "key": "predictions"})
+    vision_predictions: Path = field(  # the image expert's predictions
+        metadata={"group": "vision", "key": "predictions"})
+    text_metrics: Path = field(  # the text expert's metrics: name a single-task expert's field
+        metadata={"group": "text", "key": "metrics"})
+    vision_metrics: Path = field(  # the image expert's metrics
+        metadata={"group": "vision", "key": "metrics"})
     predictions: Path     # fused predictions per example (Step 5's first input)
     metrics: Path         # headline numbers (a DVC metric)
     report: Path          # full detail: weights, every metric per split and dataset, counts
@@ -454,10 +459,11 @@ def print_summary(report: dict[str, Any]) -> None:
                      for label, section, metric in sections]
         rows.append((f"{name} weights", "", f"{weights['text']:.3f}", f"{weights['vision']:.3f}",
                      f"b={weights['intercept']:.3f}", ""))
-    counts = report["examples"]
-    caption = "; ".join(f"{dataset}: {c['fused']} fused, {c['text_alone_no_image']} text alone (no image)"
-                        + (f", {c['vision_alone_no_text']} vision alone" if c["vision_alone_no_text"] else "")
-                        for dataset, c in counts.items())
+    alone = {reason: ", ".join(f"{dataset} {c[reason]}" for dataset, c in report["examples"].items() if c[reason])
+             for reason in ("text_alone_no_image", "vision_alone_no_text")}
+    fused = sum(c["fused"] for c in report["examples"].values())
+    caption = (f"examples fused: {fused}; text alone (no image): {alone['text_alone_no_image'] or 0}; "
+               f"vision alone (no text): {alone['vision_alone_no_text'] or 0}")
     summary("fuse: late fusion fitted on val (val fused: out-of-fold)",
             ("field split / dataset", "metric", "text", "vision", "fused", "fused (all)"), rows, labels=2,
             caption=caption)
