@@ -12,13 +12,18 @@ val gave it the larger weight and lost to the text expert on test. Hence:
   - cross-fitting: the val scores of the fusion are out-of-fold (K stratified folds, each fold
     scored by a fit on the others), so fusion is judged on val without scoring its own fit; the
     final weights are fitted on all of val. (This cannot undo the experts' own epoch selection.)
-  - L2 shrinkage (`fuse.C`) toward weight 0: an expert needs consistent evidence across val to get
-    weight, and the weights stay small when val is small;
+  - L2 shrinkage (`fuse.C`) toward weight 0, which keeps the weights (the fused probabilities'
+    confidence) modest when val is small; it barely changes the ranking: on synthetic experts with
+    100-400 val examples, C from 0.01 to 1 moved the fused test AUROC by < 0.004;
   - non-negative weights: an expert whose fitted weight is negative is dropped and the fit redone
     without it, so a near-chance expert never enters with a flipped sign (its weight is 0, the
     other expert alone is recalibrated);
   - class weighting (`fuse.class_weighting`) as the experts' training, so a fused P > 0.5 is a
     decision at the same balance as theirs.
+What no fit on val can see: a simulated image expert whose val signal overstates its test signal
+(logit signal 0.6 on val, 0.2 on test, text 0.8 on both) still leaves fusion ~0.02 test AUROC
+below the text expert alone, as on the real memes; fusion pays once the image expert is really
+above chance.
 
 The functions up to `fuse` are pure (rows in, rows and plain data out); `main` reads and writes.
 
