@@ -20,12 +20,13 @@ from stages.config import ConfigError, Part, build, parse
 from stages.pack import PackConfig
 from stages.train_text import TextConfig
 
-STAGES = ("pilot", "ingest", "split", "pack", "train_text", "train_vision")
+STAGES = ("pilot", "ingest", "split", "pack", "train_text", "train_vision", "fuse")
 # Every path a stage may write, redirected into the test's folder.
 OUTPUT_KEYS = {"pilot": ["out"], "ingest": ["manifest", "ocr"], "split": ["splits", "report"],
                "pack": ["output_dir", "stats"],
                "text": ["out_model", "metrics", "live_dir", "predictions", "scratch"],
-               "vision": ["out_model", "metrics", "live_dir", "predictions", "scratch"]}
+               "vision": ["out_model", "metrics", "live_dir", "predictions", "scratch"],
+               "fuse": ["predictions", "metrics", "report"]}
 
 MISSPELLED = [   # stage, group, misspelled key
     ("pilot", "pilot", "exmples_per_dataset"),
@@ -35,6 +36,7 @@ MISSPELLED = [   # stage, group, misspelled key
     ("train_text", "train", "epoch"),
     ("train_text", "text", "max_len"),
     ("train_vision", "vision", "image_sise"),
+    ("fuse", "fuse", "fold"),
 ]
 BAD_VALUES = [   # stage, group, key, value, the message after "<stage>: "
     ("pilot", "pilot", "text_noise", 0.9, "pilot.text_noise: 0.9 must be <= 0.5"),
@@ -47,6 +49,7 @@ BAD_VALUES = [   # stage, group, key, value, the message after "<stage>: "
     ("train_text", "train", "epochs", "three", "train.epochs: 'three' is not an integer"),
     ("train_text", "train", "learning_rate", "fast", "train.learning_rate: 'fast' is not a number"),
     ("train_vision", "vision", "image_size", 0, "vision.image_size: 0 must be >= 1"),
+    ("fuse", "fuse", "folds", 1, "fuse.folds: 1 must be >= 2"),
 ]
 
 
@@ -133,7 +136,7 @@ def test_help_documents_every_option_and_its_default(stage, monkeypatch, capsys)
         assert "(default: " in action.help, f"{action.option_strings}: no default shown"
     flags = {option for action in parser._actions for option in action.option_strings}
     own_groups = {"pilot": ["pilot"], "ingest": ["ingest"], "split": ["split"], "pack": ["pack"],
-                  "train_text": ["train", "text"], "train_vision": ["train", "vision"]}[stage]
+                  "train_text": ["train", "text"], "train_vision": ["train", "vision"], "fuse": ["fuse"]}[stage]
     params = repo_params()
     for group in own_groups:   # every key of the stage's own groups can be overridden on the command line
         for key in params[group]:

@@ -2,7 +2,8 @@
 
 One module-scoped clone and one full pipeline run (train.epochs 1, 128-pixel vision inputs) are
 shared by every test here; the tests run in file order on that clone, each leaving it as it found it:
-  - the first run ran every stage, printed no wall of warnings and left DVC outputs out of git;
+  - the first run ran every stage, printed no wall of warnings and left DVC outputs out of git; fuse
+    fused the memes, left text-only examples to the text expert, and ignores test labels when fitting;
   - a second `dvc repro`, and a touch of every file, run nothing;
   - a train param puts only the two trainings out of date (`dvc status`, `dvc repro --dry`; the
     experiment test is its real rerun); a pack param reruns pack for real and then puts only the
@@ -16,7 +17,7 @@ shared by every test here; the tests run in file order on that clone, each leavi
   - the Step 4 notebook runs top to bottom, loading the experts, then retraining them;
   - the queued sweep `dvc exp run --queue -S 'train.learning_rate=1e-5,3e-5'` + `dvc queue start`
     runs both experiments, side by side in `dvc exp show --only-changed --drop '.*by_.*'`;
-  - `dvc exp run -S train.epochs=2` reruns only the trainings; `dvc exp show`, `dvc metrics diff`
+  - `dvc exp run -S train.epochs=2` reruns only the trainings and fuse; `dvc exp show`, `dvc metrics diff`
     and `dvc plots diff` show the params, metrics and curves that matter.
 
 The clone is `git clone` of this repo's HEAD plus its uncommitted changes (modified, deleted and
@@ -203,6 +204,42 @@ def test_repro_in_a_fresh_clone_runs_every_stage(pipeline):
         assert metrics["epochs"] == 1 and metrics["epochs_run"] == 1
         for split in ("val", "test"):
             assert 0 <= metrics[split]["f1_macro"] <= 1 and metrics[split]["support"] > 0
+    assert_pilot_fusion(pipeline.repo)
+
+
+def assert_pilot_fusion(repo: Path) -> None:
+    """fuse on the pilot's predictions: one row per example either expert scored, memes fused, text-only
+    datasets (and the diagnostic suite) by the text expert alone, counted; rerun on copies whose test
+    labels are flipped, the same weights."""
+    expert_ids = {name: {json.loads(line)["id"] for line in (repo / f"Step_4/predictions/{name}.jsonl").open()}
+                  for name in ("text", "vision")}
+    rows = [json.loads(line) for line in (repo / "Step_4/predictions/fusion.jsonl").open()]
+    ids = [row["id"] for row in rows]
+    assert len(ids) == len(set(ids)) and set(ids) == expert_ids["text"] | expert_ids["vision"]
+    for row in rows:
+        assert row["experts"] == [name for name in ("text", "vision") if row["id"] in expert_ids[name]]
+        assert 0 <= row["probs"]["abuse_hate"] <= 1
+    metrics = json.loads((repo / "Step_4/metrics/fusion.json").read_text())
+    assert metrics["examples"]["fused"] == len(expert_ids["text"] & expert_ids["vision"]) > 0
+    assert metrics["examples"]["text_alone_no_image"] == len(expert_ids["text"] - expert_ids["vision"]) > 0
+    assert min(metrics["abuse_hate"]["weights"].values()) >= 0
+    report = json.loads((repo / "Step_4/reports/fusion.json").read_text())
+    assert report["examples"]["hatecheck"]["fused"] == 0 and report["examples"]["hateful_memes"]["fused"] > 0
+
+    flipped = repo / "flipped"   # test labels flipped in both experts' files: the fit must not move
+    flipped.mkdir()
+    for name in ("text", "vision"):
+        lines = [json.loads(line) for line in (repo / f"Step_4/predictions/{name}.jsonl").open()]
+        (flipped / f"{name}.jsonl").write_text("".join(
+            json.dumps({**row, "label": 1 - row["label"] if row["split"] == "test" else row["label"]}) + "\n"
+            for row in lines))
+    run([sys.executable, "-m", "stages.fuse", "--text-predictions", "flipped/text.jsonl", "--vision-predictions",
+         "flipped/vision.jsonl", "--fuse-predictions", "flipped/fusion.jsonl", "--fuse-metrics", "flipped/metrics.json",
+         "--report", "flipped/report.json"], repo)
+    flipped_report = json.loads((flipped / "report.json").read_text())
+    shutil.rmtree(flipped)
+    assert flipped_report["model"] == report["model"]
+    assert flipped_report["scores"]["abuse_hate"]["test"] != report["scores"]["abuse_hate"]["test"]
 
 
 def test_a_fresh_clone_reproduces_the_committed_results(tmp_path):
@@ -333,10 +370,11 @@ def readme_restore_command() -> str:
 
 # dvc.yaml's dependency graph as the README draws it (pack also reads the Step 2 files, hence ingest -> pack)
 PIPELINE_EDGES = {("pilot", "ingest"), ("pilot", "split"), ("pilot", "pack"), ("ingest", "split"),
-                  ("ingest", "pack"), ("split", "pack"), ("pack", "train_text"), ("pack", "train_vision")}
+                  ("ingest", "pack"), ("split", "pack"), ("pack", "train_text"), ("pack", "train_vision"),
+                  ("train_text", "fuse"), ("train_vision", "fuse")}
 
 
-def test_dvc_dag_draws_the_six_stages(pipeline):
+def test_dvc_dag_draws_the_seven_stages(pipeline):
     drawing = dvc(pipeline.repo, "dag").stdout
     assert set(re.findall(r"\| (\w+) \|", drawing)) == set(stage_names(pipeline.repo))
     edges = set(re.findall(r'^"(\w+)" -> "(\w+)";$', dvc(pipeline.repo, "dag", "--dot").stdout, re.M))
@@ -662,7 +700,7 @@ def test_queued_sweep_runs_both_experiments(pipeline):
 def test_experiment_show_metrics_diff_and_plots_diff(pipeline, tmp_path):
     repo = pipeline.repo
     result = dvc(repo, "exp", "run", "-S", "train.epochs=2")
-    assert ran_stages(result.stdout) == {"train_text", "train_vision"}
+    assert ran_stages(result.stdout) == {"train_text", "train_vision", "fuse"}
 
     baseline, experiments = experiment_rows(json.loads(dvc(repo, "exp", "show", "--json").stdout))
     assert len(experiments) == 1
@@ -683,6 +721,7 @@ def test_experiment_show_metrics_diff_and_plots_diff(pipeline, tmp_path):
         changes = diff[f"Step_4/metrics/{name}.json"]
         assert changes["epochs_run"]["old"] == 1 and changes["epochs_run"]["new"] == 2
         assert any(key.startswith(("val.", "test.")) for key in changes), f"{name}: no score changed"
+    assert any(key.startswith("abuse_hate.") for key in diff["Step_4/metrics/fusion.json"]), "fusion: nothing changed"
 
     out = tmp_path / "plots"
     dvc(repo, "plots", "diff", "HEAD", experiment["name"], "-o", str(out))
