@@ -49,12 +49,11 @@ import numpy as np
 from stages.common import atomic_file, exit_on_interrupt, json_text, write_json
 from stages.config import Part, check_fields, parse
 from stages.console import setup_logging, summary
+from stages.scores import binary_f1_macro, main_metric
 
 EXPERTS = ("text", "vision")
 EVALUATED_SPLITS = ("val", "test")
 PROB_FLOOR = 1e-6        # the experts round probabilities to 6 decimals: 0 and 1 occur
-# Each dataset's main metric: its published one (AUROC on Hateful Memes), macro-F1 elsewhere.
-MAIN_METRIC = {("hateful_memes", "abuse_hate"): "auroc"}
 
 
 class FuseError(ValueError):
@@ -344,17 +343,12 @@ def modality_counts(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
 # ---------------------------------------------------------------- scoring
 
 def binary_scores(labels: list[int], probs: list[float]) -> dict[str, Any]:
-    """Macro-F1 of the decisions P > 0.5 (as the experts') and AUROC (null with one class present)."""
-    from sklearn.metrics import f1_score, roc_auc_score
+    """Macro-F1 of the experts' decisions and AUROC (null with one class present)."""
+    from sklearn.metrics import roc_auc_score
 
-    decisions = [int(p > 0.5) for p in probs]
-    return {"f1_macro": round(float(f1_score(labels, decisions, labels=[0, 1], average="macro", zero_division=0)), 6),
+    return {"f1_macro": round(binary_f1_macro(np.asarray(labels), np.asarray(probs)), 6),
             "auroc": round(float(roc_auc_score(labels, probs)), 6) if len(set(labels)) == 2 else None,
             "support": len(labels)}
-
-
-def main_metric(dataset: str, name: str) -> str:
-    return MAIN_METRIC.get((dataset, name), "f1_macro")
 
 
 def score_rows(fused: list[dict[str, Any]], text_rows: dict[str, PredictionRow],

@@ -11,6 +11,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from stages import heads
+from stages.scores import binary_f1_macro, predicted_class
 from stages.training.data import SplitInfo, majority_class
 
 ECE_BINS = 15
@@ -72,16 +73,6 @@ def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, n_bins: in
     sizes = np.bincount(bin_ids, minlength=n_bins)
     sizes = sizes[sizes > 0]
     return float(np.sum(sizes / len(probs) * np.abs(prob_true - prob_pred)))
-
-
-def predicted_class(probs: np.ndarray) -> np.ndarray:
-    """A binary expert's decision from P(class 1): the argmax of its two logits (ties go to class 0)."""
-    return (np.asarray(probs, dtype=float) > 0.5).astype(int)
-
-
-def binary_f1_macro(labels: np.ndarray, probs: np.ndarray) -> float:
-    """Macro-F1 over both classes of the decisions `predicted_class(probs)`."""
-    return float(f1_score(labels, predicted_class(probs), labels=[0, 1], average="macro", zero_division=0))
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, majority: int) -> dict[str, Any]:
