@@ -55,7 +55,7 @@ class PackConfig:
     """The `pack` params group, plus the inputs other stages' groups name."""
     manifest: Path = field(metadata={"group": "ingest"})  # Step 2 manifest (JSONL)
     ocr: Path = field(metadata={"group": "ingest"})  # Step 2 OCR file (JSONL)
-    output_dir: Path  # shard dir (replaced as a whole on success)
+    output_dir: Path  # shard dir (replaced as a whole on success, when absent, empty or pack's own)
     stats: Path  # where to write the stats JSON
     label_taxonomy: Path = field(metadata={"group": "split"})  # the label taxonomy JSON
     splits: Path = field(metadata={"group": "split"})  # splits.json ({id: train|val|test})
@@ -84,10 +84,13 @@ class PackConfig:
     def __post_init__(self):
         check_fields(self, "pack")
 
-
     @property
     def allowed_image_dirs(self) -> list[Path]:
         return [resolve_image_path(str(d), self.image_root) for d in self.image_dirs or (self.image_root,)]
+
+    def inputs(self) -> list[Path]:
+        """What the outputs may not replace: the input files and the image folders."""
+        return [self.manifest, self.ocr, self.label_taxonomy, self.splits, *self.allowed_image_dirs]
 
 
 PARTS = (Part("pack", PackConfig),)
@@ -263,7 +266,8 @@ def pack(config: PackConfig, advance: Callable[[], None] | None = None) -> dict[
         results = pool.map(work, make_tasks(config, *load_inputs(config)), job=image_job)
         # exits run in reverse: the shard dir is swapped in before stats.json, so a kill between
         # the two never leaves new stats beside old shards
-        with atomic_file(config.stats) as stats_tmp, atomic_dir(config.output_dir) as tmp_dir, \
+        inputs = config.inputs()
+        with atomic_file(config.stats, inputs) as stats_tmp, atomic_dir(config.output_dir, "pack", inputs) as tmp_dir, \
                 ShardSetWriter(tmp_dir, config.examples_per_shard) as writer:
             for task, result in results:
                 outcome = outcome_of(task, result, config.require_images)

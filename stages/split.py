@@ -35,7 +35,7 @@ from typing import Any
 from rich.console import Console
 
 from stages import balance, console as stage_console
-from stages.common import REPO_ROOT, write_json
+from stages.common import REPO_ROOT, exit_on_interrupt, write_json
 from stages.config import Part, parse
 from stages.dedupe import (EXAMPLES, Duplicates, content_groups, cross_split_groups, exact_duplicates, hash_images,
                            record_text)
@@ -213,8 +213,9 @@ def split(config: SplitConfig, paths: SplitPaths, progress: bool = False) -> Spl
     ocr = load_ocr_index(paths.ocr)
     log.info("read %d manifest records, %d OCR records", len(records), len(ocr))
     result = make_splits(records, ocr, taxonomy, config, paths.image_root, progress=progress)
-    write_json(paths.splits, result.splits)
-    write_json(paths.report, result.report)
+    inputs = (paths.manifest, paths.ocr, paths.label_taxonomy)
+    write_json(paths.splits, result.splits, inputs)
+    write_json(paths.report, result.report, inputs)
     return result
 
 
@@ -350,7 +351,8 @@ def main(argv: list[str] | None = None) -> None:
     (config, paths), args = parse("split", __doc__.split("\n\n")[0], PARTS, argv)
     stage_console.setup_logging(args.verbose)
     try:
-        result = split(config, paths, progress=True)
+        with exit_on_interrupt("split"):
+            result = split(config, paths, progress=True)
     except SplitInputError as e:
         raise SystemExit(str(e)) from None
     except (ContractError, TaxonomyError, ValueError) as e:

@@ -86,7 +86,7 @@ def build_text_expert(cfg: TextConfig, train: TrainConfig) -> Expert:
     return Expert(model=model, processor=tokenizer, fields_wanted=("txt",),
                   decode_train=decode, decode_eval=decode, collate=collate,
                   model_id=cfg.model, pretrained=True,
-                  learning_rate=cfg.learning_rate or train.learning_rate,
+                  learning_rate=cfg.learning_rate or train.learning_rate, stage="train_text",
                   bucket_by_length=cfg.padding == "longest")
 
 

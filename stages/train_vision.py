@@ -187,7 +187,7 @@ def build_vision_expert(cfg: VisionConfig, train: TrainConfig) -> Expert:
     return Expert(model=model, processor=processor, fields_wanted=IMAGE_FIELDS,
                   decode_train=ImageDecoder(processor, flip_seed=train.seed),
                   decode_eval=ImageDecoder(processor), collate=collate_images, model_id=cfg.model,
-                  pretrained=pretrained, learning_rate=cfg.learning_rate or train.learning_rate)
+                  pretrained=pretrained, learning_rate=cfg.learning_rate or train.learning_rate, stage="train_vision")
 
 
 def train_vision(paths: ExpertPaths, train: TrainConfig, vision: VisionConfig, resume: bool = False) -> dict | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 
-from stages.common import REPO_ROOT
+from stages.common import OUTPUT_MARKER, REPO_ROOT
 from stages.images import ImageSpec
 from stages.pack import PackConfig, PackError, PackFailed, main, pack
 from stages.records import ManifestRecord, safe_key
@@ -161,6 +161,8 @@ def test_faulty_corpus_each_example_packed_or_counted(corpus):
     for hostile in ("../../etc/x", "hateful_memes_train_x/y", "hateful_memes_train_a.b.c"):
         assert packed[hostile][2]["key"] == safe_key(hostile) and "/" not in safe_key(hostile)
     files = {p.relative_to(config.output_dir).as_posix() for p in config.output_dir.rglob("*") if p.is_file()}
+    assert (config.output_dir / OUTPUT_MARKER).read_text() == "pack\n"
+    files.discard(OUTPUT_MARKER)
     assert all(name.split("/")[0] in ("train", "val", "test") and name.endswith(".tar") for name in files)
     assert not (config.output_dir.parent / "etc").exists()
     assert json.loads(config.stats.read_text()) == stats

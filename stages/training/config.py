@@ -99,9 +99,13 @@ class ExpertPaths:
     metrics: Path         # metrics JSON (a DVC metric)
     live_dir: Path        # DVCLive dir (curves for `dvc plots`)
     predictions: Path     # val/test predictions for Step 5
-    scratch: Path         # Trainer checkpoints + the live dir while training (git-ignored; removed after success)
+    scratch: Path         # holds <stage>-run/: checkpoints + the live dir while training (removed after success)
     trace_ids: Path | None = field(  # debug: write the train ids each rank/worker read, per epoch, to this folder
         default=None, metadata={"cli_only": True})
+
+    def run_dir(self, stage: str) -> Path:
+        """The stage's own folder inside `scratch`: made fresh (unless --resume), removed alone."""
+        return self.scratch / f"{stage}-run"
 
 
 def stage_parts(name: str, config_cls) -> tuple[Part, ...]:
@@ -180,4 +184,5 @@ class Expert:
     model_id: str                              # as given in params (no resolved paths)
     pretrained: bool
     learning_rate: float
+    stage: str                                 # its stage name: marks its output folders and names its scratch run
     bucket_by_length: bool = False
