@@ -36,8 +36,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark,
-                    f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
+                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep)
 
@@ -45,7 +44,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def load_params(group: str | None = None, path: str | Path = "params.yaml") -> dict[str, Any]:
     """Read params.yaml (or one group of it); a duplicate key is a yaml error. Only stage `main()`s call this."""
     with open(path, encoding="utf-8") as f:
-        params = yaml.load(f, Loader=_UniqueKeyLoader) or {}
+        loader = _UniqueKeyLoader(f)   # a SafeLoader: plain data only
+        try:
+            params = loader.get_single_data() or {}
+        finally:
+            loader.dispose()
     return params if group is None else dict(params.get(group) or {})
 
 

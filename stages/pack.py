@@ -61,20 +61,21 @@ class PackConfig:
     splits: Path = field(metadata={"group": "split"})  # splits.json ({id: train|val|test})
     image: ImageSpec = field(default_factory=ImageSpec)
     examples_per_shard: int = field(default=5000, metadata={"min": 1})  # examples per tar
-    ocr_min_conf: float = 0.5  # OCR lines below this confidence are dropped
+    ocr_min_conf: float = field(  # OCR lines below this confidence are dropped
+        default=0.5, metadata={"min": 0.0, "max": 1.0})
     lang: str = "en"  # language tag for records without one
     require_images: bool = True  # false: an example whose image file is missing is packed text-only
-    max_failure_rate: float = field(  # the stage fails (writing nothing) above this failure rate
-        default=0.005, metadata={"min": 0.0, "max": 1.0})
-    examples_limit: int | None = field(  # pilot runs: pack only the first N manifest records
-        default=None, metadata={"min": 0})
+    max_failure_rate: float = field(  # the stage fails (writing nothing) above this failure rate, in [0, 1)
+        default=0.005, metadata={"min": 0.0, "below": 1.0})
+    examples_limit: int | None = field(  # quick runs: pack only N manifest records, evenly spaced (null: all)
+        default=None, metadata={"min": 1})
     workers: int = field(default=0, metadata={"min": 0})  # image worker processes; 0 = all cores
     balance_tolerance: float = field(  # per-class share difference the balance check allows
-        default=0.05, metadata={"group": "split"})
+        default=0.05, metadata={"group": "split", **balance.TOLERANCE_LIMITS})
     image_root: Path = field(  # relative manifest image paths are relative to this
         default=REPO_ROOT, metadata={"cli_only": True})
     balance_min_examples: int = field(  # a created/carved pool part smaller than this is reported, not judged
-        default=20, metadata={"group": "split"})
+        default=20, metadata={"group": "split", "min": 0})
     official: dict[str, dict[str, str]] = field(  # which val/test files are the releases' own, which parts created/carved
         default_factory=dict, metadata={"group": "split"})
     image_dirs: tuple[Path, ...] | None = None  # images are read only from under these, symlinks resolved (None: image_root)

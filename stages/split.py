@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from rich.console import Console
 
 from stages import balance, console as stage_console
 from stages.common import REPO_ROOT, exit_on_interrupt, write_json
-from stages.config import Part, parse
+from stages.config import Part, check_fields, parse
 from stages.dedupe import (EXAMPLES, Duplicates, content_groups, cross_split_groups, exact_duplicates, hash_images,
                            record_text)
 from stages.records import (DIAGNOSTIC_SPLIT, SPLITS, ContractError, ManifestRecord, OcrRecord, load_ocr_index,
@@ -61,19 +62,23 @@ class SplitConfig:
     phash_threshold: int = 4  # max Hamming distance of 64-bit perceptual hashes for "same image"
     drop_exact_duplicates: bool = True  # same dataset+split, image bytes, text and labels: keep one (official files stay whole)
     drop_cross_split_duplicates: bool = False  # drop carved/created val/test examples whose content is in an earlier split
-    balance_tolerance: float = 0.05  # per-class share may differ by at most this across created splits
-    balance_min_examples: int = 20  # a created/carved split part smaller than this is reported, not judged
+    balance_tolerance: float = field(  # per-class share may differ by at most this across created splits
+        default=0.05, metadata=balance.TOLERANCE_LIMITS)
+    balance_min_examples: int = field(  # a created/carved split part smaller than this is reported, not judged
+        default=20, metadata={"min": 0})
     min_eval_labeled: int = field(  # warn when a dataset's val/test part has fewer labelled examples for a field
         default=30, metadata={"min": 0})
     diagnostic_datasets: tuple[str, ...] = ("hatecheck",)  # evaluation only: all to the diagnostic split
     workers: int = field(default=0, metadata={"min": 0})  # image hashing processes; 0 = all cores
 
     def __post_init__(self):
+        check_fields(self, "split")
         bad = {f"{d}.{s}": t for d, m in self.official.items() for s, t in m.items() if t not in OFFICIAL_TARGETS}
         if bad:
             raise ValueError(f"split.official: targets must be one of {OFFICIAL_TARGETS}, got {bad}")
-        if set(self.ratios) != set(SPLITS) or any(r < 0 for r in self.ratios.values()) or sum(self.ratios.values()) <= 0:
-            raise ValueError(f"split.ratios needs non-negative train/val/test, got {self.ratios}")
+        if set(self.ratios) != set(SPLITS) or not all(0 <= r <= 1 for r in self.ratios.values()) \
+                or not math.isclose(sum(self.ratios.values()), 1.0, abs_tol=1e-6):
+            raise ValueError(f"split.ratios needs train/val/test shares in [0, 1] summing to 1, got {self.ratios}")
         if not 0 <= self.carve_ratio < 0.5:
             raise ValueError(f"split.carve_ratio must be in [0, 0.5), got {self.carve_ratio}")
         if not 0 <= self.phash_threshold < 32:

