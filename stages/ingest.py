@@ -88,6 +88,8 @@ def ingest(datasets: dict[str, Path], manifest_out: Path, ocr_out: Path, root: P
     result = IngestResult(Path(manifest_out), Path(ocr_out))
     ordered = [(name, Path(datasets[name])) for name in releases.SPECS if name in datasets]
     inputs = [folder for _, folder in ordered]
+    for folder in inputs:
+        refuse_symlinked_folder(folder, root)
     with ExitStack() as stack:
         manifest_tmp = stack.enter_context(atomic_file(manifest_out, inputs))
         ocr_tmp = stack.enter_context(atomic_file(ocr_out, inputs))
@@ -106,6 +108,17 @@ def ingest(datasets: dict[str, Path], manifest_out: Path, ocr_out: Path, root: P
         _check_nonempty(result, ordered)
         _write_report(stack, result, report_out, inputs)
     return result
+
+
+def refuse_symlinked_folder(folder: Path, root: Path) -> None:
+    """A release folder reached through a symlinked folder under `root` (the repo): DVC hashes such a
+    link as itself, not what it points to, so a changed release would never rerun ingest."""
+    path, root = Path(os.path.abspath(folder)), Path(os.path.abspath(root))
+    for part in reversed([path, *path.parents]):
+        if part != root and part.is_relative_to(root) and part.is_symlink():
+            raise ReleaseError(folder, None, f"{part} is a symlink to {os.path.realpath(part)}: DVC would not see "
+                               "changes behind it; move or copy the release folder itself here (symlinked files "
+                               "inside it are fine: DVC hashes their targets)")
 
 
 def _check_nonempty(result: IngestResult, ordered: list[tuple[str, Path]]) -> None:

@@ -31,8 +31,8 @@ from stages.console import Progress, setup_logging
 from stages.images import ImageError, ImageSpec, PreparedImage, prepare_image
 from stages.pack_stats import PackStats, failure_message, print_summary
 from stages.parallel import OrderedPool
-from stages.records import (PACKED_SPLITS, ContractError, ManifestRecord, load_ocr_index, read_manifest,
-                            resolve_image_path, safe_key)
+from stages.records import (PACKED_SPLITS, ContractError, ManifestRecord, image_folders, load_ocr_index,
+                            read_manifest, resolve_image_path, safe_key)
 from stages.shards import ShardSetWriter
 from stages.taxonomy import LabelError, Taxonomy, TaxonomyError
 from stages.text import combine_text, has_content, normalize_lang, repair_unicode
@@ -87,7 +87,7 @@ class PackConfig:
 
     @property
     def allowed_image_dirs(self) -> list[Path]:
-        return [resolve_image_path(str(d), self.image_root) for d in self.image_dirs or (self.image_root,)]
+        return image_folders(self.image_dirs, self.image_root)
 
     def inputs(self) -> list[Path]:
         """What the outputs may not replace: the input files and the image folders."""

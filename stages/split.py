@@ -41,7 +41,7 @@ from stages.config import Part, check_fields, parse
 from stages.dedupe import (EXAMPLES, Duplicates, content_groups, cross_split_groups, exact_duplicates, hash_images,
                            record_text)
 from stages.records import (DIAGNOSTIC_SPLIT, SPLITS, ContractError, ManifestRecord, OcrRecord, load_ocr_index,
-                            read_manifest)
+                            image_folders, read_manifest)
 from stages.split_report import SplitState, build_report, eval_labeled
 from stages.taxonomy import LabelError, Taxonomy, TaxonomyError, UnifiedLabels
 
@@ -97,6 +97,9 @@ class SplitPaths:
     report: Path  # output: the checks and counts (a DVC metric)
     image_root: Path = field(  # root relative image paths resolve against (as pack)
         default=REPO_ROOT, metadata={"cli_only": True})
+    image_dirs: tuple[Path, ...] | None = field(  # images are hashed only from under these, as pack reads them
+        default=None, metadata={"group": "pack"})
+
 
 
 PARTS = (Part("split", SplitConfig), Part("split", SplitPaths))
@@ -217,7 +220,8 @@ def split(config: SplitConfig, paths: SplitPaths, progress: bool = False) -> Spl
     records = list(read_manifest(paths.manifest))
     ocr = load_ocr_index(paths.ocr)
     log.info("read %d manifest records, %d OCR records", len(records), len(ocr))
-    result = make_splits(records, ocr, taxonomy, config, paths.image_root, progress=progress)
+    result = make_splits(records, ocr, taxonomy, config, paths.image_root, progress=progress,
+                         image_dirs=image_folders(paths.image_dirs, paths.image_root))
     inputs = (paths.manifest, paths.ocr, paths.label_taxonomy)
     write_json(paths.splits, result.splits, inputs)
     write_json(paths.report, result.report, inputs)
@@ -225,22 +229,25 @@ def split(config: SplitConfig, paths: SplitPaths, progress: bool = False) -> Spl
 
 
 def make_splits(records: list[ManifestRecord], ocr: dict[str, OcrRecord], taxonomy: Taxonomy,
-                config: SplitConfig, image_root: Path = Path("."), progress: bool = False) -> SplitResult:
-    """Evaluation-only datasets go whole to the diagnostic split; the rest is split as below."""
+                config: SplitConfig, image_root: Path = Path("."), progress: bool = False,
+                image_dirs: list[Path] | None = None) -> SplitResult:
+    """Evaluation-only datasets go whole to the diagnostic split; the rest is split as below. Images
+    are hashed only from under `image_dirs` (None: anywhere)."""
     diagnostic = [r for r in records if r.dataset in config.diagnostic_datasets]
     result = make_training_splits([r for r in records if r.dataset not in config.diagnostic_datasets], ocr,
-                                  taxonomy, config, image_root, progress)
+                                  taxonomy, config, image_root, progress, image_dirs)
     return add_diagnostic(result, diagnostic, records, ocr, taxonomy)
 
 
 def make_training_splits(records: list[ManifestRecord], ocr: dict[str, OcrRecord], taxonomy: Taxonomy,
-                         config: SplitConfig, image_root: Path = Path("."), progress: bool = False) -> SplitResult:
+                         config: SplitConfig, image_root: Path = Path("."), progress: bool = False,
+                         image_dirs: list[Path] | None = None) -> SplitResult:
     check_official_mapping(records, config)
     labels, label_errors = _map_labels(records, taxonomy)
     strata = [stratum(lab) for lab in labels]
     texts = [record_text(r, ocr.get(r.id)) for r in records]
     paths = sorted({r.image_path for r in records if r.image_path})
-    by_path = dict(zip(paths, hash_images(paths, image_root, config.workers, progress)))
+    by_path = dict(zip(paths, hash_images(paths, image_root, config.workers, progress, image_dirs)))
     hashes = [by_path.get(r.image_path) if r.image_path else None for r in records]
     groups, links = content_groups(records, texts, hashes, config.phash_threshold)
     split_of, pools = assign_splits(records, strata, groups, config)
