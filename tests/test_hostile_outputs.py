@@ -6,17 +6,16 @@ traceback on the unchanged code.
 """
 from __future__ import annotations
 
-import json
+import contextlib
 import os
-import resource
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from stages import ingest as ingest_stage
 from stages import pack as pack_stage
 from stages import pilot as pilot_stage
 from stages.common import OUTPUT_MARKER, REPO_ROOT, OutputError, atomic_dir, check_owned
@@ -168,3 +167,34 @@ def test_dvc_repro_and_checkout_keep_the_marker_and_a_direct_run_accepts_the_res
         f"pilot: mine: not replaced: it holds files pilot did not write (no {OUTPUT_MARKER} naming pilot); "
         "give a new or empty folder, or move it away yourself"]
     assert (tmp_path / "mine" / "olid" / "olid-training-v1.0.tsv").is_file()
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(folder: Path, options: str):
+    """A small real filesystem (disk full, read-only); skipped where mounting is not allowed."""
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_or_a_read_only_output_is_one_line_naming_the_path(tmp_path):
+    """Both were an OSError traceback (ENOSPC, EROFS); nothing partial is left either way."""
+    release = tmp_path / "pilot"
+    pilot_stage.main(["--out", str(release), "--examples-per-dataset", "2", "--datasets", "olid"])
+    with mounted_tmpfs(tmp_path / "full", "size=64k") as full:
+        with contextlib.suppress(OSError), open(full / "filler", "wb") as filler:
+            while True:
+                filler.write(b"x" * 4096)
+                filler.flush()
+        message = run_main(pilot_stage.main, ["--out", str(full / "pilot"), "--examples-per-dataset", "2",
+                                              "--datasets", "olid"])
+        assert message == f"pilot: {full / 'pilot'}: cannot write this output: No space left on device"
+        assert sorted(p.name for p in full.iterdir()) == ["filler"]
+    with mounted_tmpfs(tmp_path / "ro", "ro") as read_only:
+        message = run_main(ingest_stage.main, ["--dataset", f"olid={release / 'olid'}", "--manifest",
+                                               str(read_only / "m.jsonl"), "--ocr", str(read_only / "o.jsonl")])
+        assert message == f"ingest: {read_only / 'm.jsonl'}: cannot write this output: Read-only file system"
