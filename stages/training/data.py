@@ -147,10 +147,12 @@ def read_splits(shards_dir: Path, kinds: tuple[str, ...], task) -> dict[str, Spl
 def check_index(shards_dir: Path, infos: Iterable[SplitInfo], kinds: tuple[str, ...]) -> None:
     """The shards of `kinds` read for each split are exactly those pack listed in index.json, each with
     the examples pack wrote: a missing, truncated or extra shard is one line, not a smaller evaluation."""
-    index_path = Path(shards_dir) / INDEX
+    index_path, infos = Path(shards_dir) / INDEX, list(infos)
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if not any(info.shards for info in infos):
+            return   # nothing packed here at all: the caller says so
         raise TrainingInputError(f"{index_path}: not found; pack writes it beside the shards (dvc repro pack)") from None
     except (OSError, ValueError) as err:
         raise TrainingInputError(f"{index_path}: unreadable ({err})") from None
