@@ -143,7 +143,8 @@ def _regular(path: Path) -> Path:
     except OSError as e:
         raise ReleaseError(path, None, f"cannot be read: {e.strerror} (a broken symlink?)") from None
     if not stat.S_ISREG(mode):
-        raise ReleaseError(path, None, "not a regular file (a FIFO, device or socket); put the release file itself here")
+        raise ReleaseError(path, None, "not a regular file (a FIFO, device or socket); "
+                           "put the release file itself here")
     return path
 
 

@@ -153,7 +153,8 @@ def check_index(shards_dir: Path, infos: Iterable[SplitInfo], kinds: tuple[str, 
     except FileNotFoundError:
         if not any(info.shards for info in infos):
             return   # nothing packed here at all: the caller says so
-        raise TrainingInputError(f"{index_path}: not found; pack writes it beside the shards (dvc repro pack)") from None
+        raise TrainingInputError(f"{index_path}: not found; pack writes it beside the shards "
+                                 "(dvc repro pack)") from None
     except (OSError, ValueError) as err:
         raise TrainingInputError(f"{index_path}: unreadable ({err})") from None
     prefixes = tuple(KINDS[kind].split("%")[0] for kind in kinds)
