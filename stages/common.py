@@ -181,8 +181,8 @@ def _dvc_outs_of(stage: str, path: Path, entries: list[Path]) -> bool:
     outs = [next(iter(out)) if isinstance(out, dict) else out
             for kind in ("outs", "metrics", "plots") for out in declared.get(kind) or []]
     real = {Path(os.path.realpath(REPO_ROOT / out)) for out in outs if isinstance(out, str)}
-    return Path(os.path.realpath(path)) in real or all(
-        Path(os.path.realpath(entry)) in real for entry in entries if entry.name not in (OUTPUT_MARKER, ".gitignore"))
+    held = [Path(os.path.realpath(entry)) for entry in entries if entry.name not in (OUTPUT_MARKER, ".gitignore")]
+    return Path(os.path.realpath(path)) in real or bool(held) and all(entry in real for entry in held)
 
 
 def _umask() -> int:
