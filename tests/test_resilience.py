@@ -149,6 +149,7 @@ def test_pack_killed_mid_run_leaves_outputs_untouched_and_a_rerun_is_byte_identi
     out = tmp_path / "run" / "Step_3"          # a previous run's outputs, as DVC would have them
     (out / "shards" / "train").mkdir(parents=True)
     (out / "shards" / "train" / "shard-00000.tar").write_bytes(b"previous run")
+    (out / "shards" / ".stage-output").write_text("pack\n")   # pack's mark on its output folder
     (out / "stats.json").write_text('{"previous": true}\n')
     before = snapshot(out, temps=False)
 
