@@ -16,6 +16,7 @@ from typing import Any
 from stages.records import SPLITS
 
 POOL_KINDS = ("carve", "create")
+TOLERANCE_LIMITS = {"min": 0.0, "max": 1.0}   # split.balance_tolerance: a difference of class shares
 NOT_JUDGED = ("unlabeled", "label_error")  # strata outside the check
 
 

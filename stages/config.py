@@ -6,13 +6,14 @@ group and a command-line flag (`image_size` -> `--image-size`):
   - the default lives only in the dataclass; a field without one (an output path) must be set in
     params.yaml or on the command line;
   - its help text is the field's trailing comment (or metadata["help"]);
-  - metadata may add `min`, `max`, `choices`; `group`/`key` to read another group's key (pack's
-    `manifest` is `ingest.manifest`); `key` alone to rename (ImageSpec.size is `pack.image_size`);
-    `cli_only` for a flag that is no params key; `flag` to name the flag (False: none);
+  - metadata may add `min`, `max` (inclusive), `above`, `below` (exclusive), `choices`; `group`/`key`
+    to read another group's key (pack's `manifest` is `ingest.manifest`); `key` alone to rename
+    (ImageSpec.size is `pack.image_size`); `cli_only` for a flag that is no params key; `flag` to name
+    the flag (False: none);
   - a field whose type is a dataclass is flattened: its fields are keys of the same group.
 Values are converted to the field's type (YAML and `dvc exp run -S` may give "5e-5" as a string;
-a flag's text is read as YAML); an unknown key, a wrong type or a value out of range is a
-ConfigError naming group and key. Command-line values win over params.yaml.
+a flag's text is read as YAML); an unknown key, a wrong type, a number that is not finite (NaN,
+infinity) or a value out of range is a ConfigError naming group and key. Command-line values win over params.yaml.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import dataclasses
 import functools
 import inspect
 import io
+import math
 import tokenize
 import types
 import typing
@@ -34,6 +36,7 @@ import yaml
 from stages.common import load_params
 
 DEFAULT_PARAMS = "params.yaml"
+MAX_IMAGE_SIZE = 4096   # ceiling of pack.image_size and vision.image_size: 16 images of 4096² RGB are 3 GB as floats
 
 
 class ConfigError(ValueError):
@@ -140,12 +143,17 @@ def convert(value: Any, tp: Any, name: str) -> Any:
                 return int(value.strip())
         raise ConfigError(f"{name}: {value!r} is not an integer")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):   # YAML 1.1 reads 5e-5 (no dot) as a string; `dvc exp run -S` writes it so
+            number = float(value)
+        elif isinstance(value, str):   # YAML 1.1 reads 5e-5 (no dot) as a string; `dvc exp run -S` writes it so
             with contextlib.suppress(ValueError):
-                return float(value)
-        raise ConfigError(f"{name}: {value!r} is not a number")
+                number = float(value)
+        if number is None:
+            raise ConfigError(f"{name}: {value!r} is not a number")
+        if not math.isfinite(number):
+            raise ConfigError(f"{name}: {value!r} is not a finite number")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -167,16 +175,22 @@ def convert(value: Any, tp: Any, name: str) -> Any:
     return value
 
 
+BOUNDS = {"min": (">=", lambda v, b: v >= b), "max": ("<=", lambda v, b: v <= b),
+          "above": (">", lambda v, b: v > b), "below": ("<", lambda v, b: v < b)}
+
+
 def check(value: Any, key: Key) -> None:
+    """The metadata limits; each is asked whether the value is inside, so NaN never passes one."""
     meta = key.meta
     if value is None:
         return
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(f"{key.name}: {value!r} is not one of {', '.join(map(str, meta['choices']))}")
-    if "min" in meta and value < meta["min"]:
-        raise ConfigError(f"{key.name}: {value!r} must be >= {meta['min']}")
-    if "max" in meta and value > meta["max"]:
-        raise ConfigError(f"{key.name}: {value!r} must be <= {meta['max']}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key.name}: {value!r} is not a finite number")
+    for bound, (sign, inside) in BOUNDS.items():
+        if bound in meta and not inside(value, meta[bound]):
+            raise ConfigError(f"{key.name}: {value!r} must be {sign} {meta[bound]}")
 
 
 def from_text(text: str, key: Key) -> Any:
@@ -315,6 +329,9 @@ def read_params(path: str | None) -> tuple[dict[str, Any], str]:
         return {}, name
     try:
         params = load_params(None, name)
+    except yaml.MarkedYAMLError as err:   # one line: where and what
+        where = f"line {err.problem_mark.line + 1}: " if err.problem_mark else ""
+        raise ConfigError(f"params file {name} is not valid YAML: {where}{err.problem}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"params file {name} is not valid YAML: {err}") from None
     if not isinstance(params, dict):
@@ -367,10 +384,10 @@ def given(args: argparse.Namespace, name: str) -> bool:
 
 
 def check_fields(obj: Any, group: str) -> None:
-    """A config dataclass's metadata limits (min, max, choices), for __post_init__: one home per rule."""
+    """A config dataclass's metadata limits (BOUNDS, choices), for __post_init__: one home per rule."""
     for f in dataclasses.fields(obj):
         meta = f.metadata
-        if {"min", "max", "choices"} & set(meta):
+        if {"choices", *BOUNDS} & set(meta):
             key = Key(part=0, path=(f.name,), group=meta.get("group", group), key=meta.get("key", f.name),
                       type=f.type, default=None, help="", meta=dict(meta))
             check(getattr(obj, f.name), key)

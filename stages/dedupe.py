@@ -20,10 +20,11 @@ import numpy as np
 
 from stages.console import Progress
 from stages.parallel import OrderedPool
-from stages.records import ManifestRecord, OcrRecord, resolve_image_path
+from stages.records import ManifestRecord, OcrRecord, outside_roots, read_regular, resolve_image_path
 from stages.text import comparison_key
 
 EXAMPLES = 5  # example ids kept per reported item
+NOT_HASHED = ("missing", "undecodable", "not_a_file", "unsafe_path")   # ImageHash statuses besides "ok"
 SMALL_BATCH = 64  # fewer images than this are hashed in-process: a Pool costs more than it saves
 
 
@@ -32,20 +33,26 @@ SMALL_BATCH = 64  # fewer images than this are hashed in-process: a Pool costs m
 
 @dataclass(frozen=True)
 class ImageHash:
-    status: str                      # "ok" | "missing" | "undecodable"
+    status: str                      # "ok" | "missing" | "not_a_file" | "unsafe_path" | "undecodable"
     sha256: str | None = None
     phash: int | None = None         # 64-bit perceptual hash as an int
 
 
-def hash_image(path: Path) -> ImageHash:
-    """sha256 of the bytes and imagehash.phash of the picture; failures are a status, not an error."""
+def hash_image(path: Path, image_dirs: list[Path] | None = None) -> ImageHash:
+    """sha256 of the bytes and imagehash.phash of the picture; failures are a status, not an error.
+    With `image_dirs`, a path resolving outside them is not opened (pack's rule, `unsafe_path`); only
+    regular files are read (a FIFO or device: `not_a_file`)."""
     import imagehash
     from PIL import Image
 
+    if image_dirs is not None and outside_roots(path, image_dirs):
+        return ImageHash("unsafe_path")
     try:
-        data = path.read_bytes()
-    except OSError:
+        data = read_regular(path)
+    except FileNotFoundError:
         return ImageHash("missing")
+    except OSError:
+        return ImageHash("not_a_file" if path.exists() else "missing")
     sha = hashlib.sha256(data).hexdigest()
     try:
         with warnings.catch_warnings():
@@ -59,17 +66,18 @@ def hash_image(path: Path) -> ImageHash:
     return ImageHash("ok", sha256=sha, phash=int("".join("1" if b else "0" for b in bits), 2))
 
 
-def _hash_one(image_path: str, root: Path) -> ImageHash:
-    return hash_image(resolve_image_path(image_path, root))
+def _hash_one(image_path: str, root: Path, image_dirs: list[Path] | None) -> ImageHash:
+    return hash_image(resolve_image_path(image_path, root), image_dirs)
 
 
-def hash_images(image_paths: list[str], root: Path, workers: int, progress: bool = False) -> list[ImageHash]:
+def hash_images(image_paths: list[str], root: Path, workers: int, progress: bool = False,
+                image_dirs: list[Path] | None = None) -> list[ImageHash]:
     """Hash images in a process pool; an ordered map, so results never depend on the worker count."""
     workers = 1 if len(image_paths) < SMALL_BATCH else workers
     with Progress("hashing images", len(image_paths), unit="images", enabled=progress) as bar, \
             OrderedPool(workers) as pool:
         hashes = []
-        for _, image_hash in pool.map(functools.partial(_hash_one, root=root), image_paths):
+        for _, image_hash in pool.map(functools.partial(_hash_one, root=root, image_dirs=image_dirs), image_paths):
             hashes.append(image_hash)
             bar.advance()
         return hashes

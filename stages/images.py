@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from stages.config import check_fields
+from stages.config import MAX_IMAGE_SIZE, check_fields
 from stages.records import outside_roots
 
 RESIZE_MODES = ("squash", "pad")
@@ -41,7 +41,8 @@ class ImageError(Exception):
 @dataclass(frozen=True)
 class ImageSpec:
     """How pack prepares images; its fields are keys of the `pack` params group."""
-    size: int = field(default=384, metadata={"key": "image_size", "min": 1})  # side of the square output image
+    size: int = field(  # side of the square output image (at most 4096)
+        default=384, metadata={"key": "image_size", "min": 1, "max": MAX_IMAGE_SIZE})
     resize: str = field(default="squash", metadata={"choices": RESIZE_MODES})  # squash (SigLIP) | pad (letterbox)
     format: str = field(  # jpg | png (lossless, slower and larger)
         default="jpg", metadata={"key": "image_format", "choices": tuple(FORMATS)})

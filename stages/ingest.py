@@ -32,7 +32,7 @@ from typing import Iterable, Iterator
 from rich.console import Console
 
 from stages import records
-from stages.common import REPO_ROOT, atomic_file, json_text
+from stages.common import REPO_ROOT, atomic_file, exit_on_interrupt, json_text
 from stages.config import Part, given, parse
 from stages.console import Progress, setup_logging, summary
 from stages.records import ContractError, ManifestRecord, OcrRecord
@@ -91,9 +91,12 @@ def ingest(datasets: dict[str, Path], manifest_out: Path, ocr_out: Path, root: P
         raise ValueError(f"unknown dataset(s) {unknown}; valid names: {', '.join(releases.SPECS)}")
     result = IngestResult(Path(manifest_out), Path(ocr_out))
     ordered = [(name, Path(datasets[name])) for name in releases.SPECS if name in datasets]
+    inputs = [folder for _, folder in ordered]
+    for folder in inputs:
+        refuse_symlinked_folder(folder, root)
     with ExitStack() as stack:
-        manifest_tmp = stack.enter_context(atomic_file(manifest_out))
-        ocr_tmp = stack.enter_context(atomic_file(ocr_out))
+        manifest_tmp = stack.enter_context(atomic_file(manifest_out, inputs))
+        ocr_tmp = stack.enter_context(atomic_file(ocr_out, inputs))
         with open(manifest_tmp, "w", encoding="utf-8", newline="\n") as manifest_f, \
                 open(ocr_tmp, "w", encoding="utf-8", newline="\n") as ocr_f:
             items = _all_items(ordered, progress)
@@ -107,8 +110,19 @@ def ingest(datasets: dict[str, Path], manifest_out: Path, ocr_out: Path, root: P
                     ocr_f.write(records.jsonl_line(ocr))
                 _count_example(result, manifest, ocr is not None)
         _check_nonempty(result, ordered)
-        _write_report(stack, result, report_out)
+        _write_report(stack, result, report_out, inputs)
     return result
+
+
+def refuse_symlinked_folder(folder: Path, root: Path) -> None:
+    """A release folder reached through a symlinked folder under `root` (the repo): DVC hashes such a
+    link as itself, not what it points to, so a changed release would never rerun ingest."""
+    path, root = Path(os.path.abspath(folder)), Path(os.path.abspath(root))
+    for part in reversed([path, *path.parents]):
+        if part != root and part.is_relative_to(root) and part.is_symlink():
+            raise ReleaseError(folder, None, f"{part} is a symlink to {os.path.realpath(part)}: DVC would not see "
+                               "changes behind it; move or copy the release folder itself here (symlinked files "
+                               "inside it are fine: DVC hashes their targets)")
 
 
 def _check_nonempty(result: IngestResult, ordered: list[tuple[str, Path]]) -> None:
@@ -121,9 +135,9 @@ def _check_nonempty(result: IngestResult, ordered: list[tuple[str, Path]]) -> No
             raise ReleaseError(folder, None, f"{name}: no usable records ({why})" + (f", first at {first}" if first else ""))
 
 
-def _write_report(stack: ExitStack, result: IngestResult, report_out: Path | None) -> None:
+def _write_report(stack: ExitStack, result: IngestResult, report_out: Path | None, inputs: list[Path]) -> None:
     if report_out is not None:
-        stack.enter_context(atomic_file(report_out)).write_text(json_text(report(result)), encoding="utf-8")
+        stack.enter_context(atomic_file(report_out, inputs)).write_text(json_text(report(result)), encoding="utf-8")
 
 
 def _all_items(ordered: list[tuple[str, Path]], progress: bool) -> Iterator[tuple[str, Example | Skip]]:
@@ -217,9 +231,10 @@ def import_step2(manifest_in: Path, ocr_in: Path, manifest_out: Path, ocr_out: P
     """
     result = IngestResult(Path(manifest_out), Path(ocr_out))
     known: dict[str, ManifestRecord] = {}
+    inputs = [manifest_in, ocr_in]
     with ExitStack() as stack:
-        manifest_tmp = stack.enter_context(atomic_file(manifest_out))
-        ocr_tmp = stack.enter_context(atomic_file(ocr_out))
+        manifest_tmp = stack.enter_context(atomic_file(manifest_out, inputs))
+        ocr_tmp = stack.enter_context(atomic_file(ocr_out, inputs))
         with open(manifest_tmp, "w", encoding="utf-8", newline="\n") as f:
             for record in records.read_manifest(manifest_in):
                 record = _normalised(record, root)
@@ -236,7 +251,7 @@ def import_step2(manifest_in: Path, ocr_in: Path, manifest_out: Path, ocr_out: P
                     raise ContractError(ocr_in, _line_of(ocr_in, record.id), "id", f"{record.id!r}: {problem}")
                 f.write(records.jsonl_line(_normalised(record, root)))
                 result.ocr_counts[record.dataset] = result.ocr_counts.get(record.dataset, 0) + 1
-        _write_report(stack, result, report_out)
+        _write_report(stack, result, report_out, inputs)
     return result
 
 
@@ -324,7 +339,8 @@ def main(argv: list[str] | None = None) -> IngestResult:
                             extra=add_dataset_flag)
     setup_logging(args.verbose)
     try:
-        result = run(command_line_config(config, args), progress=True)
+        with exit_on_interrupt("ingest"):
+            result = run(command_line_config(config, args), progress=True)
     except IngestError as e:
         raise SystemExit(str(e)) from None
     except (ReleaseError, ContractError) as e:

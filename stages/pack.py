@@ -35,8 +35,8 @@ from stages.console import Progress, setup_logging
 from stages.images import ImageError, ImageSpec, PreparedImage, prepare_image
 from stages.pack_stats import PackStats, failure_message, print_summary
 from stages.parallel import OrderedPool
-from stages.records import (PACKED_SPLITS, ContractError, ManifestRecord, load_ocr_index, read_manifest,
-                            resolve_image_path, safe_key)
+from stages.records import (PACKED_SPLITS, ContractError, ManifestRecord, image_folders, load_ocr_index,
+                            read_manifest, resolve_image_path, safe_key)
 from stages.shards import ShardSetWriter
 from stages.taxonomy import LabelError, Taxonomy, TaxonomyError
 from stages.text import combine_text, has_content, normalize_lang, repair_unicode
@@ -59,26 +59,27 @@ class PackConfig:
     """The `pack` params group, plus the inputs other stages' groups name."""
     manifest: Path = field(metadata={"group": "ingest"})  # Step 2 manifest (JSONL)
     ocr: Path = field(metadata={"group": "ingest"})  # Step 2 OCR file (JSONL)
-    output_dir: Path  # shard dir (replaced as a whole on success)
+    output_dir: Path  # shard dir (replaced as a whole on success, when absent, empty or pack's own)
     stats: Path  # where to write the stats JSON
     label_taxonomy: Path = field(metadata={"group": "split"})  # the label taxonomy JSON
     splits: Path = field(metadata={"group": "split"})  # splits.json ({id: train|val|test})
     image: ImageSpec = field(default_factory=ImageSpec)
     examples_per_shard: int = field(default=5000, metadata={"min": 1})  # examples per tar
-    ocr_min_conf: float = 0.5  # OCR lines below this confidence are dropped
+    ocr_min_conf: float = field(  # OCR lines below this confidence are dropped
+        default=0.5, metadata={"min": 0.0, "max": 1.0})
     lang: str = "en"  # language tag for records without one
     require_images: bool = True  # false: an example whose image file is missing is packed text-only
-    max_failure_rate: float = field(  # the stage fails (writing nothing) above this failure rate
-        default=0.005, metadata={"min": 0.0, "max": 1.0})
-    examples_limit: int | None = field(  # pilot runs: pack only the first N manifest records
-        default=None, metadata={"min": 0})
+    max_failure_rate: float = field(  # the stage fails (writing nothing) above this failure rate, in [0, 1)
+        default=0.005, metadata={"min": 0.0, "below": 1.0})
+    examples_limit: int | None = field(  # quick runs: pack only N manifest records, evenly spaced (null: all)
+        default=None, metadata={"min": 1})
     workers: int = field(default=0, metadata={"min": 0})  # image worker processes; 0 = all cores
     balance_tolerance: float = field(  # per-class share difference the balance check allows
-        default=0.05, metadata={"group": "split"})
+        default=0.05, metadata={"group": "split", **balance.TOLERANCE_LIMITS})
     image_root: Path = field(  # relative manifest image paths are relative to this
         default=REPO_ROOT, metadata={"cli_only": True})
     balance_min_examples: int = field(  # a created/carved pool part smaller than this is reported, not judged
-        default=20, metadata={"group": "split"})
+        default=20, metadata={"group": "split", "min": 0})
     official: dict[str, dict[str, str]] = field(  # which val/test files are the releases' own, which parts created/carved
         default_factory=dict, metadata={"group": "split"})
     image_dirs: tuple[Path, ...] | None = None  # images are read only from under these, symlinks resolved (None: image_root)
@@ -88,10 +89,13 @@ class PackConfig:
     def __post_init__(self):
         check_fields(self, "pack")
 
-
     @property
     def allowed_image_dirs(self) -> list[Path]:
-        return [resolve_image_path(str(d), self.image_root) for d in self.image_dirs or (self.image_root,)]
+        return image_folders(self.image_dirs, self.image_root)
+
+    def inputs(self) -> list[Path]:
+        """What the outputs may not replace: the input files and the image folders."""
+        return [self.manifest, self.ocr, self.label_taxonomy, self.splits, *self.allowed_image_dirs]
 
 
 PARTS = (Part("pack", PackConfig),)
@@ -267,7 +271,8 @@ def pack(config: PackConfig, advance: Callable[[], None] | None = None) -> dict[
         results = pool.map(work, make_tasks(config, *load_inputs(config)), job=image_job)
         # exits run in reverse: the shard dir is swapped in before stats.json, so a kill between
         # the two never leaves new stats beside old shards
-        with atomic_file(config.stats) as stats_tmp, atomic_dir(config.output_dir) as tmp_dir, \
+        inputs = config.inputs()
+        with atomic_file(config.stats, inputs) as stats_tmp, atomic_dir(config.output_dir, "pack", inputs) as tmp_dir, \
                 ShardSetWriter(tmp_dir, config.examples_per_shard) as writer:
             for task, result in results:
                 outcome = outcome_of(task, result, config.require_images)

@@ -8,9 +8,11 @@ absolute paths are accepted on input and resolved with `resolve_image_path`.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import stat
 import urllib.parse
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -103,6 +105,12 @@ def resolve_image_path(image_path: str, root: Path) -> Path:
     return p if p.is_absolute() else root / p
 
 
+def image_folders(image_dirs: Iterable[str | Path] | None, root: Path) -> list[Path]:
+    """`pack.image_dirs` resolved against the image root (None: the root itself): the folders split
+    and pack read images from."""
+    return [resolve_image_path(str(d), root) for d in image_dirs or (root,)]
+
+
 # ---------------------------------------------------------------- official evaluation splits
 
 EVAL_SPLITS = ("val", "test")  # the splits scores are reported on
@@ -148,6 +156,17 @@ def outside_roots(path: str | Path, roots: Iterable[str | Path]) -> str | None:
         return None
     shown = " or ".join(str(root) for root in real_roots)
     return f"resolves to {real}, outside {shown}"
+
+
+def read_regular(path: str | Path) -> bytes:
+    """The bytes of `path` when it is a regular file (symlinks followed). Opened without blocking and
+    checked before reading, so a FIFO, device or socket is an OSError (ENXIO/EINVAL), never a hang
+    or an endless read (/dev/zero)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or socket)", str(path))
+        return f.read()
 
 
 # ---------------------------------------------------------------- validation

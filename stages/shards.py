@@ -5,7 +5,8 @@ Layout under the shard dir (Step_3/shards):
   <split>/textonly-%05d.tar   examples without one:    <key>.json, <key>.txt
 key = records.safe_key(id) (no dots or slashes); <key>.txt is the combined text (UTF-8),
 <key>.json the metadata and unified labels (sorted keys). A split with no examples of a kind has
-no files of that kind.
+no files of that kind. index.json: {"<split>/<file>": examples} of every tar written, so that a
+reader can tell a missing, truncated or extra shard (stages/training/data.py checks it).
 
     for ex in iter_examples("Step_3/shards", "train", with_images=True):   # image shards only
         ex.image, ex.text, ex.meta["labels"]["abuse_hate"]
@@ -23,6 +24,7 @@ from stages.records import PACKED_SPLITS, SPLITS  # noqa: F401 - SPLITS: the not
 from stages.text import repair_unicode
 
 KINDS = {"image": "shard-%05d.tar", "textonly": "textonly-%05d.tar"}
+INDEX = "index.json"   # beside the split folders
 IMAGE_EXTENSIONS = ("jpg", "png")
 
 
@@ -57,6 +59,7 @@ class ShardSetWriter:
         self.examples_per_shard = examples_per_shard
         self._writers: dict[tuple[str, str], Any] = {}
         self._counts = {split: {kind: 0 for kind in KINDS} for split in PACKED_SPLITS}
+        self._examples: dict[str, int] = {}   # "<split>/<file>" -> examples written
 
     def _writer(self, split: str, kind: str):
         if (split, kind) not in self._writers:
@@ -79,7 +82,10 @@ class ShardSetWriter:
             if image_ext not in IMAGE_EXTENSIONS:
                 raise ValueError(f"image extension must be one of {IMAGE_EXTENSIONS}, got {image_ext!r}")
             sample[image_ext] = image
-        self._writer(split, "image" if image is not None else "textonly").write(sample)
+        writer = self._writer(split, "image" if image is not None else "textonly")
+        writer.write(sample)
+        name = f"{split}/{Path(writer.fname).name}"
+        self._examples[name] = self._examples.get(name, 0) + 1
 
     def shard_counts(self) -> dict[str, dict[str, int]]:
         """{split: {kind: number of tar files written}}; complete after close()."""
@@ -90,12 +96,19 @@ class ShardSetWriter:
             self._counts[split][kind] = writer.shard  # ShardWriter.shard = shards opened so far
             writer.close()
         self._writers.clear()
+        write_index(self.root, self._examples)
 
     def __enter__(self) -> "ShardSetWriter":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def write_index(root: Path, examples: dict[str, int]) -> None:
+    """root/index.json: {"<split>/<file>": examples} (sorted keys, stable bytes)."""
+    Path(root).mkdir(parents=True, exist_ok=True)
+    (Path(root) / INDEX).write_text(json.dumps(dict(sorted(examples.items())), indent=1) + "\n", encoding="utf-8")
 
 
 def shard_files(shard_dir: str | Path, split: str, kinds: tuple[str, ...] = ("image", "textonly")) -> list[str]:

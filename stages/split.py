@@ -31,6 +31,7 @@ if __name__ == "__main__":   # an entry point: the CPU thread policy before nump
 
 import hashlib
 import logging
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,12 +40,12 @@ from typing import Any
 from rich.console import Console
 
 from stages import balance, console as stage_console
-from stages.common import REPO_ROOT, write_json
-from stages.config import Part, parse
+from stages.common import REPO_ROOT, exit_on_interrupt, write_json
+from stages.config import Part, check_fields, parse
 from stages.dedupe import (EXAMPLES, Duplicates, content_groups, cross_split_groups, exact_duplicates, hash_images,
                            record_text)
 from stages.records import (DIAGNOSTIC_SPLIT, SPLITS, ContractError, ManifestRecord, OcrRecord, load_ocr_index,
-                            read_manifest)
+                            image_folders, read_manifest)
 from stages.split_report import SplitState, build_report, eval_labeled
 from stages.taxonomy import LabelError, Taxonomy, TaxonomyError, UnifiedLabels
 
@@ -65,19 +66,23 @@ class SplitConfig:
     phash_threshold: int = 4  # max Hamming distance of 64-bit perceptual hashes for "same image"
     drop_exact_duplicates: bool = True  # same dataset+split, image bytes, text and labels: keep one (official files stay whole)
     drop_cross_split_duplicates: bool = False  # drop carved/created val/test examples whose content is in an earlier split
-    balance_tolerance: float = 0.05  # per-class share may differ by at most this across created splits
-    balance_min_examples: int = 20  # a created/carved split part smaller than this is reported, not judged
+    balance_tolerance: float = field(  # per-class share may differ by at most this across created splits
+        default=0.05, metadata=balance.TOLERANCE_LIMITS)
+    balance_min_examples: int = field(  # a created/carved split part smaller than this is reported, not judged
+        default=20, metadata={"min": 0})
     min_eval_labeled: int = field(  # warn when a dataset's val/test part has fewer labelled examples for a field
         default=30, metadata={"min": 0})
     diagnostic_datasets: tuple[str, ...] = ("hatecheck",)  # evaluation only: all to the diagnostic split
     workers: int = field(default=0, metadata={"min": 0})  # image hashing processes; 0 = all cores
 
     def __post_init__(self):
+        check_fields(self, "split")
         bad = {f"{d}.{s}": t for d, m in self.official.items() for s, t in m.items() if t not in OFFICIAL_TARGETS}
         if bad:
             raise ValueError(f"split.official: targets must be one of {OFFICIAL_TARGETS}, got {bad}")
-        if set(self.ratios) != set(SPLITS) or any(r < 0 for r in self.ratios.values()) or sum(self.ratios.values()) <= 0:
-            raise ValueError(f"split.ratios needs non-negative train/val/test, got {self.ratios}")
+        if set(self.ratios) != set(SPLITS) or not all(0 <= r <= 1 for r in self.ratios.values()) \
+                or not math.isclose(sum(self.ratios.values()), 1.0, abs_tol=1e-6):
+            raise ValueError(f"split.ratios needs train/val/test shares in [0, 1] summing to 1, got {self.ratios}")
         if not 0 <= self.carve_ratio < 0.5:
             raise ValueError(f"split.carve_ratio must be in [0, 0.5), got {self.carve_ratio}")
         if not 0 <= self.phash_threshold < 32:
@@ -96,6 +101,9 @@ class SplitPaths:
     report: Path  # output: the checks and counts (a DVC metric)
     image_root: Path = field(  # root relative image paths resolve against (as pack)
         default=REPO_ROOT, metadata={"cli_only": True})
+    image_dirs: tuple[Path, ...] | None = field(  # images are hashed only from under these, as pack reads them
+        default=None, metadata={"group": "pack"})
+
 
 
 PARTS = (Part("split", SplitConfig), Part("split", SplitPaths))
@@ -216,29 +224,34 @@ def split(config: SplitConfig, paths: SplitPaths, progress: bool = False) -> Spl
     records = list(read_manifest(paths.manifest))
     ocr = load_ocr_index(paths.ocr)
     log.info("read %d manifest records, %d OCR records", len(records), len(ocr))
-    result = make_splits(records, ocr, taxonomy, config, paths.image_root, progress=progress)
-    write_json(paths.splits, result.splits)
-    write_json(paths.report, result.report)
+    result = make_splits(records, ocr, taxonomy, config, paths.image_root, progress=progress,
+                         image_dirs=image_folders(paths.image_dirs, paths.image_root))
+    inputs = (paths.manifest, paths.ocr, paths.label_taxonomy)
+    write_json(paths.splits, result.splits, inputs)
+    write_json(paths.report, result.report, inputs)
     return result
 
 
 def make_splits(records: list[ManifestRecord], ocr: dict[str, OcrRecord], taxonomy: Taxonomy,
-                config: SplitConfig, image_root: Path = Path("."), progress: bool = False) -> SplitResult:
-    """Evaluation-only datasets go whole to the diagnostic split; the rest is split as below."""
+                config: SplitConfig, image_root: Path = Path("."), progress: bool = False,
+                image_dirs: list[Path] | None = None) -> SplitResult:
+    """Evaluation-only datasets go whole to the diagnostic split; the rest is split as below. Images
+    are hashed only from under `image_dirs` (None: anywhere)."""
     diagnostic = [r for r in records if r.dataset in config.diagnostic_datasets]
     result = make_training_splits([r for r in records if r.dataset not in config.diagnostic_datasets], ocr,
-                                  taxonomy, config, image_root, progress)
+                                  taxonomy, config, image_root, progress, image_dirs)
     return add_diagnostic(result, diagnostic, records, ocr, taxonomy)
 
 
 def make_training_splits(records: list[ManifestRecord], ocr: dict[str, OcrRecord], taxonomy: Taxonomy,
-                         config: SplitConfig, image_root: Path = Path("."), progress: bool = False) -> SplitResult:
+                         config: SplitConfig, image_root: Path = Path("."), progress: bool = False,
+                         image_dirs: list[Path] | None = None) -> SplitResult:
     check_official_mapping(records, config)
     labels, label_errors = _map_labels(records, taxonomy)
     strata = [stratum(lab) for lab in labels]
     texts = [record_text(r, ocr.get(r.id)) for r in records]
     paths = sorted({r.image_path for r in records if r.image_path})
-    by_path = dict(zip(paths, hash_images(paths, image_root, config.workers, progress)))
+    by_path = dict(zip(paths, hash_images(paths, image_root, config.workers, progress, image_dirs)))
     hashes = [by_path.get(r.image_path) if r.image_path else None for r in records]
     groups, links = content_groups(records, texts, hashes, config.phash_threshold)
     split_of, pools = assign_splits(records, strata, groups, config)
@@ -354,7 +367,8 @@ def main(argv: list[str] | None = None) -> None:
     (config, paths), args = parse("split", __doc__.split("\n\n")[0], PARTS, argv)
     stage_console.setup_logging(args.verbose)
     try:
-        result = split(config, paths, progress=True)
+        with exit_on_interrupt("split"):
+            result = split(config, paths, progress=True)
     except SplitInputError as e:
         raise SystemExit(str(e)) from None
     except (ContractError, TaxonomyError, ValueError) as e:

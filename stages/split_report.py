@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from stages import balance
-from stages.dedupe import EXAMPLES, Duplicates, ImageHash
+from stages.dedupe import EXAMPLES, NOT_HASHED, Duplicates, ImageHash
 from stages.records import EVAL_SPLITS, SPLITS, ManifestRecord, evaluation_splits
 from stages.taxonomy import UnifiedLabels
 
@@ -92,10 +92,11 @@ def _images(state: SplitState, warnings_: list[str]) -> dict[str, Any]:
     statuses = Counter(h.status for h in {r.image_path: hashes[i] for i, r in enumerate(records) if hashes[i]}.values())
     missing = sorted({r.image_path for i, r in enumerate(records) if hashes[i] and hashes[i].status != "ok"})
     if missing:
-        warnings_.append(f"{len(missing)} images could not be hashed (missing/undecodable), e.g. {missing[0]}")
+        warnings_.append(f"{len(missing)} images could not be hashed (missing, undecodable, not a regular file or "
+                         f"outside pack.image_dirs), e.g. {missing[0]}")
     return {"records_with_image": sum(1 for r in records if r.image_path), "unique_images": sum(statuses.values()),
-            "hashed": statuses.get("ok", 0), "missing": statuses.get("missing", 0),
-            "undecodable": statuses.get("undecodable", 0), "not_hashed_examples": missing[:EXAMPLES]}
+            "hashed": statuses.get("ok", 0), **{status: statuses.get(status, 0) for status in NOT_HASHED},
+            "not_hashed_examples": missing[:EXAMPLES]}
 
 
 def _groups(state: SplitState) -> dict[str, Any]:

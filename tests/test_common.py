@@ -20,16 +20,16 @@ def test_atomic_file_replaces_only_on_success(tmp_path):
 
 def test_atomic_dir_swaps_whole_directory(tmp_path):
     target = tmp_path / "shards"
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, "pack") as tmp:
         (tmp / "old.tar").write_text("v1")
     with pytest.raises(RuntimeError):
-        with atomic_dir(target) as tmp:
+        with atomic_dir(target, "pack") as tmp:
             (tmp / "new.tar").write_text("partial")
             raise RuntimeError("killed")
-    assert sorted(p.name for p in target.iterdir()) == ["old.tar"]
-    with atomic_dir(target) as tmp:
+    assert sorted(p.name for p in target.iterdir()) == [".stage-output", "old.tar"]
+    with atomic_dir(target, "pack") as tmp:
         (tmp / "new.tar").write_text("v2")
-    assert sorted(p.name for p in target.iterdir()) == ["new.tar"]
+    assert sorted(p.name for p in target.iterdir()) == [".stage-output", "new.tar"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]
 
 
@@ -46,7 +46,7 @@ def test_atomic_outputs_get_ordinary_modes(tmp_path):
     mask = os.umask(0o022)
     try:
         write_json(tmp_path / "a.json", {})
-        with atomic_dir(tmp_path / "d") as tmp:
+        with atomic_dir(tmp_path / "d", "pack") as tmp:
             (tmp / "x").write_text("x")
     finally:
         os.umask(mask)
@@ -59,7 +59,7 @@ def test_stale_temps_of_a_killed_run_are_removed_by_the_next(tmp_path):
     (tmp_path / ".shards.abc123.tmp" / "shard-00000.tar").write_text("partial")
     (tmp_path / ".stats.json.xyz.tmp").write_text("partial")
     (tmp_path / ".other.tmp").write_text("not ours")
-    with atomic_dir(tmp_path / "shards") as tmp:
+    with atomic_dir(tmp_path / "shards", "pack") as tmp:
         (tmp / "shard-00000.tar").write_text("v1")
     write_json(tmp_path / "stats.json", {})
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp", "shards", "stats.json"]

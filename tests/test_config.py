@@ -150,7 +150,8 @@ def test_help_documents_every_option_and_its_default(stage, monkeypatch, capsys)
 def test_pack_help_shows_the_params_value_as_default(monkeypatch, capsys):
     _, printed = stage_parser("pack", monkeypatch, capsys)
     flat = " ".join(printed.split())
-    assert "--image-size IMAGE_SIZE side of the square output image (default: 384 from params.yaml) [pack.image_size]" in flat
+    assert ("--image-size IMAGE_SIZE side of the square output image (at most 4096) (default: 384 from params.yaml) "
+            "[pack.image_size]") in flat
     assert "--require-images, --no-require-images" in flat
 
 

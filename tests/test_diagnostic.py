@@ -15,7 +15,7 @@ import pytest
 from stages import training
 from stages.common import REPO_ROOT, load_params, write_json
 from stages.records import load_ocr_index, make_id, read_manifest
-from stages.shards import iter_examples
+from stages.shards import INDEX, iter_examples, write_index
 from stages.taxonomy import Taxonomy
 from tests.test_train_text import outputs, run, tiny_deberta  # noqa: F401 - fixture
 
@@ -171,6 +171,8 @@ def write_diagnostic_split(root: Path, n: int) -> list[str]:
                     "labels": {"abuse_hate": i % 2, "offensive": None, "target_type": None, "target_group": []},
                     "aux": {"functionality": "slur_h" if i % 2 else "profanity_nh"}}
             sink.write({"__key__": meta["key"], "txt": f"case {i}".encode(), "json": json.dumps(meta).encode()})
+    index = json.loads((root / INDEX).read_text()) if (root / INDEX).is_file() else {}
+    write_index(root, {**index, "diagnostic/textonly-00000.tar": n})   # as pack lists it
     return ids
 
 

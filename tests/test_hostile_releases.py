@@ -19,7 +19,7 @@ from stages import ingest as ingest_stage
 from stages import records
 from stages.ingest import ingest
 from stages.releases import ReleaseError, Skip, read_release
-from tests.test_releases import write
+from tests.releases import write
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HM_ROW = '{{"id":{n},"img":{img},"label":0,"text":"meme {n}"}}\n'

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 
-from stages.common import REPO_ROOT
+from stages.common import OUTPUT_MARKER, REPO_ROOT
 from stages.images import ImageSpec
 from stages.pack import PackConfig, PackError, PackFailed, main, pack
 from stages.records import ManifestRecord, safe_key
-from stages.shards import iter_examples
+from stages.shards import INDEX, iter_examples
 from stages.taxonomy import Taxonomy
 from tests.test_images import (BLUE, GREY, RED, WHITE, close_to, make_dir, write_16bit_png, write_animated_gif,
                                write_bytes, write_cmyk_jpeg, write_exif_rotated_jpeg, write_half_transparent_png,
@@ -110,7 +110,7 @@ def corpus(tmp_path):
     paths = write_inputs(tmp_path, records, ocr, pack_split)
     config = PackConfig(manifest=paths["manifest"], ocr=paths["ocr"], output_dir=tmp_path / "out" / "shards",
                         stats=tmp_path / "out" / "stats.json", label_taxonomy=TAXONOMY, splits=paths["splits"],
-                        image=ImageSpec(size=32), examples_per_shard=4, max_failure_rate=1.0, workers=2,
+                        image=ImageSpec(size=32), examples_per_shard=4, max_failure_rate=0.99, workers=2,
                         image_root=tmp_path)
     return config, records, pack_split, expected
 
@@ -162,6 +162,9 @@ def test_faulty_corpus_each_example_packed_or_counted(corpus):
     for hostile in ("../../etc/x", "hateful_memes_train_x/y", "hateful_memes_train_a.b.c"):
         assert packed[hostile][2]["key"] == safe_key(hostile) and "/" not in safe_key(hostile)
     files = {p.relative_to(config.output_dir).as_posix() for p in config.output_dir.rglob("*") if p.is_file()}
+    assert (config.output_dir / OUTPUT_MARKER).read_text() == "pack\n"
+    files -= {OUTPUT_MARKER, INDEX}
+    assert set(json.loads((config.output_dir / INDEX).read_text())) == files   # every tar listed, nothing else
     assert all(name.split("/")[0] in ("train", "val", "test") and name.endswith(".tar") for name in files)
     assert not (config.output_dir.parent / "etc").exists()
     assert json.loads(config.stats.read_text()) == stats

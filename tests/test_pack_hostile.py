@@ -43,7 +43,7 @@ def config_for(root: Path, records: list[dict], **options) -> PackConfig:
     (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (root / "ocr.jsonl").write_text("")
     (root / "splits.json").write_text(json.dumps({r["id"]: "train" for r in records}))
-    options = {"image": ImageSpec(size=16), "workers": 1, "image_root": root, "max_failure_rate": 1.0, **options}
+    options = {"image": ImageSpec(size=16), "workers": 1, "image_root": root, "max_failure_rate": 0.99, **options}
     return PackConfig(manifest=root / "manifest.jsonl", ocr=root / "ocr.jsonl", output_dir=root / "out" / "shards",
                       stats=root / "out" / "stats.json", label_taxonomy=TAXONOMY, splits=root / "splits.json",
                       **options)

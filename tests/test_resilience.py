@@ -149,6 +149,7 @@ def test_pack_killed_mid_run_leaves_outputs_untouched_and_a_rerun_is_byte_identi
     out = tmp_path / "run" / "Step_3"          # a previous run's outputs, as DVC would have them
     (out / "shards" / "train").mkdir(parents=True)
     (out / "shards" / "train" / "shard-00000.tar").write_bytes(b"previous run")
+    (out / "shards" / ".stage-output").write_text("pack\n")   # pack's mark on its output folder
     (out / "stats.json").write_text('{"previous": true}\n')
     before = snapshot(out, temps=False)
 
@@ -266,14 +267,14 @@ def rerun_matches_reference(root: Path, out: Path, reference: Path, *extra: str)
         assert text_outputs(out)[name].read_bytes() == ref[name].read_bytes(), name
     assert (text_outputs(out)["model"] / "model.safetensors").read_bytes() == \
         (ref["model"] / "model.safetensors").read_bytes()
-    assert not (out / "scratch/text").exists()   # checkpoints removed after success
+    assert not (out / "scratch/text/train_text-run").exists()   # checkpoints removed after success
     return result
 
 
 def test_train_text_killed_before_the_first_checkpoint_then_resume_trains_from_the_start(text_job, tmp_path):
     root, reference = text_job
     out = tmp_path / "run"
-    checkpoints = out / "scratch/text/checkpoints"
+    checkpoints = out / "scratch/text/train_text-run/checkpoints"
     first_batch = out / "trace" / "train-epoch0-rank0-worker0.txt"
     kill_text_run(root, out, lambda: first_batch.is_file() and first_batch.stat().st_size > 0,
                   "the first training batch")
@@ -285,7 +286,7 @@ def test_train_text_killed_before_the_first_checkpoint_then_resume_trains_from_t
 def test_train_text_killed_after_a_checkpoint_then_a_plain_rerun_equals_an_uninterrupted_run(text_job, tmp_path):
     root, reference = text_job
     out = tmp_path / "run"
-    checkpoints = out / "scratch/text/checkpoints"
+    checkpoints = out / "scratch/text/train_text-run/checkpoints"
     second_epoch = out / "trace" / "train-epoch1-rank0-worker0.txt"
     kill_text_run(root, out, lambda: second_epoch.is_file() and second_epoch.stat().st_size > 0,
                   "the second epoch (after the first checkpoint)")
@@ -345,7 +346,7 @@ def test_train_text_interrupted_with_ctrl_c_names_the_checkpoint_kept_for_resume
     output = ctrl_c_when(text_cmd(root, out, "--trace-ids", str(out / "trace")), tmp_path / "train.log",
                          lambda: second_epoch.is_file() and second_epoch.stat().st_size > 0,
                          "the second epoch (after the first checkpoint)")
-    checkpoint = out / "scratch/text/checkpoints/checkpoint-20"
+    checkpoint = out / "scratch/text/train_text-run/checkpoints/checkpoint-20"
     assert "Traceback" not in output and "KeyboardInterrupt" not in output
     assert output.splitlines()[-1] == f"train_text: interrupted; no outputs written; checkpoint kept for --resume: {checkpoint}"
     assert checkpoint.is_dir()

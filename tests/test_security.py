@@ -170,7 +170,7 @@ def test_text_checkpoints_resume_with_weights_only_loads_and_the_model_dir_holds
     monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train_text(paths, cfg, text)
-    checkpoint = paths.scratch / "checkpoints" / "checkpoint-2"
+    checkpoint = paths.run_dir("train_text") / "checkpoints" / "checkpoint-2"
     files = {p.name for p in checkpoint.iterdir()}
     assert "model.safetensors" in files and not {"pytorch_model.bin", "model.pt"} & files
     assert set(pickle_files(checkpoint)) <= {"optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin"}
@@ -189,7 +189,7 @@ def test_text_checkpoints_resume_with_weights_only_loads_and_the_model_dir_holds
     assert all(weights_only is True for _, weights_only in loads), loads
     assert "training_args.bin" not in {name for name, _ in loads}
     assert (paths.out_model / "model.safetensors").is_file() and pickle_files(paths.out_model) == []
-    assert not paths.scratch.exists()
+    assert not paths.run_dir("train_text").exists()
 
 
 def test_vision_model_dir_holds_safetensors_only(tmp_path, one_thread):
@@ -200,7 +200,7 @@ def test_vision_model_dir_holds_safetensors_only(tmp_path, one_thread):
     train_vision(paths, TrainConfig(epochs=1, batch_size=4), VisionConfig(model="timm:test_efficientnet", weights=None,
                                                                           image_size=32))
     assert (paths.out_model / "model.safetensors").is_file() and pickle_files(paths.out_model) == []
-    assert pickle_files(tmp_path / "out") == [] and not paths.scratch.exists()
+    assert pickle_files(tmp_path / "out") == [] and not paths.run_dir("train_vision").exists()
 
 
 # ------------------------------------------------------------------ code shipped with a model folder

@@ -87,7 +87,7 @@ def test_tiny_deberta_trains_and_writes_every_output(first_run, shards):
     live = paths.live_dir / "plots"
     assert (live / "metrics/eval/f1_macro.tsv").read_text().count("\n") == 3   # header + 2 epochs
     assert {p.name for p in (live / "sklearn/test").iterdir()} == {"confusion_matrix.json", "roc.json", "calibration.json"}
-    assert not paths.scratch.exists()   # checkpoints removed after success
+    assert not paths.run_dir("train_text").exists()   # checkpoints removed after success (the given folder stays)
     assert "samples_per_second" not in paths.metrics.read_text()   # throughput stays in the live dir
 
 
@@ -133,7 +133,7 @@ def test_interrupted_run_leaves_no_outputs_and_resume_matches_an_uninterrupted_r
     with pytest.raises(KeyboardInterrupt):
         run(shards[0], again, tiny_deberta)
     assert not again.metrics.exists() and not again.out_model.exists() and not again.predictions.exists()
-    assert [p.name for p in (again.scratch / "checkpoints").iterdir()] == ["checkpoint-4"]
+    assert [p.name for p in (again.run_dir("train_text") / "checkpoints").iterdir()] == ["checkpoint-4"]
     monkeypatch.setattr(Trainer, "_save_checkpoint", save_checkpoint)
     run(shards[0], again, tiny_deberta, resume=True)
     assert again.metrics.read_bytes() == paths.metrics.read_bytes()

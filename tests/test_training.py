@@ -24,6 +24,7 @@ from PIL import Image
 from stages import training
 from stages.common import REPO_ROOT
 from stages.records import safe_key
+from stages.shards import write_index
 
 HATEFUL = "vermin scum invaders subhuman filth disgusting parasites trash".split()
 FRIENDLY = "sunny puppies family lunch garden holiday friends music".split()
@@ -60,6 +61,7 @@ def write_shards(root: Path, sizes: dict[str, int] | None = None, *, seed: int =
     rng = random.Random(seed)
     sizes = sizes or {"train": 40, "val": 16, "test": 16}
     written: dict[str, list[dict]] = {}
+    counts: dict[str, int] = {}
     for split, size in sizes.items():
         folder = root / split
         folder.mkdir(parents=True, exist_ok=True)
@@ -85,11 +87,14 @@ def write_shards(root: Path, sizes: dict[str, int] | None = None, *, seed: int =
             (text_examples if text_only else image_examples).append(sample)
         for prefix, samples in (("shard", image_examples), ("textonly", text_examples)):
             for index in range(0, max(len(samples), 1), per_shard):
-                with wds.TarWriter(str(folder / f"{prefix}-{index // per_shard:05d}.tar"), mtime=0) as sink:
+                name = f"{prefix}-{index // per_shard:05d}.tar"
+                with wds.TarWriter(str(folder / name), mtime=0) as sink:
                     for sample in samples[index:index + per_shard]:
                         sink.write({k: (json.dumps(v).encode() if k == "json" else
                                         v.encode() if k == "txt" else v) for k, v in sample.items()})
+                counts[f"{split}/{name}"] = len(samples[index:index + per_shard])
         written[split] = [s["json"] for s in image_examples + text_examples]
+    write_index(root, counts)   # as pack's ShardSetWriter does
     return written
 
 

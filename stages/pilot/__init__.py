@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from stages import releases
-from stages.common import atomic_dir
+from stages.common import atomic_dir, exit_on_interrupt
 from stages.config import Part, check_fields, parse
 from stages.console import Progress, setup_logging, summary
 from stages.pilot import hatecheck, hateful_memes, hatexplain, mami, memotion1, memotion2, mmhs150k, olid
@@ -49,7 +49,7 @@ HAZARDS = {7: "same_image", 13: "near_duplicate", 17: "same_text"}
 @dataclass(frozen=True)
 class PilotConfig:
     """The `pilot` params group."""
-    out: Path  # output folder (replaced as a whole)
+    out: Path  # output folder (replaced as a whole when it is absent, empty or a previous pilot)
     seed: int = 0  # same seed and sizes -> byte-identical files
     examples_per_dataset: int = field(  # distinct examples per dataset
         default=60, metadata={"min": 1, "max": MAX_EXAMPLES})
@@ -158,7 +158,7 @@ def write_pilot(config: PilotConfig, on_example: Callable[[str], None] | None = 
     """Write the miniature releases under config.out/<dataset>/ (atomically: all or nothing)."""
     start = time.perf_counter()
     result = PilotResult(out=config.out)
-    with atomic_dir(config.out) as tmp:
+    with atomic_dir(config.out, "pilot") as tmp:
         for dataset in config.datasets:
             spec = releases.spec(dataset)
             counts: Counter = Counter()
@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> PilotResult:
     (config,), args = parse("pilot", "Write miniature synthetic releases of every dataset.",
                             [Part("pilot", PilotConfig)], argv)
     setup_logging(args.verbose)
-    result = run_with_progress(config)
+    with exit_on_interrupt("pilot"):
+        result = run_with_progress(config)
     print_summary(result)
     return result
 

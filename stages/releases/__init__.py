@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import pkgutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -99,7 +100,7 @@ class ReleaseFiles:
                 self._dirs.setdefault(name, []).append(base / name)
             for name in filenames:
                 if name in self._files:
-                    self._files[name].append(base / name)
+                    self._files[name].append(_regular(base / name))
 
     def file(self, *names: str) -> Path | None:
         """The file with the first of `names` present; two different files of one name -> error."""
@@ -133,6 +134,19 @@ class ReleaseFiles:
         if not any(self._files[name] for name in names):
             raise ReleaseError(self.folder, None, "unknown layout: none of the expected files was found "
                                f"(expected any of: {', '.join(names)})")
+
+
+def _regular(path: Path) -> Path:
+    """`path` when it is a regular file (symlinks followed); a FIFO would hang the reader, a device
+    never end: a ReleaseError instead."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        raise ReleaseError(path, None, f"cannot be read: {e.strerror} (a broken symlink?)") from None
+    if not stat.S_ISREG(mode):
+        raise ReleaseError(path, None, "not a regular file (a FIFO, device or socket); "
+                           "put the release file itself here")
+    return path
 
 
 # ---------------------------------------------------------------- reading rows
@@ -194,9 +208,18 @@ def csv_table(path: Path, delimiter: str = ",") -> tuple[list[str], Iterator[tup
     return header, data()
 
 
-def header_index(path: Path, header: list[str], required: Iterable[str]) -> dict[str, int]:
-    """Column positions by (stripped) name; a missing required column is an error naming the file."""
-    index = {name.strip(): i for i, name in enumerate(header) if name.strip()}
+def header_index(path: Path, header: list[str], required: Iterable[str],
+                 normalise: Callable[[str], str] = str.strip) -> dict[str, int]:
+    """Column positions by `normalise`d name (empty names are unnamed columns); a missing required
+    column or a name given twice (which column would hold it?) is an error naming the file."""
+    index: dict[str, int] = {}
+    for i, raw in enumerate(header):
+        name = normalise(raw)
+        if name in index:
+            raise ReleaseError(path, 1, f"column {name!r} is in the header twice (columns {index[name] + 1} and "
+                               f"{i + 1}); keep one")
+        if name:
+            index[name] = i
     missing = [name for name in required if name not in index]
     if missing:
         raise ReleaseError(path, 1, f"header lacks column(s) {missing}; header is {header}")

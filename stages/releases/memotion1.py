@@ -20,7 +20,7 @@ from typing import Iterator
 
 from stages.records import ManifestRecord, make_id
 from stages.releases import (LABEL_OUTSIDE, DatasetSpec, Example, ReleaseError, ReleaseFiles, Skip,
-                             TableRow, csv_table, release_path, table_rows, transcription)
+                             TableRow, csv_table, header_index, release_path, table_rows, transcription)
 
 DATASET = "memotion1"
 SPLITS = ("train", "test")
@@ -61,12 +61,14 @@ def read_release(folder: Path) -> Iterator[Example | Skip]:
 def _table(path: Path, required: list[str]) -> tuple[dict[str, int], int, Iterator[tuple[int, list[str]]]]:
     """The columns of a comma CSV by normalised name, the columns a row needs, and the rows."""
     header, rows = csv_table(path)
-    names = [ALIASES.get(h.strip().lower(), h.strip().lower()) for h in header]
-    col = {name: i for i, name in enumerate(names) if name and not name.startswith("unnamed")}
-    missing = [name for name in required if name not in col]
-    if missing:
-        raise ReleaseError(path, 1, f"header lacks column(s) {missing}; header is {header}")
+    col = header_index(path, header, required, _column_name)
     return col, max(col[name] for name in required) + 1, rows
+
+
+def _column_name(header: str) -> str:
+    """A header cell as the reader names it; pandas' index column ("Unnamed: 0") has no name."""
+    name = header.strip().lower()
+    return "" if name.startswith("unnamed") else ALIASES.get(name, name)
 
 
 def _example(split: str, row: TableRow, image_dir: Path, root: Path, labels: dict | None, col: dict[str, int],

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 from stages.records import ManifestRecord, make_id
-from stages.releases import (DatasetSpec, Example, ReleaseError, ReleaseFiles, Skip, csv_table,
+from stages.releases import (DatasetSpec, Example, ReleaseFiles, Skip, csv_table, header_index,
                              release_path, table_rows, transcription)
 from stages.releases.memotion1 import HUMOUR, MOTIVATIONAL, OFFENSIVE, SENTIMENT
 
@@ -31,10 +31,7 @@ def read_release(folder: Path) -> Iterator[Example | Skip]:
 
 def _read_split(path: Path, split: str, image_dir: Path, root: Path) -> Iterator[Example | Skip]:
     header, rows = csv_table(path)
-    col = {name.strip().lower(): i for i, name in enumerate(header) if name.strip()}
-    missing = [name for name in ("id", "ocr_text", *ALLOWED) if name not in col]
-    if missing:
-        raise ReleaseError(path, 1, f"header lacks column(s) {missing}; header is {header}")
+    col = header_index(path, header, ("id", "ocr_text", *ALLOWED), lambda name: name.strip().lower())
     needed = max(col[name] for name in ("id", "ocr_text", *ALLOWED)) + 1
     for row in table_rows(path, rows, needed, col["id"], {name: col[name] for name in ALLOWED}, ALLOWED):
         if isinstance(row, Skip):

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Iterator
 
-from stages.records import ManifestRecord, make_id
+from stages.records import ManifestRecord, make_id, read_regular
 from stages.releases import (LABEL_OUTSIDE, MISSING_LABEL, DatasetSpec, Example, ReleaseError,
                              ReleaseFiles, Skip, json_members, load_json_file, release_path, text_lines, transcription)
 
@@ -84,11 +84,10 @@ def _read_splits(files: ReleaseFiles) -> tuple[dict[str, str], list[Skip]]:
 def _read_img_txt(path: Path) -> tuple[str | None, Skip | None]:
     """The release's OCR text of one image; a missing file means none, an unreadable one is a skip."""
     try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
+        obj = json.loads(read_regular(path).decode("utf-8"))
     except FileNotFoundError:
         return None, None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:   # OSError: a FIFO, device, no permission
         return None, Skip(str(path), getattr(e, "lineno", 1), "unreadable img_txt (example kept without OCR)", str(e))
     if not isinstance(obj, dict) or not isinstance(obj.get("img_text"), str):
         return None, Skip(str(path), 1, "unreadable img_txt (example kept without OCR)", "no string 'img_text'")

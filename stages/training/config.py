@@ -3,6 +3,7 @@ of its classifier and where its model comes from (hub id, local folder or `pip:<
 from __future__ import annotations
 
 import importlib.util
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 TASKS = ("abuse_hate", "offensive")
+LEARNING_RATE_LIMITS = {"above": 0.0, "max": 1.0}   # > 0; above 1 is a typo (5e5 for 5e-5), not a learning rate
 
 
 class TrainingInputError(ValueError):
@@ -32,9 +34,12 @@ class TrainConfig:
         default="Step_3/label_taxonomy.json", metadata={"group": "split"})
     epochs: int = field(default=4, metadata={"min": 1})  # passes over the train split
     batch_size: int = field(default=16, metadata={"min": 1})  # per process
-    learning_rate: float = 5e-5    # an expert's own learning_rate, when set, wins
-    warmup_ratio: float = 0.1      # share of all steps with a linear warmup, in [0, 1)
-    weight_decay: float = 0.01     # AdamW weight decay
+    learning_rate: float = field(  # an expert's own learning_rate, when set, wins; in (0, 1]
+        default=5e-5, metadata=LEARNING_RATE_LIMITS)
+    warmup_ratio: float = field(  # share of all steps with a linear warmup, in [0, 1)
+        default=0.1, metadata={"min": 0.0, "below": 1.0})
+    weight_decay: float = field(  # AdamW weight decay, in [0, 1]
+        default=0.01, metadata={"min": 0.0, "max": 1.0})
     seed: int = 0                  # model init, data order and augmentation
     class_weighting: bool = True   # cross-entropy weighted by inverse train class frequency
     num_workers: int = field(  # DataLoader workers per process (the batch order does not depend on it)
@@ -43,8 +48,6 @@ class TrainConfig:
     def __post_init__(self):
         check_fields(self, "train")
         self.resolve_tasks()   # field names are checked against the taxonomy when its layout is read
-        if not 0 <= self.warmup_ratio < 1:
-            raise TrainingInputError(f"train.warmup_ratio: {self.warmup_ratio} must be in [0, 1)")
 
     def resolve_tasks(self) -> None:
         """tasks from `tasks` or the `task` shortcut (both given: they must agree), then primary."""
@@ -59,7 +62,7 @@ class TrainConfig:
         if primary not in tasks:
             raise TrainingInputError(f"train.primary: {primary!r} is not among train.tasks {list(tasks)}")
         unknown = sorted(set(self.head_weights) - set(tasks))
-        if unknown or any(not isinstance(w, (int, float)) or w < 0 for w in self.head_weights.values()):
+        if unknown or any(not isinstance(w, (int, float)) or not 0 <= w < math.inf for w in self.head_weights.values()):
             raise TrainingInputError(f"train.head_weights: {dict(self.head_weights)} must map fields of train.tasks "
                                      f"to weights >= 0 (not learned: {', '.join(unknown) or '-'})")
         if self.target_group_level not in heads.TARGET_GROUP_LEVELS:
@@ -99,9 +102,13 @@ class ExpertPaths:
     metrics: Path         # metrics JSON (a DVC metric)
     live_dir: Path        # DVCLive dir (curves for `dvc plots`)
     predictions: Path     # val/test predictions for Step 5
-    scratch: Path         # Trainer checkpoints + the live dir while training (git-ignored; removed after success)
+    scratch: Path         # holds <stage>-run/: checkpoints + the live dir while training (removed after success)
     trace_ids: Path | None = field(  # debug: write the train ids each rank/worker read, per epoch, to this folder
         default=None, metadata={"cli_only": True})
+
+    def run_dir(self, stage: str) -> Path:
+        """The stage's own folder inside `scratch`: made fresh (unless --resume), removed alone."""
+        return self.scratch / f"{stage}-run"
 
 
 def stage_parts(name: str, config_cls) -> tuple[Part, ...]:
@@ -180,4 +187,5 @@ class Expert:
     model_id: str                              # as given in params (no resolved paths)
     pretrained: bool
     learning_rate: float
+    stage: str                                 # its stage name: marks its output folders and names its scratch run
     bucket_by_length: bool = False

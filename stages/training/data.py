@@ -27,7 +27,7 @@ from torch.utils.data import IterableDataset
 
 from stages import heads
 from stages.records import DIAGNOSTIC_SPLIT, SPLITS
-from stages.shards import shard_files
+from stages.shards import INDEX, KINDS, shard_files
 from stages.training.config import TrainingInputError
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class SplitInfo:
     by_dataset: dict[str, tuple[int, int]]         # dataset -> class counts (single task only)
     head_counts: heads.HeadCounts | None = None    # multi-head: per dataset and head
     shard_labeled: tuple[int, ...] = ()            # labeled examples of each shard, in `shards` order
+    shard_examples: tuple[int, ...] = ()           # all examples (labeled or not) of each shard
 
     @property
     def majority(self) -> int:
@@ -100,9 +101,9 @@ def read_split(shards_dir: Path, split: str, kinds: tuple[str, ...], task) -> Sp
     counts = [0, 0]
     by_dataset: dict[str, list[int]] = {}
     head_counts = None if isinstance(task, str) else heads.HeadCounts(task)
-    shard_labeled = []
+    shard_labeled, shard_examples = [], []
     for shard in shards:
-        labeled_before = labeled
+        labeled_before, examples_before = labeled, labeled + skipped
         try:
             with tarfile.open(shard) as tar:
                 for member in tar:
@@ -123,13 +124,15 @@ def read_split(shards_dir: Path, split: str, kinds: tuple[str, ...], task) -> Sp
         except (tarfile.TarError, json.JSONDecodeError, UnicodeDecodeError) as err:
             raise TrainingInputError(f"{shard}: unreadable shard: {err}") from err
         shard_labeled.append(labeled - labeled_before)
+        shard_examples.append(labeled + skipped - examples_before)
     return SplitInfo(split, shards, labeled, skipped, (counts[0], counts[1]),
                      {name: (c[0], c[1]) for name, c in sorted(by_dataset.items())}, head_counts,
-                     tuple(shard_labeled))
+                     tuple(shard_labeled), tuple(shard_examples))
 
 
 def read_splits(shards_dir: Path, kinds: tuple[str, ...], task) -> dict[str, SplitInfo]:
     splits = {split: read_split(shards_dir, split, kinds, task) for split in SPLITS}
+    check_index(shards_dir, splits.values(), kinds)
     for info in splits.values():
         if not info.shards:
             raise TrainingInputError(f"{Path(shards_dir) / info.name}: no {' or '.join(kinds)} shard files "
@@ -141,6 +144,37 @@ def read_splits(shards_dir: Path, kinds: tuple[str, ...], task) -> dict[str, Spl
     return splits
 
 
+def check_index(shards_dir: Path, infos: Iterable[SplitInfo], kinds: tuple[str, ...]) -> None:
+    """The shards of `kinds` read for each split are exactly those pack listed in index.json, each with
+    the examples pack wrote: a missing, truncated or extra shard is one line, not a smaller evaluation."""
+    index_path, infos = Path(shards_dir) / INDEX, list(infos)
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if not any(info.shards for info in infos):
+            return   # nothing packed here at all: the caller says so
+        raise TrainingInputError(f"{index_path}: not found; pack writes it beside the shards "
+                                 "(dvc repro pack)") from None
+    except (OSError, ValueError) as err:
+        raise TrainingInputError(f"{index_path}: unreadable ({err})") from None
+    prefixes = tuple(KINDS[kind].split("%")[0] for kind in kinds)
+    for info in infos:
+        expected = {name: n for name, n in index.items()
+                    if name.split("/")[0] == info.name and name.split("/")[-1].startswith(prefixes)}
+        found = {f"{info.name}/{Path(shard).name}": n for shard, n in zip(info.shards, info.shard_examples)}
+        for name in sorted(expected.keys() | found.keys()):
+            shard = Path(shards_dir) / name
+            if name not in found:
+                problem = f"missing (pack wrote it with {expected[name]} examples);"
+            elif name not in expected:
+                problem = f"not written by pack (not in {INDEX}); remove it or"
+            elif found[name] != expected[name]:
+                problem = f"{found[name]} examples, pack wrote {expected[name]} (truncated or changed);"
+            else:
+                continue
+            raise TrainingInputError(f"{shard}: {problem} re-run pack (dvc repro pack)")
+
+
 def task_name(task) -> str:
     return task if isinstance(task, str) else ", ".join(task.names)
 
@@ -149,6 +183,7 @@ def read_diagnostic(shards_dir: Path, kinds: tuple[str, ...], task) -> tuple[Spl
     """The evaluation-only split this expert can score, or (None, why it cannot); (None, None)
     when there is no diagnostic split. Never trained on, never used to pick the epoch."""
     every = read_split(shards_dir, DIAGNOSTIC_SPLIT, ("image", "textonly"), task)
+    check_index(shards_dir, [every], ("image", "textonly"))
     if not every.shards:
         return None, None
     info = read_split(shards_dir, DIAGNOSTIC_SPLIT, kinds, task)

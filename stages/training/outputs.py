@@ -161,15 +161,31 @@ def write_outputs(expert: Expert, metrics: dict, rows: list[dict], live_work: Pa
     only once all four are complete, the metrics file last."""
     with contextlib.ExitStack() as stack:
         metrics_file = stack.enter_context(atomic_file(paths.metrics))   # entered first: renamed last
-        model_dir = stack.enter_context(atomic_dir(paths.out_model))
-        expert.model.save_pretrained(model_dir)
-        if type(expert.processor).__name__ != "TimmWrapperImageProcessor":
-            expert.processor.save_pretrained(model_dir)   # a timm wrapper keeps its data config in config.json
-        live_dir = stack.enter_context(atomic_dir(paths.live_dir))
+        inputs = (paths.shards,)
+        model_dir = stack.enter_context(atomic_dir(paths.out_model, expert.stage, inputs))
+        save_model(expert, model_dir)
+        live_dir = stack.enter_context(atomic_dir(paths.live_dir, expert.stage, inputs))
         shutil.copytree(live_work, live_dir, dirs_exist_ok=True)
         predictions = stack.enter_context(atomic_file(paths.predictions))
         predictions.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows), encoding="utf-8")
         write_json(metrics_file, metrics)
+
+
+# from_pretrained's download options, which transformers records in tokenizer_config.json: how this
+# machine fetched the files (HF_HUB_OFFLINE=1 turns on local_files_only), not what the tokenizer does
+DOWNLOAD_KWARGS = ("local_files_only", "cache_dir", "force_download", "proxies", "token", "revision", "_commit_hash")
+
+
+def save_model(expert: Expert, folder: Path) -> None:
+    """The model and its processor, the same bytes whatever the environment variables."""
+    expert.model.save_pretrained(folder)
+    if type(expert.processor).__name__ == "TimmWrapperImageProcessor":
+        return   # a timm wrapper keeps its data config in config.json
+    init_kwargs = getattr(expert.processor, "init_kwargs", None)
+    if isinstance(init_kwargs, dict):
+        for key in DOWNLOAD_KWARGS:
+            init_kwargs.pop(key, None)
+    expert.processor.save_pretrained(folder)
 
 
 def print_summary(metrics: dict[str, Any], title: str) -> None:

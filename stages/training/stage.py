@@ -48,7 +48,7 @@ def stage_main(name: str, config_cls, train_fn: Callable, description: str, argv
     setup_logging(args.verbose)
     quiet_libraries(args.verbose)
     try:
-        with exit_on_interrupt(f"train_{name}", lambda: resume_note(paths.scratch / "checkpoints")):
+        with exit_on_interrupt(f"train_{name}", lambda: resume_note(paths.run_dir(f"train_{name}") / "checkpoints")):
             hub_local_only(expert_cfg.model, f"{name}.model")   # a missing hub model fails here, at once
             metrics = train_fn(paths, train, expert_cfg, resume=args.resume)
     except TrainingInputError as err:

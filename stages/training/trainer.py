@@ -20,6 +20,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 from transformers.integrations import DVCLiveCallback
 
 from stages import heads
+from stages.common import OUTPUT_MARKER, check_owned, output_errors
 from stages.console import Progress
 from stages.training import outputs
 from stages.training.config import Expert, ExpertPaths, TrainConfig
@@ -154,10 +155,11 @@ def run_expert(expert: Expert, splits: dict[str, SplitInfo], paths: ExpertPaths,
     predictions and live dir atomically. Returns the metrics on the main process, else None."""
     from dvclive import Live
 
-    live_work = paths.scratch / "live"
-    args = training_arguments(cfg, expert, paths.scratch / "checkpoints")   # also sets up torch.distributed
+    run_dir = paths.run_dir(expert.stage)
+    live_work = run_dir / "live"
+    args = training_arguments(cfg, expert, run_dir / "checkpoints")   # also sets up torch.distributed
     main = args.process_index == 0
-    resume_from = fresh_scratch(paths.scratch, args, resume)
+    resume_from = fresh_scratch(run_dir, expert.stage, args, resume)
     layout = cfg.heads_layout()
     weights = train_class_weights(splits["train"], layout) if cfg.class_weighting else None
     if layout and resume_from is None:
@@ -176,17 +178,22 @@ def run_expert(expert: Expert, splits: dict[str, SplitInfo], paths: ExpertPaths,
         outputs.write_outputs(expert, metrics, outputs.prediction_rows(preds, layout), live_work, paths)
     trainer.accelerator.wait_for_everyone()
     if main:
-        shutil.rmtree(paths.scratch, ignore_errors=True)   # done: checkpoints are no longer needed
+        shutil.rmtree(run_dir, ignore_errors=True)   # done: checkpoints are no longer needed
     return metrics
 
 
-def fresh_scratch(scratch: Path, args: TrainingArguments, resume: bool) -> str | None:
-    """The checkpoint to resume from (--resume and there is one); otherwise the scratch dir is emptied."""
-    checkpoints, main = scratch / "checkpoints", args.process_index == 0
+def fresh_scratch(run_dir: Path, stage: str, args: TrainingArguments, resume: bool) -> str | None:
+    """The checkpoint to resume from (--resume and there is one); otherwise the stage's run folder
+    inside the scratch folder is made anew (only when it is absent, empty or the stage's own)."""
+    checkpoints, main = run_dir / "checkpoints", args.process_index == 0
     with args.main_process_first(desc="scratch"):
         resume_from = last_checkpoint(checkpoints) if resume else None
         if main and resume_from is None:
-            shutil.rmtree(scratch, ignore_errors=True)
+            check_owned(run_dir, stage)
+            shutil.rmtree(run_dir, ignore_errors=True)
+            with output_errors(run_dir):
+                run_dir.mkdir(parents=True)
+                (run_dir / OUTPUT_MARKER).write_text(f"{stage}\n", encoding="utf-8")
     if resume and resume_from is None and main:
         log.warning("--resume: no checkpoint in %s, training from the start", checkpoints)
     return resume_from
