@@ -5,9 +5,10 @@
         --output-dir Step_3/shards --label-taxonomy Step_3/label_taxonomy.json \
         --splits Step_3/splits.json --examples-limit 5000
 
-The manifest is streamed in order; a Pool of workers decodes, resizes and encodes the images
-(ordered imap, so the shards do not depend on the worker count) while the main process writes
-the tars. Each example is packed, counted under one failure reason, or (no text and no image
+The manifest is validated once, then read record by record in a seeded shuffled order (`seed`),
+so every split's shards mix the datasets; a Pool of workers decodes, resizes and encodes the
+images (ordered imap, so the shards do not depend on the worker count) while the main process
+writes the tars. Each example is packed, counted under one failure reason, or (no text and no image
 file, with require_images false) counted as skipped; ids missing from splits.json are excluded.
 Images are read only from under `image_dirs` (symlinks resolved; else failure `unsafe_path`).
 Above `max_failure_rate` the stage exits non-zero and writes nothing: shards and stats are built
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import random
 import signal
 import time
 import traceback
@@ -31,8 +33,8 @@ from stages.console import Progress, setup_logging
 from stages.images import ImageError, ImageSpec, PreparedImage, prepare_image
 from stages.pack_stats import PackStats, failure_message, print_summary
 from stages.parallel import OrderedPool
-from stages.records import (PACKED_SPLITS, ContractError, ManifestRecord, load_ocr_index, read_manifest,
-                            resolve_image_path, safe_key)
+from stages.records import (PACKED_SPLITS, ContractError, ManifestRecord, load_ocr_index, manifest_positions,
+                            read_manifest_at, resolve_image_path, safe_key)
 from stages.shards import ShardSetWriter
 from stages.taxonomy import LabelError, Taxonomy, TaxonomyError
 from stages.text import combine_text, has_content, normalize_lang, repair_unicode
@@ -66,8 +68,9 @@ class PackConfig:
     require_images: bool = True  # false: an example whose image file is missing is packed text-only
     max_failure_rate: float = field(  # the stage fails (writing nothing) above this failure rate
         default=0.005, metadata={"min": 0.0, "max": 1.0})
-    examples_limit: int | None = field(  # pilot runs: pack only the first N manifest records
+    examples_limit: int | None = field(  # quick runs: pack only N manifest records, evenly spaced
         default=None, metadata={"min": 0})
+    seed: int = 0  # the seeded shuffle of the example order (every split's shards mix the datasets)
     workers: int = field(default=0, metadata={"min": 0})  # image worker processes; 0 = all cores
     balance_tolerance: float = field(  # per-class share difference the balance check allows
         default=0.05, metadata={"group": "split"})
@@ -198,10 +201,7 @@ def make_tasks(config: PackConfig, taxonomy: Taxonomy, ocr_index: dict, splits: 
     """Tasks in manifest order. Runs in Pool.imap's feeder thread, so it never raises: an input
     error becomes a final `abort` task that the main thread turns into PackError in order."""
     try:
-        records = read_manifest(config.manifest)
-        if config.examples_limit is not None:
-            records = evenly_spaced(records, config.examples_limit, count_lines(config.manifest))
-        for record in records:
+        for record in read_manifest_at(config.manifest, packing_order(config)):
             yield make_task(record, config, taxonomy, ocr_index, splits)
     except ContractError as e:
         yield Task(id="", dataset="", abort=str(e))
@@ -209,6 +209,17 @@ def make_tasks(config: PackConfig, taxonomy: Taxonomy, ocr_index: dict, splits: 
         yield Task(id="", dataset="", abort=f"{config.manifest}: not valid UTF-8 at byte {e.start}")
     except Exception:
         yield Task(id="", dataset="", abort=f"unexpected error while reading {config.manifest}:\n{traceback.format_exc()}")
+
+
+def packing_order(config: PackConfig) -> list[tuple[int, int]]:
+    """The manifest positions to pack (all, or examples_limit of them evenly spaced), in an order
+    shuffled with `seed`: the manifest lists one dataset after another, and so would every split's
+    shards; shuffled, any reader of the shards in order meets the datasets mixed."""
+    positions = manifest_positions(config.manifest)
+    if config.examples_limit is not None:
+        positions = list(evenly_spaced(positions, config.examples_limit, len(positions)))
+    random.Random(config.seed).shuffle(positions)
+    return positions
 
 
 def evenly_spaced(items: Iterable, limit: int, total: int) -> Iterator:

@@ -1,6 +1,6 @@
 """pack's statistics (Step_3/stats.json) and its console summary.
 
-`PackStats` counts every outcome in manifest order: packed per split and dataset, failures and
+`PackStats` counts every outcome in packing order (pack's seeded shuffle): packed per split and dataset, failures and
 skips with a few example ids, classes, the balance check, official evaluation files' completeness,
 cross-split duplicates.
 """
@@ -38,9 +38,9 @@ def _count(entry: dict[str, Any], example_id: str, detail: str) -> None:
 
 
 class PackStats:
-    """Counts outcomes in manifest order. Besides counters it keeps each packed key's split and
-    each packed image's 8-byte digest for the duplicate check: small per-example entries, like
-    the OCR index, and no example content."""
+    """Counts outcomes in packing order (the few example ids kept per reason are the first met).
+    Besides counters it keeps each packed key's split and each packed image's 8-byte digest for the
+    duplicate check: small per-example entries, like the OCR index, and no example content."""
 
     def __init__(self, config: PackConfig):
         self.config = config
