@@ -16,6 +16,7 @@ in temporary places and moved in only on success.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import random
@@ -31,7 +32,7 @@ from stages.common import REPO_ROOT, atomic_dir, atomic_file, exit_on_interrupt,
 from stages.config import Part, check_fields, parse
 from stages.console import Progress, setup_logging
 from stages.images import ImageError, ImageSpec, PreparedImage, prepare_image
-from stages.pack_stats import PackStats, failure_message, print_summary
+from stages.pack_stats import PackStats, failure_message, headline, print_summary
 from stages.parallel import OrderedPool
 from stages.records import (PACKED_SPLITS, ContractError, ManifestRecord, load_ocr_index, manifest_positions,
                             read_manifest_at, resolve_image_path, safe_key)
@@ -58,7 +59,7 @@ class PackConfig:
     manifest: Path = field(metadata={"group": "ingest"})  # Step 2 manifest (JSONL)
     ocr: Path = field(metadata={"group": "ingest"})  # Step 2 OCR file (JSONL)
     output_dir: Path  # shard dir (replaced as a whole on success)
-    stats: Path  # where to write the stats JSON
+    stats: Path  # where to write the stats JSON (every count, failure and check)
     label_taxonomy: Path = field(metadata={"group": "split"})  # the label taxonomy JSON
     splits: Path = field(metadata={"group": "split"})  # splits.json ({id: train|val|test})
     image: ImageSpec = field(default_factory=ImageSpec)
@@ -83,6 +84,7 @@ class PackConfig:
     image_dirs: tuple[Path, ...] | None = None  # images are read only from under these, symlinks resolved (None: image_root)
     max_text_chars: int | None = field(  # the OCR part and the caption are each cut to this many characters
         default=2000, metadata={"min": 1})
+    metrics: Path | None = None  # the headline counts (the DVC metric); null: none
 
     def __post_init__(self):
         check_fields(self, "pack")
@@ -272,10 +274,13 @@ def pack(config: PackConfig, advance: Callable[[], None] | None = None) -> dict[
     stats = PackStats(config)
     with OrderedPool(config.workers) as pool:  # forks before the inputs are loaded: lean workers
         results = pool.map(work, make_tasks(config, *load_inputs(config)), job=image_job)
-        # exits run in reverse: the shard dir is swapped in before stats.json, so a kill between
-        # the two never leaves new stats beside old shards
-        with atomic_file(config.stats) as stats_tmp, atomic_dir(config.output_dir) as tmp_dir, \
-                ShardSetWriter(tmp_dir, config.examples_per_shard) as writer:
+        # exits run in reverse: the shard dir is swapped in before stats.json and the metrics, so a
+        # kill between them never leaves new stats beside old shards
+        with contextlib.ExitStack() as outputs:
+            metrics_tmp = outputs.enter_context(atomic_file(config.metrics)) if config.metrics else None
+            stats_tmp = outputs.enter_context(atomic_file(config.stats))
+            tmp_dir = outputs.enter_context(atomic_dir(config.output_dir))
+            writer = outputs.enter_context(ShardSetWriter(tmp_dir, config.examples_per_shard))
             for task, result in results:
                 outcome = outcome_of(task, result, config.require_images)
                 if outcome.task.abort:
@@ -290,6 +295,8 @@ def pack(config: PackConfig, advance: Callable[[], None] | None = None) -> dict[
             if summary["failure_rate"] > config.max_failure_rate:
                 raise PackFailed(failure_message(summary, config.max_failure_rate), summary)
             stats_tmp.write_text(json_text(summary), encoding="utf-8")
+            if metrics_tmp:
+                metrics_tmp.write_text(json_text(headline(summary)), encoding="utf-8")
     return summary
 
 

@@ -196,6 +196,25 @@ class PackStats:
 
 
 
+HEADLINE_COUNTS = ("total_examples", "packed_examples", "failed_examples", "failure_rate", "excluded_examples",
+                   "skipped_examples", "image_packed", "text_only_packed")
+
+
+def headline(summary: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers `dvc metrics show` / `dvc exp show` compare (Step_3/metrics/pack.json):
+    the totals, examples and shards per split, the balance check, cross-split duplicates."""
+    splits = dict(summary["splits"])
+    if DIAGNOSTIC_SPLIT in summary:
+        splits[DIAGNOSTIC_SPLIT] = summary[DIAGNOSTIC_SPLIT]
+    duplicates = summary["duplicates_across_splits"]
+    return {**{key: summary[key] for key in HEADLINE_COUNTS},
+            "splits": {name: {"examples": s["examples"], "shards": s["shards"]["image"] + s["shards"]["textonly"]}
+                       for name, s in splits.items()},
+            "balance_ok": summary["balance"]["ok"],
+            "duplicates_across_splits": {"same_id": duplicates["same_id"], "same_image": duplicates["same_image"]},
+            "texts_truncated": summary["text"]["truncated"]["count"]}
+
+
 def failure_message(summary: dict[str, Any], max_rate: float) -> str:
     reasons = sorted(((r["count"], name) for name, r in summary["failures"].items() if r["count"]), reverse=True)
     lines = [f"pack failed: failure rate {summary['failure_rate']:.2%} > max {max_rate:.2%} "

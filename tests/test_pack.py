@@ -326,13 +326,16 @@ def pilot_pack_inputs(tmp_path_factory) -> tuple[Path, PackConfig]:
     root = tmp_path_factory.mktemp("mixed")
     pilot = write_pilot(PilotConfig(out=root / "pilot", examples_per_dataset=60, datasets=PILOT_DATASETS))
     manifest, ocr = root / "manifest.jsonl", root / "ocr.jsonl"
-    ingest({name: pilot.out / name for name in PILOT_DATASETS}, manifest, ocr, root=root)
+    ingest({name: pilot.out / name for name in PILOT_DATASETS}, manifest, ocr, root=root,
+           report_out=root / "ingest_report.json", metrics_out=root / "metrics" / "ingest.json")
     split_config, _ = build(PARTS, load_params(None, REPO_ROOT / "params.yaml"), overrides={"split.workers": 1})
     result = make_splits(list(read_manifest(manifest)), load_ocr_index(ocr), Taxonomy.load(TAXONOMY), split_config,
                          image_root=root)
     write_json(root / "splits.json", result.splits)
-    config = PackConfig(manifest=manifest, ocr=ocr, output_dir=root / "out" / "shards", stats=root / "out" / "stats.json",
-                        label_taxonomy=TAXONOMY, splits=root / "splits.json", image=ImageSpec(size=32),
+    write_json(root / "split_report.json", result.report)
+    config = PackConfig(manifest=manifest, ocr=ocr, output_dir=root / "out" / "shards",
+                        stats=root / "out" / "stats.json", label_taxonomy=TAXONOMY, splits=root / "splits.json",
+                        image=ImageSpec(size=32),
                         examples_per_shard=16, workers=1, image_root=root)
     return root, config
 
@@ -350,7 +353,8 @@ def test_every_split_mixes_the_datasets_from_its_first_examples(pilot_pack_input
     assert len(set(manifest_order[:len(manifest_order) // 10])) == 1   # ingest writes one dataset after another
     pack(config)
     for split in ("train", "val", "test"):
-        for prefix, expected in (("shard", {"hateful_memes", "mami", "memotion1"}), ("textonly", {"olid", "hatexplain"})):
+        for prefix, expected in (("shard", {"hateful_memes", "mami", "memotion1"}),
+                                 ("textonly", {"olid", "hatexplain"})):
             order = datasets_in_order(config.output_dir, split, prefix)
             assert set(order) == expected, (split, prefix)
             first = order[:max(len(order) // 10, 8)]   # the first 10% (at least 8: val and test are small)
@@ -371,3 +375,37 @@ def test_the_shuffle_is_seeded_and_independent_of_the_worker_count(pilot_pack_in
     assert runs["d"] != runs["a"]   # another seed, another order
     assert datasets_in_order(root / "d" / "shards", "train", "shard") != datasets_in_order(root / "a" / "shards",
                                                                                             "train", "shard")
+
+
+def leaf_count(tree: dict) -> int:
+    return sum(leaf_count(v) if isinstance(v, dict) else 1 for v in tree.values())
+
+
+def test_each_data_stage_writes_small_headline_metrics_beside_its_full_report(pilot_pack_inputs):
+    """What `dvc metrics show` shows per file: a few numbers (<= 40), consistent with the full report."""
+    from stages import ingest as ingest_stage
+    from stages.pack_stats import headline as pack_headline
+    from stages.split_report import headline as split_headline
+
+    root, config = pilot_pack_inputs
+    ingest_report = json.loads((root / "ingest_report.json").read_text())
+    ingest_metrics = json.loads((root / "metrics" / "ingest.json").read_text())
+    assert ingest_metrics["examples"] == ingest_report["examples"]
+    assert set(ingest_metrics["datasets"]) == set(PILOT_DATASETS)
+    assert {name: d["examples"] for name, d in ingest_metrics["datasets"].items()} == {
+        name: sum(d["examples"].values()) for name, d in ingest_report["datasets"].items()}
+    assert "skipped_rows" not in ingest_metrics and ingest_stage.SKIP_ROWS_KEPT
+
+    split_report = json.loads((root / "split_report.json").read_text())
+    split_metrics = split_headline(split_report)
+    assert split_metrics["splits"] == split_report["totals"]["per_split"]
+    assert split_metrics["checks_ok"] == {name: check["ok"] for name, check in split_report["checks"].items()}
+
+    out = root / "headline"
+    stats = pack(replace(config, output_dir=out / "shards", stats=out / "stats.json", metrics=out / "pack.json"))
+    pack_metrics = json.loads((out / "pack.json").read_text())
+    assert pack_metrics == pack_headline(stats) and pack_metrics["packed_examples"] == stats["packed_examples"]
+    assert {name: s["examples"] for name, s in pack_metrics["splits"].items()} == {
+        name: s["examples"] for name, s in stats["splits"].items()}
+    for full, small in ((ingest_report, ingest_metrics), (split_report, split_metrics), (stats, pack_metrics)):
+        assert leaf_count(small) <= 40 and leaf_count(small) < leaf_count(full)
