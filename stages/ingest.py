@@ -30,7 +30,7 @@ from rich.console import Console
 
 from stages import records
 from stages.common import REPO_ROOT, atomic_file, json_text
-from stages.config import Part, given, parse
+from stages.config import Part, given, parse, unless_given
 from stages.console import Progress, setup_logging, summary
 from stages.records import ContractError, ManifestRecord, OcrRecord
 from stages import releases
@@ -323,11 +323,8 @@ def command_line_config(config: IngestConfig, args: argparse.Namespace) -> Inges
             raise SystemExit("--dataset and --step2-manifest/--step2-ocr exclude each other")
         config = dataclasses.replace(config, datasets=parse_dataset_options(args.dataset),
                                      step2_manifest=None, step2_ocr=None)
-    if given(args, "ingest.manifest") and not given(args, "ingest.report"):
-        config = dataclasses.replace(config, report=None)
-    if given(args, "ingest.manifest") and not given(args, "ingest.metrics"):
-        config = dataclasses.replace(config, metrics=None)
-    return config
+    config = unless_given(config, args, "ingest", "manifest", "report")
+    return unless_given(config, args, "ingest", "manifest", "metrics")
 
 
 def main(argv: list[str] | None = None) -> IngestResult:

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from stages import balance
 from stages.common import REPO_ROOT, atomic_dir, atomic_file, exit_on_interrupt, json_text, resolve_workers
-from stages.config import Part, check_fields, parse
+from stages.config import Part, check_fields, parse, unless_given
 from stages.console import Progress, setup_logging
 from stages.images import ImageError, ImageSpec, PreparedImage, prepare_image
 from stages.pack_stats import PackStats, failure_message, headline, print_summary
@@ -323,6 +323,7 @@ def _exit_on_sigterm(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     (config,), args = parse("pack", __doc__.split("\n\n")[0], PARTS, argv)
+    config = unless_given(config, args, "pack", "stats", "metrics")
     setup_logging(args.verbose)
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # unwind, so temporary outputs are removed
     try:

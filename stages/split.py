@@ -36,7 +36,7 @@ from rich.console import Console
 
 from stages import balance, console as stage_console
 from stages.common import REPO_ROOT, write_json
-from stages.config import Part, parse
+from stages.config import Part, parse, unless_given
 from stages.dedupe import (EXAMPLES, Duplicates, content_groups, cross_split_groups, exact_duplicates, hash_images,
                            record_text)
 from stages.records import (DIAGNOSTIC_SPLIT, SPLITS, ContractError, ManifestRecord, OcrRecord, load_ocr_index,
@@ -351,6 +351,7 @@ def print_summary(result: SplitResult) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     (config, paths), args = parse("split", __doc__.split("\n\n")[0], PARTS, argv)
+    paths = unless_given(paths, args, "split", "report", "metrics")
     stage_console.setup_logging(args.verbose)
     try:
         result = split(config, paths, progress=True)
