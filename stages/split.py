@@ -21,7 +21,8 @@
    dev_seen). The report says per dataset whether val/test are official and complete.
 3. Checks (Step_3/split_report.json, headline in Step_3/metrics/split.json, + a table): ids unique,
    no group across created/carved splits, per-class share within +-balance_tolerance across
-   created/carved splits, counts per dataset x split x class, duplicate groups. A failed balance check is a warning, not an error.
+   created/carved splits, counts per dataset x split x class, duplicate groups. A failed balance
+   check is a warning, not an error.
 """
 from __future__ import annotations
 
