@@ -105,7 +105,7 @@ def expert_params(params: dict, folder: str, tasks: list[str], seed: int, settin
     params["train"].update(tasks=tasks, epochs=settings["epochs"], batch_size=settings["batch_size"], seed=seed)
     params["train"].pop("task", None)
     params["text"].update(model=settings["model"], max_length=settings["max_length"], out_model=f"{folder}/model",
-                          metrics=f"{folder}/metrics.json", live_dir=f"{folder}/live",
+                          metrics=f"{folder}/metrics.json", report=f"{folder}/report.json", live_dir=f"{folder}/live",
                           predictions=f"{folder}/predictions.jsonl", scratch=f"{folder}/scratch")
     return params
 
@@ -285,6 +285,12 @@ def expert_folder(label: str, seed: int) -> str:
     return f"Step_4/{expert_dir(label)}/seed{seed}"
 
 
+def full_record(folder: Path) -> Path:
+    """An expert's full metrics record: report.json (metrics.json holds its headline numbers), or
+    metrics.json of a run made before the two were split."""
+    return folder / "report.json" if (folder / "report.json").is_file() else folder / "metrics.json"
+
+
 def report(work: Path, console: Console) -> dict:
     """The tables of a finished run (its run.json, metrics and predictions files); the baselines are fitted here."""
     run = json.loads((work / RUN_FILE).read_text(encoding="utf-8"))
@@ -297,7 +303,7 @@ def report(work: Path, console: Console) -> dict:
     if unseeded:
         raise SystemExit(f"{', '.join(unseeded)}: Step_4/<expert>/ of a run made before --seeds; move its "
                          f"files into Step_4/<expert>/seed0/ (the run used train.seed 0)")
-    systems = {label: [json.loads((f / "metrics.json").read_text(encoding="utf-8")) for f in found]
+    systems = {label: [json.loads(full_record(f).read_text(encoding="utf-8")) for f in found]
                for label, found in folders.items() if found}
     predictions = {label: [scores.read_test_predictions(f / "predictions.jsonl",
                                                         [t for t in run["experts"][label] if t in binary])

@@ -383,6 +383,15 @@ def given(args: argparse.Namespace, name: str) -> bool:
     return name in vars(args)
 
 
+def unless_given(obj: Any, args: argparse.Namespace, group: str, named: str, companion: str) -> Any:
+    """`obj` with `companion` (an output path) set to None when the output `named` was given on the
+    command line and `companion` was not: it is then not written, instead of landing at the params'
+    path beside the pipeline's own outputs (e.g. `--report X` without `--metrics`)."""
+    if given(args, f"{group}.{named}") and not given(args, f"{group}.{companion}"):
+        return dataclasses.replace(obj, **{companion: None})
+    return obj
+
+
 def check_fields(obj: Any, group: str) -> None:
     """A config dataclass's metadata limits (BOUNDS, choices), for __post_init__: one home per rule."""
     for f in dataclasses.fields(obj):

@@ -28,8 +28,8 @@ above chance.
 The functions up to `fuse` are pure (rows in, rows and plain data out); `main` reads and writes.
 
     python -m stages.fuse [--text-predictions P] [--vision-predictions P] [--C 1.0] [--folds 5]
-        [--fuse-predictions Step_4/predictions/fusion.jsonl] [--fuse-metrics Step_4/metrics/fusion.json]
-        [--report Step_4/reports/fusion.json] [--params params.yaml] [--verbose]
+        [--fuse-predictions Step_4/predictions/fusion.jsonl] [--metrics Step_4/metrics/fusion.json]
+        [--fuse-report Step_4/reports/fusion.json] [--params params.yaml] [--verbose]
 """
 from __future__ import annotations
 
@@ -118,10 +118,10 @@ class FusePaths:
         metadata={"group": "text", "key": "predictions"})
     vision_predictions: Path = field(  # the image expert's predictions
         metadata={"group": "vision", "key": "predictions"})
-    text_metrics: Path = field(  # the text expert's metrics: name a single-task expert's field
-        metadata={"group": "text", "key": "metrics"})
-    vision_metrics: Path = field(  # the image expert's metrics
-        metadata={"group": "vision", "key": "metrics"})
+    text_report: Path = field(  # the text expert's full report: names a single-task expert's field
+        metadata={"group": "text", "key": "report"})
+    vision_report: Path = field(  # the image expert's full report
+        metadata={"group": "vision", "key": "report"})
     predictions: Path     # fused predictions per example (Step 5's first input)
     metrics: Path         # headline numbers (a DVC metric)
     report: Path          # full detail: weights, every metric per split and dataset, counts
@@ -138,7 +138,7 @@ def parse_prediction_line(line: str, where: str, task: str | None) -> Prediction
         if "probs" in row:
             labels, probs = dict(row["labels"]), dict(row["probs"])
         elif task is None:
-            raise FuseError(f"{where}: a single-task row, and the expert's metrics name no task")
+            raise FuseError(f"{where}: a single-task row, and the expert's report names no task")
         else:
             labels, probs = {task: row["label"]}, {task: row["prob"]}
         return PredictionRow(str(row["id"]), str(row["dataset"]), str(row["split"]), labels, probs)
@@ -172,7 +172,7 @@ def read_predictions(path: str | Path, task: str | None = None) -> dict[str, Pre
 
 
 def expert_task(metrics: dict[str, Any]) -> str | None:
-    """The field a single-task expert learned (its metrics' `task`); None for a multi-head expert."""
+    """The field a single-task expert learned (its report's `task`); None for a multi-head expert."""
     return metrics.get("task") if "tasks" not in metrics else None
 
 
@@ -473,8 +473,8 @@ def print_summary(report: dict[str, Any]) -> None:
 
 
 def run(settings: FuseConfig, paths: FusePaths) -> dict[str, Any]:
-    text_rows = read_predictions(paths.text_predictions, expert_task(read_json_file(paths.text_metrics)))
-    vision_rows = read_predictions(paths.vision_predictions, expert_task(read_json_file(paths.vision_metrics)))
+    text_rows = read_predictions(paths.text_predictions, expert_task(read_json_file(paths.text_report)))
+    vision_rows = read_predictions(paths.vision_predictions, expert_task(read_json_file(paths.vision_report)))
     _, fused, report = fuse(text_rows, vision_rows, settings)
     write_outputs(paths, fused, report)
     return report

@@ -3,8 +3,9 @@
 Datasets are read in the order of the registry (releases.SPECS), each in its adapter's (file)
 order, so the same releases give byte-identical files. Image files need not exist yet. Rows an adapter
 cannot use, and ids seen twice, are counted skips with reasons, kept with their full `file:line`
-in Step_2/ingest_report.json (a DVC metric) and printed file:line first; a release that cannot be
-read at all is an error naming the file and line.
+in Step_2/ingest_report.json (at most SKIP_ROWS_KEPT per dataset and reason) and printed file:line
+first; Step_2/metrics/ingest.json (the DVC metric) holds the headline counts. A release that cannot
+be read at all is an error naming the file and line.
 
 Users with Step 2 files of their own set `ingest.step2_manifest` / `ingest.step2_ocr`: they are
 validated with the one Step 2 validator (records.read_manifest / read_ocr) and copied with image
@@ -33,7 +34,7 @@ from rich.console import Console
 
 from stages import records
 from stages.common import REPO_ROOT, atomic_file, exit_on_interrupt, json_text
-from stages.config import Part, given, parse
+from stages.config import Part, given, parse, unless_given
 from stages.console import Progress, setup_logging, summary
 from stages.records import ContractError, ManifestRecord, OcrRecord
 from stages import releases
@@ -55,6 +56,7 @@ class IngestConfig:
     manifest: Path  # output Step 2 manifest
     ocr: Path  # output Step 2 OCR file
     report: Path | None = None  # output report: counts and every skipped row (file:line); null: beside the manifest
+    metrics: Path | None = None  # output headline counts (a DVC metric: a few numbers per dataset); null: none
     datasets: dict[str, Path] = field(  # the releases: name -> folder (on the command line: --dataset NAME=DIR)
         default_factory=dict, metadata={"flag": False})
     step2_manifest: Path | None = None  # your own Step 2 manifest, validated and copied instead of the releases
@@ -84,7 +86,7 @@ class IngestResult:
 
 
 def ingest(datasets: dict[str, Path], manifest_out: Path, ocr_out: Path, root: Path,
-           progress: bool = False, report_out: Path | None = None) -> IngestResult:
+           progress: bool = False, report_out: Path | None = None, metrics_out: Path | None = None) -> IngestResult:
     """Read every release with its adapter and write both Step 2 files and the report (atomically, together)."""
     unknown = sorted(set(datasets) - set(releases.SPECS))
     if unknown:
@@ -110,7 +112,7 @@ def ingest(datasets: dict[str, Path], manifest_out: Path, ocr_out: Path, root: P
                     ocr_f.write(records.jsonl_line(ocr))
                 _count_example(result, manifest, ocr is not None)
         _check_nonempty(result, ordered)
-        _write_report(stack, result, report_out, inputs)
+        _write_report(stack, result, report_out, metrics_out, inputs)
     return result
 
 
@@ -135,9 +137,11 @@ def _check_nonempty(result: IngestResult, ordered: list[tuple[str, Path]]) -> No
             raise ReleaseError(folder, None, f"{name}: no usable records ({why})" + (f", first at {first}" if first else ""))
 
 
-def _write_report(stack: ExitStack, result: IngestResult, report_out: Path | None, inputs: list[Path]) -> None:
-    if report_out is not None:
-        stack.enter_context(atomic_file(report_out, inputs)).write_text(json_text(report(result)), encoding="utf-8")
+def _write_report(stack: ExitStack, result: IngestResult, report_out: Path | None, metrics_out: Path | None,
+                  inputs: list[Path]) -> None:
+    for path, content in ((report_out, report), (metrics_out, headline)):
+        if path is not None:
+            stack.enter_context(atomic_file(path, inputs)).write_text(json_text(content(result)), encoding="utf-8")
 
 
 def _all_items(ordered: list[tuple[str, Path]], progress: bool) -> Iterator[tuple[str, Example | Skip]]:
@@ -219,11 +223,21 @@ def report(result: IngestResult) -> dict:
             "skipped_rows": rows, "skipped_rows_kept_per_reason": SKIP_ROWS_KEPT}
 
 
+def headline(result: IngestResult) -> dict:
+    """The few numbers `dvc metrics show` / `dvc exp show` compare (Step_2/metrics/ingest.json):
+    examples and skipped rows, in all and per dataset."""
+    names = sorted(set(result.counts) | {key.split(": ", 1)[0] for key in result.skips})
+    skipped = {name: sum(n for key, n in result.skips.items() if key.split(": ", 1)[0] == name) for name in names}
+    return {"examples": result.examples, "skipped": result.skipped,
+            "datasets": {name: {"examples": sum(result.counts.get(name, {}).values()), "skipped": skipped[name]}
+                         for name in names}}
+
+
 # ---------------------------------------------------------------- user-supplied Step 2 files
 
 
 def import_step2(manifest_in: Path, ocr_in: Path, manifest_out: Path, ocr_out: Path, root: Path,
-                 report_out: Path | None = None) -> IngestResult:
+                 report_out: Path | None = None, metrics_out: Path | None = None) -> IngestResult:
     """Validate a user's own Step 2 files and copy them with repo-relative image paths.
 
     Any contract break is an error (file, line, field); every OCR record must belong to a
@@ -251,7 +265,7 @@ def import_step2(manifest_in: Path, ocr_in: Path, manifest_out: Path, ocr_out: P
                     raise ContractError(ocr_in, _line_of(ocr_in, record.id), "id", f"{record.id!r}: {problem}")
                 f.write(records.jsonl_line(_normalised(record, root)))
                 result.ocr_counts[record.dataset] = result.ocr_counts.get(record.dataset, 0) + 1
-        _write_report(stack, result, report_out, inputs)
+        _write_report(stack, result, report_out, metrics_out, inputs)
     return result
 
 
@@ -329,9 +343,8 @@ def command_line_config(config: IngestConfig, args: argparse.Namespace) -> Inges
             raise SystemExit("--dataset and --step2-manifest/--step2-ocr exclude each other")
         config = dataclasses.replace(config, datasets=parse_dataset_options(args.dataset),
                                      step2_manifest=None, step2_ocr=None)
-    if given(args, "ingest.manifest") and not given(args, "ingest.report"):
-        config = dataclasses.replace(config, report=None)
-    return config
+    config = unless_given(config, args, "ingest", "manifest", "report")
+    return unless_given(config, args, "ingest", "manifest", "metrics")
 
 
 def main(argv: list[str] | None = None) -> IngestResult:
@@ -359,11 +372,12 @@ def run(config: IngestConfig, progress: bool = False) -> IngestResult:
         for path in (step2_manifest, step2_ocr):
             if not path.is_file():
                 raise IngestError(f"Step 2 file not found: {path}")
-        return import_step2(step2_manifest, step2_ocr, config.manifest, config.ocr, REPO_ROOT, report)
+        return import_step2(step2_manifest, step2_ocr, config.manifest, config.ocr, REPO_ROOT, report, config.metrics)
     if not config.datasets:
         raise IngestError("no datasets: give --dataset NAME=DIR or set ingest.datasets in params.yaml")
     check_datasets(config.datasets)
-    return ingest(config.datasets, config.manifest, config.ocr, REPO_ROOT, progress=progress, report_out=report)
+    return ingest(config.datasets, config.manifest, config.ocr, REPO_ROOT, progress=progress, report_out=report,
+                  metrics_out=config.metrics)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,10 @@
         --output-dir Step_3/shards --label-taxonomy Step_3/label_taxonomy.json \
         --splits Step_3/splits.json --examples-limit 5000
 
-The manifest is streamed in order; a Pool of workers decodes, resizes and encodes the images
-(ordered imap, so the shards do not depend on the worker count) while the main process writes
-the tars. Each example is packed, counted under one failure reason, or (no text and no image
+The manifest is validated once, then read record by record in a seeded shuffled order (`seed`),
+so every split's shards mix the datasets; a Pool of workers decodes, resizes and encodes the
+images (ordered imap, so the shards do not depend on the worker count) while the main process
+writes the tars. Each example is packed, counted under one failure reason, or (no text and no image
 file, with require_images false) counted as skipped; ids missing from splits.json are excluded.
 Images are read only from under `image_dirs` (symlinks resolved; else failure `unsafe_path`).
 Above `max_failure_rate` the stage exits non-zero and writes nothing: shards and stats are built
@@ -19,8 +20,10 @@ if __name__ == "__main__":   # an entry point: the CPU thread policy before nump
     from stages.cli import start
     start()
 
+import contextlib
 import functools
 import json
+import random
 import signal
 import time
 import traceback
@@ -30,13 +33,13 @@ from typing import Any, Callable, Iterable, Iterator
 
 from stages import balance
 from stages.common import REPO_ROOT, atomic_dir, atomic_file, exit_on_interrupt, json_text, resolve_workers
-from stages.config import Part, check_fields, parse
+from stages.config import Part, check_fields, parse, unless_given
 from stages.console import Progress, setup_logging
 from stages.images import ImageError, ImageSpec, PreparedImage, prepare_image
-from stages.pack_stats import PackStats, failure_message, print_summary
+from stages.pack_stats import PackStats, failure_message, headline, print_summary
 from stages.parallel import OrderedPool
 from stages.records import (PACKED_SPLITS, ContractError, ManifestRecord, image_folders, load_ocr_index,
-                            read_manifest, resolve_image_path, safe_key)
+                            manifest_positions, read_manifest_at, resolve_image_path, safe_key)
 from stages.shards import ShardSetWriter
 from stages.taxonomy import LabelError, Taxonomy, TaxonomyError
 from stages.text import combine_text, has_content, normalize_lang, repair_unicode
@@ -60,7 +63,7 @@ class PackConfig:
     manifest: Path = field(metadata={"group": "ingest"})  # Step 2 manifest (JSONL)
     ocr: Path = field(metadata={"group": "ingest"})  # Step 2 OCR file (JSONL)
     output_dir: Path  # shard dir (replaced as a whole on success, when absent, empty or pack's own)
-    stats: Path  # where to write the stats JSON
+    stats: Path  # where to write the stats JSON (every count, failure and check)
     label_taxonomy: Path = field(metadata={"group": "split"})  # the label taxonomy JSON
     splits: Path = field(metadata={"group": "split"})  # splits.json ({id: train|val|test})
     image: ImageSpec = field(default_factory=ImageSpec)
@@ -73,6 +76,7 @@ class PackConfig:
         default=0.005, metadata={"min": 0.0, "below": 1.0})
     examples_limit: int | None = field(  # quick runs: pack only N manifest records, evenly spaced (null: all)
         default=None, metadata={"min": 1})
+    seed: int = 0  # the seeded shuffle of the example order (every split's shards mix the datasets)
     workers: int = field(default=0, metadata={"min": 0})  # image worker processes; 0 = all cores
     balance_tolerance: float = field(  # per-class share difference the balance check allows
         default=0.05, metadata={"group": "split", **balance.TOLERANCE_LIMITS})
@@ -85,6 +89,7 @@ class PackConfig:
     image_dirs: tuple[Path, ...] | None = None  # images are read only from under these, symlinks resolved (None: image_root)
     max_text_chars: int | None = field(  # the OCR part and the caption are each cut to this many characters
         default=2000, metadata={"min": 1})
+    metrics: Path | None = None  # the headline counts (the DVC metric); null: none
 
     def __post_init__(self):
         check_fields(self, "pack")
@@ -206,10 +211,7 @@ def make_tasks(config: PackConfig, taxonomy: Taxonomy, ocr_index: dict, splits: 
     """Tasks in manifest order. Runs in Pool.imap's feeder thread, so it never raises: an input
     error becomes a final `abort` task that the main thread turns into PackError in order."""
     try:
-        records = read_manifest(config.manifest)
-        if config.examples_limit is not None:
-            records = evenly_spaced(records, config.examples_limit, count_lines(config.manifest))
-        for record in records:
+        for record in read_manifest_at(config.manifest, packing_order(config)):
             yield make_task(record, config, taxonomy, ocr_index, splits)
     except ContractError as e:
         yield Task(id="", dataset="", abort=str(e))
@@ -217,6 +219,17 @@ def make_tasks(config: PackConfig, taxonomy: Taxonomy, ocr_index: dict, splits: 
         yield Task(id="", dataset="", abort=f"{config.manifest}: not valid UTF-8 at byte {e.start}")
     except Exception:
         yield Task(id="", dataset="", abort=f"unexpected error while reading {config.manifest}:\n{traceback.format_exc()}")
+
+
+def packing_order(config: PackConfig) -> list[tuple[int, int]]:
+    """The manifest positions to pack (all, or examples_limit of them evenly spaced), in an order
+    shuffled with `seed`: the manifest lists one dataset after another, and so would every split's
+    shards; shuffled, any reader of the shards in order meets the datasets mixed."""
+    positions = manifest_positions(config.manifest)
+    if config.examples_limit is not None:
+        positions = list(evenly_spaced(positions, config.examples_limit, len(positions)))
+    random.Random(config.seed).shuffle(positions)
+    return positions
 
 
 def evenly_spaced(items: Iterable, limit: int, total: int) -> Iterator:
@@ -269,11 +282,14 @@ def pack(config: PackConfig, advance: Callable[[], None] | None = None) -> dict[
     stats = PackStats(config)
     with OrderedPool(config.workers) as pool:  # forks before the inputs are loaded: lean workers
         results = pool.map(work, make_tasks(config, *load_inputs(config)), job=image_job)
-        # exits run in reverse: the shard dir is swapped in before stats.json, so a kill between
-        # the two never leaves new stats beside old shards
+        # exits run in reverse: the shard dir is swapped in before stats.json and the metrics, so a
+        # kill between them never leaves new stats beside old shards
         inputs = config.inputs()
-        with atomic_file(config.stats, inputs) as stats_tmp, atomic_dir(config.output_dir, "pack", inputs) as tmp_dir, \
-                ShardSetWriter(tmp_dir, config.examples_per_shard) as writer:
+        with contextlib.ExitStack() as outputs:
+            metrics_tmp = outputs.enter_context(atomic_file(config.metrics, inputs)) if config.metrics else None
+            stats_tmp = outputs.enter_context(atomic_file(config.stats, inputs))
+            tmp_dir = outputs.enter_context(atomic_dir(config.output_dir, "pack", inputs))
+            writer = outputs.enter_context(ShardSetWriter(tmp_dir, config.examples_per_shard))
             for task, result in results:
                 outcome = outcome_of(task, result, config.require_images)
                 if outcome.task.abort:
@@ -288,6 +304,8 @@ def pack(config: PackConfig, advance: Callable[[], None] | None = None) -> dict[
             if summary["failure_rate"] > config.max_failure_rate:
                 raise PackFailed(failure_message(summary, config.max_failure_rate), summary)
             stats_tmp.write_text(json_text(summary), encoding="utf-8")
+            if metrics_tmp:
+                metrics_tmp.write_text(json_text(headline(summary)), encoding="utf-8")
     return summary
 
 
@@ -314,6 +332,7 @@ def _exit_on_sigterm(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     (config,), args = parse("pack", __doc__.split("\n\n")[0], PARTS, argv)
+    config = unless_given(config, args, "pack", "stats", "metrics")
     setup_logging(args.verbose)
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # unwind, so temporary outputs are removed
     try:

@@ -1,6 +1,6 @@
 """pack's statistics (Step_3/stats.json) and its console summary.
 
-`PackStats` counts every outcome in manifest order: packed per split and dataset, failures and
+`PackStats` counts every outcome in packing order (pack's seeded shuffle): packed per split and dataset, failures and
 skips with a few example ids, classes, the balance check, official evaluation files' completeness,
 cross-split duplicates.
 """
@@ -38,9 +38,9 @@ def _count(entry: dict[str, Any], example_id: str, detail: str) -> None:
 
 
 class PackStats:
-    """Counts outcomes in manifest order. Besides counters it keeps each packed key's split and
-    each packed image's 8-byte digest for the duplicate check: small per-example entries, like
-    the OCR index, and no example content."""
+    """Counts outcomes in packing order (the few example ids kept per reason are the first met).
+    Besides counters it keeps each packed key's split and each packed image's 8-byte digest for the
+    duplicate check: small per-example entries, like the OCR index, and no example content."""
 
     def __init__(self, config: PackConfig):
         self.config = config
@@ -194,6 +194,25 @@ class PackStats:
             "require_images": config.require_images,
         }
 
+
+
+HEADLINE_COUNTS = ("total_examples", "packed_examples", "failed_examples", "failure_rate", "excluded_examples",
+                   "skipped_examples", "image_packed", "text_only_packed")
+
+
+def headline(summary: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers `dvc metrics show` / `dvc exp show` compare (Step_3/metrics/pack.json):
+    the totals, examples and shards per split, the balance check, cross-split duplicates."""
+    splits = dict(summary["splits"])
+    if DIAGNOSTIC_SPLIT in summary:
+        splits[DIAGNOSTIC_SPLIT] = summary[DIAGNOSTIC_SPLIT]
+    duplicates = summary["duplicates_across_splits"]
+    return {**{key: summary[key] for key in HEADLINE_COUNTS},
+            "splits": {name: {"examples": s["examples"], "shards": s["shards"]["image"] + s["shards"]["textonly"]}
+                       for name, s in splits.items()},
+            "balance_ok": summary["balance"]["ok"],
+            "duplicates_across_splits": {"same_id": duplicates["same_id"], "same_image": duplicates["same_image"]},
+            "texts_truncated": summary["text"]["truncated"]["count"]}
 
 
 def failure_message(summary: dict[str, Any], max_rate: float) -> str:

@@ -240,28 +240,56 @@ def ocr_record_from_json(obj: Any, path: str | Path = "<ocr>", line: int = 0) ->
 
 def _read_jsonl(path: Path, parse) -> Iterator:
     """Stream a JSONL file, validating each line; duplicate ids are a contract error."""
+    return (record for _, record in _read_jsonl_at(path, parse))
+
+
+def _read_jsonl_at(path: Path, parse) -> Iterator[tuple[tuple[int, int], Any]]:
+    """((byte offset, line number), record) of each non-empty line, validated as _read_jsonl says."""
     seen: set[str] = set()
+    offset = 0
     with open(path, "rb") as f:
         for line_no, raw in enumerate(f, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ContractError(path, line_no, "<line>", f"invalid UTF-8 at byte {e.start}") from None
-            if not text.strip():
+            where, offset = (offset, line_no), offset + len(raw)
+            record = _parse_line(raw, parse, path, line_no)
+            if record is None:
                 continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise ContractError(path, line_no, "<line>", f"invalid JSON: {e.msg} at column {e.colno}") from None
-            record = parse(obj, path, line_no)
             if record.id in seen:
                 raise ContractError(path, line_no, "id", f"duplicate id {record.id!r}")
             seen.add(record.id)
-            yield record
+            yield where, record
+
+
+def _parse_line(raw: bytes, parse, path: Path, line_no: int):
+    """The record on one line; None for a blank line."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ContractError(path, line_no, "<line>", f"invalid UTF-8 at byte {e.start}") from None
+    if not text.strip():
+        return None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ContractError(path, line_no, "<line>", f"invalid JSON: {e.msg} at column {e.colno}") from None
+    return parse(obj, path, line_no)
 
 
 def read_manifest(path: str | Path) -> Iterator[ManifestRecord]:
     return _read_jsonl(Path(path), manifest_record_from_json)
+
+
+def manifest_positions(path: str | Path) -> list[tuple[int, int]]:
+    """(byte offset, line number) of every manifest record, after validating the whole file (the
+    errors read_manifest raises, in file order); ~100 bytes per record and no text, so it scales."""
+    return [where for where, _ in _read_jsonl_at(Path(path), manifest_record_from_json)]
+
+
+def read_manifest_at(path: str | Path, positions: Iterable[tuple[int, int]]) -> Iterator[ManifestRecord]:
+    """The manifest records at `positions` (from manifest_positions), in the order given."""
+    with open(path, "rb") as f:
+        for offset, line_no in positions:
+            f.seek(offset)
+            yield _parse_line(f.readline(), manifest_record_from_json, Path(path), line_no)
 
 
 def read_ocr(path: str | Path) -> Iterator[OcrRecord]:

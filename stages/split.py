@@ -1,7 +1,7 @@
 """Step 3 splits: assign every manifest id to train/val/test without content leakage.
 
     python -m stages.split [--manifest FILE] [--ocr FILE] [--label-taxonomy FILE]
-                           [--splits OUT] [--report OUT] [--params params.yaml] [--verbose]
+                           [--splits OUT] [--report OUT] [--metrics OUT] [--params params.yaml] [--verbose]
 
 1. Official splits are kept (params `split.official`: dataset -> {original split -> train|val|test|
    carve|create}). `carve` divides that original split into train plus every split the dataset's
@@ -19,9 +19,10 @@
    duplicates inside one such file are reported and kept; only an exact copy of an example of
    ANOTHER official file of the same split is dropped (Hateful Memes dev_unseen rows copied from
    dev_seen). The report says per dataset whether val/test are official and complete.
-3. Checks (Step_3/split_report.json + a table): ids unique, no group across created/carved
-   splits, per-class share within +-balance_tolerance across created/carved splits, counts per
-   dataset x split x class, duplicate groups. A failed balance check is a warning, not an error.
+3. Checks (Step_3/split_report.json, headline in Step_3/metrics/split.json, + a table): ids unique,
+   no group across created/carved splits, per-class share within +-balance_tolerance across
+   created/carved splits, counts per dataset x split x class, duplicate groups. A failed balance
+   check is a warning, not an error.
 """
 from __future__ import annotations
 
@@ -41,12 +42,12 @@ from rich.console import Console
 
 from stages import balance, console as stage_console
 from stages.common import REPO_ROOT, exit_on_interrupt, write_json
-from stages.config import Part, check_fields, parse
+from stages.config import Part, check_fields, parse, unless_given
 from stages.dedupe import (EXAMPLES, Duplicates, content_groups, cross_split_groups, exact_duplicates, hash_images,
                            record_text)
-from stages.records import (DIAGNOSTIC_SPLIT, SPLITS, ContractError, ManifestRecord, OcrRecord, load_ocr_index,
-                            image_folders, read_manifest)
-from stages.split_report import SplitState, build_report, eval_labeled
+from stages.records import (DIAGNOSTIC_SPLIT, SPLITS, ContractError, ManifestRecord, OcrRecord, image_folders,
+                            load_ocr_index, read_manifest)
+from stages.split_report import SplitState, build_report, eval_labeled, headline
 from stages.taxonomy import LabelError, Taxonomy, TaxonomyError, UnifiedLabels
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,8 @@ class SplitPaths:
     ocr: Path = field(metadata={"group": "ingest"})  # Step 2 OCR file
     label_taxonomy: Path  # the label taxonomy JSON
     splits: Path  # output: id -> train|val|test
-    report: Path  # output: the checks and counts (a DVC metric)
+    report: Path  # output: every check, count and example
+    metrics: Path | None = None  # output: the headline counts and checks (the DVC metric); null: none
     image_root: Path = field(  # root relative image paths resolve against (as pack)
         default=REPO_ROOT, metadata={"cli_only": True})
     image_dirs: tuple[Path, ...] | None = field(  # images are hashed only from under these, as pack reads them
@@ -229,6 +231,8 @@ def split(config: SplitConfig, paths: SplitPaths, progress: bool = False) -> Spl
     inputs = (paths.manifest, paths.ocr, paths.label_taxonomy)
     write_json(paths.splits, result.splits, inputs)
     write_json(paths.report, result.report, inputs)
+    if paths.metrics is not None:
+        write_json(paths.metrics, headline(result.report), inputs)
     return result
 
 
@@ -365,6 +369,7 @@ def print_summary(result: SplitResult) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     (config, paths), args = parse("split", __doc__.split("\n\n")[0], PARTS, argv)
+    paths = unless_given(paths, args, "split", "report", "metrics")
     stage_console.setup_logging(args.verbose)
     try:
         with exit_on_interrupt("split"):

@@ -216,3 +216,20 @@ def _balance(state: SplitState, config, warnings_: list[str]) -> dict[str, Any]:
     warnings_ += [f"{w}; content groups too large or too few examples to balance" for w in problems]
     return report
 
+
+
+def headline(report: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers `dvc metrics show` / `dvc exp show` compare (Step_3/metrics/split.json):
+    examples per split, what was dropped, and whether each check passed."""
+    totals, diagnostic = report["totals"], report.get("diagnostic", {})
+    return {
+        "records": totals["records"], "assigned": totals["assigned"],
+        "splits": {**totals["per_split"], **({"diagnostic": diagnostic["examples"]} if diagnostic else {})},
+        "dropped_exact_duplicates": totals["dropped_exact_duplicates"],
+        "dropped_cross_split_duplicates": totals["dropped_cross_split_duplicates"],
+        "cross_split_groups": report["cross_split_duplicates"]["groups"],
+        "label_errors": report["label_errors"]["count"],
+        "eval_parts_below_min_labeled": len(report["eval_labeled"]["below"]),
+        "checks_ok": {name: check["ok"] for name, check in report["checks"].items()},
+        "warnings": len(report["warnings"]),
+    }

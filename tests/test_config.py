@@ -195,3 +195,18 @@ def test_direct_construction_checks_the_same_limits():
         ImageSpec(jpeg_quality=101)
     with pytest.raises(ConfigError, match=r"^train.epochs: 0 must be >= 1$"):
         training.TrainConfig(epochs=0)
+
+
+def test_an_output_named_alone_on_the_command_line_keeps_its_companion_unwritten():
+    """`--report X` alone must not write the headline metrics to the params' path (the pipeline's own
+    file): the companion output is then None; named too, or neither named, it stays."""
+    from stages.config import unless_given
+    from stages.split import PARTS as SPLIT_PARTS
+
+    def metrics_after(argv):
+        (_, paths), args = parse("split", "", SPLIT_PARTS, ["--params", str(REPO_ROOT / "params.yaml"), *argv])
+        return unless_given(paths, args, "split", "report", "metrics").metrics
+
+    assert metrics_after(["--report", "r.json"]) is None
+    assert metrics_after(["--report", "r.json", "--metrics", "m.json"]) == Path("m.json")
+    assert metrics_after([]) == Path("Step_3/metrics/split.json")

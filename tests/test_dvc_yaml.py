@@ -95,7 +95,9 @@ def test_metrics_and_plot_data_are_kept_in_git_and_other_outputs_are_not():
                 (path, opts), = out.items()
                 assert opts == {"cache": False}, f"{name}: {path}"
                 uncached.append(path)
-    # the uncached outs are exactly the folders holding the plots' data (`dvc plots diff HEAD` in a fresh clone)
+    # the uncached outs are exactly the folders holding the plots' data (`dvc plots diff HEAD` in a fresh
+    # clone); the full reports beside the headline metrics are cached (one uncached output per data stage:
+    # DVC 3.67 reruns a stage with two instead of restoring it from the run-cache)
     assert sorted(uncached) == ["Step_4/live/text/plots", "Step_4/live/vision/plots"]
     assert all(any(f.startswith(folder + "/") for folder in uncached) for f in plot_data_files())
 

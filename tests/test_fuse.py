@@ -152,14 +152,14 @@ def write_expert(tmp_path, name: str, lines: list[str], metrics: dict) -> list[s
     (tmp_path / f"{name}.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     (tmp_path / f"{name}.json").write_text(json.dumps(metrics), encoding="utf-8")
     return [f"--{name}-predictions", str(tmp_path / f"{name}.jsonl"),
-            f"--{name}-metrics", str(tmp_path / f"{name}.json")]
+            f"--{name}-report", str(tmp_path / f"{name}.json")]
 
 
 def stage_args(tmp_path, out: str, lines) -> list[str]:
     return [*write_expert(tmp_path, "text", lines[0], {"task": TASK}),
             *write_expert(tmp_path, "vision", lines[1], {"task": TASK}),
             "--fuse-predictions", str(tmp_path / out / "fusion.jsonl"),
-            "--fuse-metrics", str(tmp_path / out / "metrics.json"), "--report", str(tmp_path / out / "report.json")]
+            "--metrics", str(tmp_path / out / "metrics.json"), "--fuse-report", str(tmp_path / out / "report.json")]
 
 
 def flat_keys(node, prefix: str = "") -> list[str]:

@@ -17,7 +17,7 @@ from stages.training.metrics import categorical_metrics, multilabel_metrics
 from stages.heads import MISSING, HeadCounts, HeadLayoutError, MultiHeadLoss, head_layout, load_expert
 from stages.config import ConfigError, Part, build
 from stages.training import ExpertPaths, ShardStream, TrainConfig
-from tests.test_train_text import tiny_deberta, torchrun_text  # noqa: F401 - tiny_deberta: fixture
+from tests.test_train_text import count_keys, tiny_deberta, torchrun_text  # noqa: F401 - tiny_deberta: fixture
 from tests.test_train_vision import tiny_siglip  # noqa: F401 - fixture
 from tests.test_training import write_shards
 
@@ -254,7 +254,7 @@ def shards(tmp_path_factory) -> tuple[Path, dict]:
 
 def paths_under(out: Path, shards_dir: Path) -> ExpertPaths:
     return ExpertPaths(shards_dir, out / "expert", out / "metrics.json", out / "live", out / "predictions.jsonl",
-                       out / "scratch")
+                       out / "scratch", report=out / "report.json")
 
 
 def expected_examples(records: list[dict], tasks: list[str], images_only: bool = False) -> dict[str, int]:
@@ -287,7 +287,12 @@ def text_run(shards, tiny_deberta, tmp_path_factory):  # noqa: F811 - fixture
 def test_multi_head_text_expert_reports_every_head_per_dataset(text_run, shards):
     paths, metrics = text_run
     _, written = shards
-    assert json.loads(paths.metrics.read_text()) == metrics
+    assert json.loads(paths.report.read_text()) == metrics   # the full record; the DVC metric: its headline
+    headline = json.loads(paths.metrics.read_text())
+    assert headline == training.headline(metrics) and count_keys(headline) <= 40
+    assert set(headline["val"]) == set(metrics["val"])   # every head's main metric, the primary's scores
+    assert headline["val"]["abuse_hate"]["auroc"] == metrics["val"]["abuse_hate"]["auroc"]
+    assert headline["val"]["target_group"] == metrics["val"]["target_group"]["f1_micro"]
     assert metrics["tasks"] == UNIFIED + ["shaming"] and metrics["primary"] == "abuse_hate" and "task" not in metrics
     assert metrics["head_weights"] == {"target_group": 0.5}
     for split in ("train", "val", "test"):
@@ -373,8 +378,9 @@ def test_torchrun_two_processes_train_two_heads(shards, tiny_deberta, tmp_path):
     ranks = [(trace / f"train-epoch0-rank{r}-worker0.txt").read_text().split() for r in (0, 1)]
     assert len(ranks[0]) == len(ranks[1]) == -(-len(train_ids) // 2)
     assert set(ranks[0]) | set(ranks[1]) == train_ids
-    metrics = json.loads((out / "text.json").read_text())
+    metrics = json.loads((out / "report.json").read_text())
     assert metrics["tasks"] == ["abuse_hate", "offensive"] and metrics["examples"]["train"] == len(train_ids)
+    assert set(json.loads((out / "text.json").read_text())["test"]) == {"abuse_hate", "offensive"}
     assert set(metrics["test"]) == {"abuse_hate", "offensive"}
 
 

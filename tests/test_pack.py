@@ -309,3 +309,107 @@ def test_readme_webdataset_snippet_reads_the_shards_without_a_warning(corpus, tm
     with tarfile.open(config.output_dir / "train" / "shard-00000.tar") as tar:
         examples = sum(name.endswith(".json") for name in tar.getnames())
     assert int(done.stdout) == examples > 0
+
+
+# ---------------------------------------------------------------- datasets mixed inside every split
+
+PILOT_DATASETS = ("hateful_memes", "mami", "memotion1", "olid", "hatexplain")   # 3 with images, 2 text-only
+
+
+@pytest.fixture(scope="module")
+def pilot_pack_inputs(tmp_path_factory) -> tuple[Path, PackConfig]:
+    """The pilot's releases of five datasets through ingest and split: a manifest that lists one
+    dataset after another, as ingest writes it."""
+    from stages.common import load_params, write_json
+    from stages.config import build
+    from stages.ingest import ingest
+    from stages.pilot import PilotConfig, write_pilot
+    from stages.records import load_ocr_index, read_manifest
+    from stages.split import PARTS, make_splits
+
+    root = tmp_path_factory.mktemp("mixed")
+    pilot = write_pilot(PilotConfig(out=root / "pilot", examples_per_dataset=60, datasets=PILOT_DATASETS))
+    manifest, ocr = root / "manifest.jsonl", root / "ocr.jsonl"
+    ingest({name: pilot.out / name for name in PILOT_DATASETS}, manifest, ocr, root=root,
+           report_out=root / "ingest_report.json", metrics_out=root / "metrics" / "ingest.json")
+    split_config, _ = build(PARTS, load_params(None, REPO_ROOT / "params.yaml"), overrides={"split.workers": 1})
+    result = make_splits(list(read_manifest(manifest)), load_ocr_index(ocr), Taxonomy.load(TAXONOMY), split_config,
+                         image_root=root)
+    write_json(root / "splits.json", result.splits)
+    write_json(root / "split_report.json", result.report)
+    config = PackConfig(manifest=manifest, ocr=ocr, output_dir=root / "out" / "shards",
+                        stats=root / "out" / "stats.json", label_taxonomy=TAXONOMY, splits=root / "splits.json",
+                        image=ImageSpec(size=32),
+                        examples_per_shard=16, workers=1, image_root=root)
+    return root, config
+
+
+def datasets_in_order(shard_dir: Path, split: str, prefix: str) -> list[str]:
+    """The dataset of each example of a split's `prefix`-*.tar shards, read in order with plain webdataset."""
+    urls = sorted(str(p) for p in (shard_dir / split).glob(f"{prefix}-*.tar"))
+    dataset = wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode().to_tuple("json")
+    return [meta["dataset"] for meta, in dataset]
+
+
+def test_every_split_mixes_the_datasets_from_its_first_examples(pilot_pack_inputs):
+    root, config = pilot_pack_inputs
+    manifest_order = [json.loads(line)["dataset"] for line in config.manifest.read_text().splitlines()]
+    assert len(set(manifest_order[:len(manifest_order) // 10])) == 1   # ingest writes one dataset after another
+    pack(config)
+    for split in ("train", "val", "test"):
+        for prefix, expected in (("shard", {"hateful_memes", "mami", "memotion1"}),
+                                 ("textonly", {"olid", "hatexplain"})):
+            order = datasets_in_order(config.output_dir, split, prefix)
+            assert set(order) == expected, (split, prefix)
+            first = order[:max(len(order) // 10, 8)]   # the first 10% (at least 8: val and test are small)
+            assert len(set(first)) >= 2, f"{split}/{prefix}: the first {len(first)} examples hold only {set(first)}"
+    train = datasets_in_order(config.output_dir, "train", "shard")
+    assert set(train[:len(train) // 10]) == {"hateful_memes", "mami", "memotion1"}
+    assert len(list((config.output_dir / "train").glob("shard-*.tar"))) >= 5   # read across several shards
+
+
+def test_the_shuffle_is_seeded_and_independent_of_the_worker_count(pilot_pack_inputs):
+    root, config = pilot_pack_inputs
+    runs = {}
+    for name, seed, workers in (("a", 0, 1), ("b", 0, 2), ("c", 0, 2), ("d", 1, 2)):
+        out = root / name
+        pack(replace(config, output_dir=out / "shards", stats=out / "stats.json", seed=seed, workers=workers))
+        runs[name] = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert runs["a"] == runs["b"] == runs["c"]
+    assert runs["d"] != runs["a"]   # another seed, another order
+    assert datasets_in_order(root / "d" / "shards", "train", "shard") != datasets_in_order(root / "a" / "shards",
+                                                                                            "train", "shard")
+
+
+def leaf_count(tree: dict) -> int:
+    return sum(leaf_count(v) if isinstance(v, dict) else 1 for v in tree.values())
+
+
+def test_each_data_stage_writes_small_headline_metrics_beside_its_full_report(pilot_pack_inputs):
+    """What `dvc metrics show` shows per file: a few numbers (<= 40), consistent with the full report."""
+    from stages import ingest as ingest_stage
+    from stages.pack_stats import headline as pack_headline
+    from stages.split_report import headline as split_headline
+
+    root, config = pilot_pack_inputs
+    ingest_report = json.loads((root / "ingest_report.json").read_text())
+    ingest_metrics = json.loads((root / "metrics" / "ingest.json").read_text())
+    assert ingest_metrics["examples"] == ingest_report["examples"]
+    assert set(ingest_metrics["datasets"]) == set(PILOT_DATASETS)
+    assert {name: d["examples"] for name, d in ingest_metrics["datasets"].items()} == {
+        name: sum(d["examples"].values()) for name, d in ingest_report["datasets"].items()}
+    assert "skipped_rows" not in ingest_metrics and ingest_stage.SKIP_ROWS_KEPT
+
+    split_report = json.loads((root / "split_report.json").read_text())
+    split_metrics = split_headline(split_report)
+    assert split_metrics["splits"] == split_report["totals"]["per_split"]
+    assert split_metrics["checks_ok"] == {name: check["ok"] for name, check in split_report["checks"].items()}
+
+    out = root / "headline"
+    stats = pack(replace(config, output_dir=out / "shards", stats=out / "stats.json", metrics=out / "pack.json"))
+    pack_metrics = json.loads((out / "pack.json").read_text())
+    assert pack_metrics == pack_headline(stats) and pack_metrics["packed_examples"] == stats["packed_examples"]
+    assert {name: s["examples"] for name, s in pack_metrics["splits"].items()} == {
+        name: s["examples"] for name, s in stats["splits"].items()}
+    for full, small in ((ingest_report, ingest_metrics), (split_report, split_metrics), (stats, pack_metrics)):
+        assert leaf_count(small) <= 40 and leaf_count(small) < leaf_count(full)

@@ -66,10 +66,10 @@ def test_images_resolving_outside_image_dirs_are_unsafe_path_failures(tmp_path):
     stats = pack(config)
     assert stats["packed_examples"] == 2 and stats["failed_examples"] == 4
     entry = stats["failures"]["unsafe_path"]
-    assert entry["count"] == 4 and [e["id"] for e in entry["examples"]] == ["evil", "climb", "absolute", "via_folder"]
+    assert entry["count"] == 4 and sorted(e["id"] for e in entry["examples"]) == ["absolute", "climb", "evil", "via_folder"]
     assert entry["examples"][0]["detail"] == (f"resolves to {secret}, outside {data} "
                                               "(add its folder to pack.image_dirs if you trust it)")
-    with pytest.raises(PackFailed, match=r"unsafe_path: 4  e\.g\. evil \(resolves to "):
+    with pytest.raises(PackFailed, match=r"unsafe_path: 4  e\.g\. \w+ \(resolves to "):
         pack(replace(config, max_failure_rate=0.5, output_dir=tmp_path / "gated", stats=tmp_path / "gated.json"))
     assert not (tmp_path / "gated").exists() and not (tmp_path / "gated.json").exists()
 
@@ -114,9 +114,10 @@ def test_no_text_and_no_image_file_is_a_counted_skip_outside_the_failure_gate(tm
     stats = pack(config)
     assert (stats["packed_examples"], stats["failed_examples"], stats["skipped_examples"]) == (2, 0, 2)
     assert stats["failure_rate"] == 0.0
-    assert stats["skipped"]["no_text_no_image"] == {"count": 2, "examples": [
+    skipped = stats["skipped"]["no_text_no_image"]   # examples in packing order (pack.seed's shuffle)
+    assert skipped["count"] == 2 and sorted(skipped["examples"], key=lambda e: e["id"]) == [
         {"id": "nothing_1", "detail": "no text, and the image file does not exist"},
-        {"id": "nothing_2", "detail": "no text, and the image file does not exist"}]}
+        {"id": "nothing_2", "detail": "no text, and the image file does not exist"}]
     assert stats["missing_image_packed_text_only"]["count"] == 1
     assert stats["datasets"]["hateful_memes"]["skipped"] == 2
     console = Console(file=io.StringIO(), width=200)

@@ -4,7 +4,8 @@ One module-scoped clone and one full pipeline run (train.epochs 1, 128-pixel vis
 shared by every test here; the tests run in file order on that clone, each leaving it as it found it:
   - the first run ran every stage, printed no wall of warnings and left DVC outputs out of git; fuse
     fused the memes, left text-only examples to the text expert, and ignores test labels when fitting;
-  - a second `dvc repro`, and a touch of every file, run nothing;
+  - a second `dvc repro`, a touch of every file, and the bytecode and editor files a user's Python
+    and editor leave in the code folders run nothing (every command here runs with bytecode on);
   - a train param puts only the two trainings out of date (`dvc status`, `dvc repro --dry`; the
     experiment test is its real rerun); a pack param reruns pack for real and then puts only the
     two trainings out of date; going back restores pack from the run-cache, running nothing;
@@ -15,10 +16,12 @@ shared by every test here; the tests run in file order on that clone, each leavi
     a second clone with a shared cache, `python -m pytest -m "not slow"` (collection only), the three
     quick benchmark scripts at tiny sizes;
   - the Step 4 notebook runs top to bottom, loading the experts, then retraining them;
+  - a raw release versioned with `dvc add Datasets/<name>` comes back in a second clone with `dvc pull`;
   - the queued sweep `dvc exp run --queue -S 'train.learning_rate=1e-5,3e-5'` + `dvc queue start`
-    runs both experiments, side by side in `dvc exp show --only-changed --drop '.*by_.*'`;
-  - `dvc exp run -S train.epochs=2` reruns only the trainings and fuse; `dvc exp show`, `dvc metrics diff`
-    and `dvc plots diff` show the params, metrics and curves that matter.
+    runs both experiments, side by side in the README's `dvc exp show` command;
+  - `dvc exp run -S train.epochs=2` reruns only the trainings and fuse; `dvc exp show` (within 200
+    columns), `dvc metrics diff` and `dvc plots diff` (a page that loads nothing remote) show the
+    params, headline metrics and curves that matter; every metrics file holds at most 40 numbers.
 
 The clone is `git clone` of this repo's HEAD plus its uncommitted changes (modified, deleted and
 untracked-but-not-ignored files, never files inside a cached DVC output), committed in the clone:
@@ -32,6 +35,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -41,6 +45,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.test_plots_page import remote_references
 
 pytestmark = pytest.mark.slow
 
@@ -58,9 +64,12 @@ GIT_IDENTITY = {"GIT_AUTHOR_NAME": "pipeline test", "GIT_AUTHOR_EMAIL": "test@ex
 
 # ---------------------------------------------------------------- helpers
 
-def run(args: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run a command, stdout and stderr together; on an unexpected exit code fail with its output."""
-    env = {**os.environ, **GIT_IDENTITY, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
+def run(args: list[str], cwd: Path, check: bool = True, timeout: float = 900,
+        columns: int = 120) -> subprocess.CompletedProcess:
+    """Run a command, stdout and stderr together; on an unexpected exit code fail with its output.
+    Python writes bytecode, as a user's does (the machines here set PYTHONDONTWRITEBYTECODE)."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env.update(GIT_IDENTITY, PYTHONUNBUFFERED="1", COLUMNS=str(columns))
     result = subprocess.run(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, timeout=timeout)
     if check and result.returncode != 0:
@@ -178,6 +187,7 @@ def pipeline(tmp_path_factory) -> Pipeline:
     set_params(repo, TEST_PARAMS)
     git(repo, "add", "-A")
     git(repo, "commit", "--quiet", "-m", "pipeline under test")
+    run([sys.executable, "-m", "stages.plots_page"], repo)   # the quick start's offline plots page (git-ignored)
     start = time.perf_counter()
     first = dvc(repo, "repro")
     seconds = time.perf_counter() - start
@@ -201,9 +211,11 @@ def test_repro_in_a_fresh_clone_runs_every_stage(pipeline):
         model = pipeline.repo / f"Step_4/models/{name}_expert"
         assert (model / "model.safetensors").is_file() and (model / "config.json").is_file()
         metrics = json.loads((pipeline.repo / f"Step_4/metrics/{name}.json").read_text())
-        assert metrics["epochs"] == 1 and metrics["epochs_run"] == 1
+        report = json.loads((pipeline.repo / f"Step_4/reports/{name}.json").read_text())
+        assert report["epochs"] == 1 and metrics["epochs_run"] == report["epochs_run"] == 1
         for split in ("val", "test"):
             assert 0 <= metrics[split]["f1_macro"] <= 1 and metrics[split]["support"] > 0
+            assert metrics[split]["f1_macro"] == report[split]["f1_macro"]
     assert_pilot_fusion(pipeline.repo)
 
 
@@ -234,8 +246,8 @@ def assert_pilot_fusion(repo: Path) -> None:
             json.dumps({**row, "label": 1 - row["label"] if row["split"] == "test" else row["label"]}) + "\n"
             for row in lines))
     run([sys.executable, "-m", "stages.fuse", "--text-predictions", "flipped/text.jsonl", "--vision-predictions",
-         "flipped/vision.jsonl", "--fuse-predictions", "flipped/fusion.jsonl", "--fuse-metrics", "flipped/metrics.json",
-         "--report", "flipped/report.json"], repo)
+         "flipped/vision.jsonl", "--fuse-predictions", "flipped/fusion.jsonl", "--metrics", "flipped/metrics.json",
+         "--fuse-report", "flipped/report.json"], repo)
     flipped_report = json.loads((flipped / "report.json").read_text())
     shutil.rmtree(flipped)
     assert flipped_report["model"] == report["model"]
@@ -302,6 +314,31 @@ def test_touching_files_without_changing_them_runs_nothing(pipeline):
     assert_clean(pipeline.repo)
 
 
+def test_bytecode_and_editor_files_never_make_a_stage_dirty(pipeline):
+    """A user's Python writes __pycache__/ beside every module it imports, editors leave swap and
+    backup files: none of them is a change to a stage (.dvcignore)."""
+    repo = pipeline.repo
+    modules = sorted(".".join(p.relative_to(repo).with_suffix("").parts).removesuffix(".__init__")
+                     for p in (repo / "stages").rglob("*.py"))
+    run([sys.executable, "-c", "import importlib\n" + "".join(f"importlib.import_module({m!r})\n" for m in modules)],
+        repo)
+    for folder in ("stages", "stages/releases", "stages/training"):   # the last two are folder deps of stages
+        assert list((repo / folder / "__pycache__").glob("*.pyc")), f"no bytecode written in {folder}"
+    litter = [repo / "stages/releases/.olid.py.swp", repo / "stages/training/data.py~", repo / "Datasets/.DS_Store",
+              repo / "data/pilot/olid/.#olid-training-v1.0.tsv", repo / "stages/releases/.ipynb_checkpoints/x.py"]
+    try:
+        for path in litter:
+            path.parent.mkdir(exist_ok=True)
+            path.write_text("editor state\n")
+        assert "Data and pipelines are up to date." in dvc(repo, "status").stdout
+        assert ran_stages(dvc(repo, "repro").stdout) == set()
+    finally:
+        for path in litter:
+            path.unlink(missing_ok=True)
+        shutil.rmtree(repo / "stages/releases/.ipynb_checkpoints", ignore_errors=True)
+    assert_clean(repo)
+
+
 def test_a_train_param_reruns_only_the_two_trainings(pipeline):
     with changed_params(pipeline.repo, {"train": {"epochs": 2}}):
         status = json.loads(dvc(pipeline.repo, "status", "--json").stdout)
@@ -334,8 +371,9 @@ def test_a_pack_param_reruns_pack_and_both_trainings_only(pipeline):
 
 def test_a_failed_stage_keeps_dvc_lock_and_previous_outputs(pipeline):
     repo = pipeline.repo
-    watched = ("dvc.lock", "Step_3/shards", "Step_3/stats.json", "Step_4/models", "Step_4/metrics",
-               "Step_4/live", "Step_4/predictions")
+    pack_outputs = ("Step_3/shards", "Step_3/stats.json", "Step_3/metrics/pack.json")   # cached and git-kept alike
+    later = ("Step_4/models", "Step_4/metrics", "Step_4/reports", "Step_4/live", "Step_4/predictions")
+    watched = ("dvc.lock", *pack_outputs, *later)
     before = {path: digest(repo / path) for path in watched}
     with changed_params(repo, {"pack": {"max_image_pixels": 1}}):   # every image fails the gate
         result = dvc(repo, "repro", check=False)
@@ -343,14 +381,14 @@ def test_a_failed_stage_keeps_dvc_lock_and_previous_outputs(pipeline):
         assert "pack failed: failure rate" in result.stdout and "Traceback" not in result.stdout
         assert ran_stages(result.stdout) == {"pack"}
         assert not list((repo / "Step_3").glob(".*.tmp")), "partial outputs left behind"
-        for path in ("dvc.lock", "Step_4/models", "Step_4/metrics", "Step_4/live", "Step_4/predictions"):
+        for path in ("dvc.lock", *later):
             assert digest(repo / path) == before[path], f"{path} changed by a failed pack"
-        for path in ("Step_3/shards", "Step_3/stats.json"):
+        for path in pack_outputs:
             # dvc removes a stage's (non-persist) outputs before running it; whatever is left is the old output
             assert digest(repo / path) in (before[path], {}), f"{path}: a failed pack left new or partial files"
         restore = readme_restore_command()   # the README's way back, before the cause is fixed
         run(["bash", "-c", restore.replace("dvc ", f"{sys.executable} -m dvc ")], repo)
-        for path in ("Step_3/shards", "Step_3/stats.json"):   # cached and git-kept outputs alike
+        for path in pack_outputs:
             assert digest(repo / path) == before[path], f"{path} not restored by `{restore}`"
     result = dvc(repo, "repro")   # cause fixed: the previous outputs come back without recomputing
     assert ran_stages(result.stdout) == set()
@@ -438,6 +476,45 @@ def test_remote_push_then_pull_into_a_second_clone_runs_nothing(pipeline, tmp_pa
     assert_clean(repo)
 
 
+def test_a_release_added_with_dvc_add_comes_back_with_dvc_pull(pipeline, tmp_path):
+    """The README's way to version a raw release: `dvc add Datasets/<name>`, commit the .dvc file,
+    `dvc push`; a second clone with the same (local folder) remote restores it with `dvc pull`."""
+    repo, mate, storage = pipeline.repo, tmp_path / "mate", tmp_path / "dvc-store"
+    shutil.copytree(repo / "data/pilot/olid", repo / "Datasets/olid")   # a release, as its authors ship it
+    commands = readme_block_after("5. Version the releases with DVC")
+    assert [c.split()[:2] for c in commands] == [["dvc", "add"], ["git", "add"], ["git", "pull"]]
+    head = git(repo, "rev-parse", "HEAD").strip()
+    try:
+        dvc(repo, "remote", "add", "-d", "storage", str(storage))
+        run(["bash", "-c", with_this_python(commands[0])], repo)
+        assert git(repo, "status", "--porcelain", "--untracked-files=all", "Datasets").split() == ["??",
+                                                                                              "Datasets/olid.dvc"]
+        run(["bash", "-c", with_this_python(commands[1]).replace("git commit", "git add .dvc/config && git commit")],
+            repo)
+        run(["git", "clone", "--quiet", str(repo), str(mate)], tmp_path)
+        assert not (mate / "Datasets/olid").exists() and (mate / "Datasets/olid.dvc").is_file()
+        dvc(mate, "pull", "Datasets/olid.dvc")
+        assert digest(mate / "Datasets/olid") == digest(repo / "Datasets/olid") != {}
+    finally:
+        git(repo, "reset", "--quiet", "--hard", head)   # back to the clone's HEAD: no .dvc file, no remote
+        shutil.rmtree(repo / "Datasets/olid")
+        (repo / "Datasets/olid.dvc").unlink(missing_ok=True)
+    assert_clean(repo)
+    assert "Data and pipelines are up to date." in dvc(repo, "status").stdout
+
+
+def with_this_python(command: str) -> str:
+    """A README shell line with each `dvc` command run by this test's Python."""
+    return re.sub(r"(^|&&\s*)dvc ", lambda m: f"{m[1]}{sys.executable} -m dvc ", command)
+
+
+def readme_block_after(marker: str) -> list[str]:
+    """The command lines (comments cut) of the first bash block after `marker` in the README."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```bash\n(.*?)```", readme[readme.index(marker):], re.S)[1]
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
 def test_not_slow_marker_leaves_out_only_this_module():
     """`python -m pytest -m "not slow"` (collection only: CI runs the tests themselves)."""
     result = run([sys.executable, "-m", "pytest", "-m", "not slow", "--collect-only", "-p", "no:cacheprovider"],
@@ -494,7 +571,7 @@ def test_readme_real_data_walkthrough_reaches_trained_text_metrics(tmp_path):
     mami = stats["datasets"]["mami"]   # truth.txt alone: labels without text or image
     assert mami["skipped"] > 0 and mami["train"] == mami["val"] == mami["test"] == mami["failed"] == 0
     assert stats["skipped"]["no_text_no_image"]["count"] >= mami["skipped"]
-    metrics = json.loads((repo / "Step_4/metrics/text.json").read_text())
+    metrics = json.loads((repo / "Step_4/reports/text.json").read_text())
     assert (metrics["epochs"], metrics["task"]) == (params["train"]["epochs"], *params["train"]["tasks"]) == (1, "offensive")
     for split in ("val", "test"):
         assert metrics[split]["support"] > 0 and 0 <= metrics[split]["f1_macro"] <= 1
@@ -649,9 +726,22 @@ def wait_for_queue(repo: Path, names: list[str], timeout: float) -> dict[str, st
         time.sleep(5)
 
 
+def readme_exp_show() -> list[str]:
+    """The README's `dvc exp show` command that compares experiments, as argv."""
+    line, = [c for c in readme_block_after("## Experiments") if c.startswith("dvc exp show")]
+    return shlex.split(line)[1:]
+
+
+def exp_show_table(repo: Path) -> tuple[list[str], str]:
+    """(column names, table) of the README's command in a 200-column terminal."""
+    table = run([sys.executable, "-m", "dvc", *readme_exp_show()], repo, columns=200).stdout
+    assert max(map(len, table.splitlines())) <= 200 and "…" not in table, f"does not fit in 200 columns:\n{table}"
+    return next(line for line in table.splitlines() if line.split()[:1] == ["Experiment"]).split(), table
+
+
 def test_queued_sweep_runs_both_experiments(pipeline):
-    """`dvc exp run --queue -S 'train.learning_rate=1e-5,3e-5'`, `dvc queue start`, then
-    `dvc exp show --only-changed --drop '.*by_.*'` lists both runs side by side."""
+    """`dvc exp run --queue -S 'train.learning_rate=1e-5,3e-5'`, `dvc queue start`, then the README's
+    `dvc exp show` lists both runs side by side within 200 columns."""
     repo = pipeline.repo
     result = dvc(repo, "exp", "run", "--queue", "-S", "train.learning_rate=1e-5,3e-5")
     names = re.findall(r"Queued experiment '([\w-]+)' for future execution", result.stdout)
@@ -678,16 +768,10 @@ def test_queued_sweep_runs_both_experiments(pipeline):
                 assert metrics["epochs_run"] == 1 and 0 <= metrics["val"]["f1_macro"] <= 1
             text_scores.append(row["data"]["metrics"]["Step_4/metrics/text.json"]["data"]["test"])
         assert text_scores[0] != text_scores[1], "two learning rates, the same text expert"
-        baseline_metrics = baseline["data"]["metrics"]["Step_4/metrics/text.json"]["data"]
-        hidden = ("by_dataset", "by_functionality", "by_target_group")   # what --drop hides
-        assert all(any(part in key for key in flat_keys(baseline_metrics)) for part in hidden)
-
-        table = dvc(repo, "exp", "show", "--only-changed", "--drop", ".*by_.*").stdout
-        columns = next(line for line in table.splitlines() if line.split()[:1] == ["Experiment"]).split()
+        columns, table = exp_show_table(repo)
         assert "train.learning_rate" in columns and "train.epochs" not in columns   # changed vs unchanged
-        assert not [c for c in columns if "by_" in c or c.startswith(("Step_3/", "train.epochs"))]
-        for name in ("text", "vision"):
-            assert any(c.startswith(f"Step_4/metrics/{name}.json:") for c in columns), f"no {name} metrics shown"
+        assert [c for c in columns if ":" in c] == ["Step_4/metrics/text.json:val.f1_macro",
+                                                    "Step_4/metrics/vision.json:val.f1_macro"]
         assert all(f"[{name}]" in table for name in names)
     finally:   # leave no experiments, tasks or workers behind for the next test
         dvc(repo, "queue", "stop", "--kill", check=False)
@@ -716,6 +800,22 @@ def test_experiment_show_metrics_diff_and_plots_diff(pipeline, tmp_path):
             assert metrics["epochs_run"] == epochs
             assert {"val.f1_macro", "test.f1_macro", "test.auroc", "test.ece"} <= flat_keys(metrics)
 
+    metrics_files = json.loads(dvc(repo, "metrics", "show", "--json").stdout)[""]["data"]
+    assert {path: len(flat_keys(entry["data"])) <= 40 for path, entry in metrics_files.items()} == {
+        path: True for path in metrics_files}, "a metrics file DVC shows holds more than 40 numbers"
+    columns, table = exp_show_table(repo)   # the README's comparison: both runs, both experts' headline
+    assert columns[:3] == ["Experiment", "Step_4/metrics/text.json:val.f1_macro",
+                           "Step_4/metrics/vision.json:val.f1_macro"]
+    assert "train.epochs" in columns
+    for row, epochs in ((baseline, 1), (experiment, 2)):
+        line = next(line for line in table.splitlines() if (row.get("name") or row["rev"][:7]) in line)
+        assert line.split()[-1] == str(epochs)
+    side_by_side = dvc(repo, "metrics", "diff", "HEAD", experiment["name"]).stdout
+    assert max(map(len, side_by_side.splitlines())) <= 200
+    for name in ("text", "vision"):
+        for key in ("val.f1_macro", "test.f1_macro", "test.auroc"):
+            assert re.search(rf"Step_4/metrics/{name}\.json\s+{re.escape(key)}\s", side_by_side), (name, key)
+
     diff = json.loads(dvc(repo, "metrics", "diff", "--json").stdout)   # HEAD -> workspace (the experiment)
     for name in ("text", "vision"):
         changes = diff[f"Step_4/metrics/{name}.json"]
@@ -725,7 +825,9 @@ def test_experiment_show_metrics_diff_and_plots_diff(pipeline, tmp_path):
 
     out = tmp_path / "plots"
     dvc(repo, "plots", "diff", "HEAD", experiment["name"], "-o", str(out))
-    specs = plot_specs((out / "index.html").read_text(encoding="utf-8"))
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert remote_references(page) == [], "the plots page loads something remote"
+    specs = plot_specs(page)
     for div, (numeric, fields) in declared_plots(repo).items():
         assert div in specs, f"plot {div} missing from the page"
         values = specs[div]["data"]["values"]

@@ -47,7 +47,12 @@ def outputs(root: Path, name: str = "run") -> ExpertPaths:
     out = root / name
     return ExpertPaths(shards=Path(), out_model=out / "models/text_expert", metrics=out / "metrics/text.json",
                        live_dir=out / "live/text", predictions=out / "predictions/text.jsonl",
-                       scratch=out / "scratch/text")
+                       scratch=out / "scratch/text", report=out / "reports/text.json")
+
+
+def count_keys(tree: dict) -> int:
+    """Leaf values of a nested dict: the number of metrics DVC shows for a file."""
+    return sum(count_keys(v) if isinstance(v, dict) else 1 for v in tree.values())
 
 
 def run(shards_dir: Path, paths: ExpertPaths, model: Path | str, resume: bool = False, **train) -> dict:
@@ -66,7 +71,12 @@ def first_run(tiny_deberta, shards, tmp_path_factory):
 def test_tiny_deberta_trains_and_writes_every_output(first_run, shards):
     paths, metrics = first_run
     _, written = shards
-    assert json.loads(paths.metrics.read_text()) == metrics
+    assert json.loads(paths.report.read_text()) == metrics   # the full record; the DVC metric: its headline
+    headline = json.loads(paths.metrics.read_text())
+    assert headline == training.headline(metrics) and count_keys(headline) <= 40
+    assert headline["test"]["by_dataset"] == {name: d["f1_macro"] for name, d in metrics["test"]["by_dataset"].items()}
+    assert {key: headline["val"][key] for key in ("f1_macro", "auroc", "accuracy", "ece", "support")} == {
+        key: metrics["val"][key] for key in ("f1_macro", "auroc", "accuracy", "ece", "support")}
     assert metrics["epochs_run"] == 2 and metrics["best_epoch"] in (1, 2) and metrics["pretrained"] is True
     # null targets skipped and counted, per split
     assert metrics["skipped_null_labels"] == {"train": 3, "val": 3, "test": 3}
@@ -114,6 +124,7 @@ def test_same_seed_gives_a_byte_identical_metrics_file(first_run, shards, tiny_d
     again = outputs(tmp_path)
     run(shards[0], again, tiny_deberta)
     assert again.metrics.read_bytes() == paths.metrics.read_bytes()
+    assert again.report.read_bytes() == paths.report.read_bytes()
     assert again.predictions.read_bytes() == paths.predictions.read_bytes()
 
 
@@ -172,7 +183,7 @@ def torchrun_text(shards_dir: Path, params: Path, out: Path, trace: Path) -> sub
            "-m", "stages.train_text", "--shards", str(shards_dir), "--out-model", str(out / "text_expert"),
            "--metrics", str(out / "text.json"), "--live-dir", str(out / "live"),
            "--predictions", str(out / "text.jsonl"), "--scratch", str(out / "scratch"),
-           "--params", str(params), "--trace-ids", str(trace)]
+           "--report", str(out / "report.json"), "--params", str(params), "--trace-ids", str(trace)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -40,7 +40,7 @@ def tiny_siglip(tmp_path_factory) -> Path:
 
 def run(shards_dir: Path, out: Path, vision: VisionConfig, **train) -> tuple[ExpertPaths, dict]:
     paths = ExpertPaths(shards_dir, out / "vision_expert", out / "vision.json", out / "live", out / "vision.jsonl",
-                        out / "scratch")
+                        out / "scratch", report=out / "report.json")
     cfg = TrainConfig(**{"epochs": 1, "batch_size": 8, "learning_rate": 1e-3, **train})
     return paths, train_vision(paths, cfg, vision)
 
@@ -160,7 +160,8 @@ def test_vision_expert_skips_a_text_only_diagnostic_suite_and_says_so(tiny_sigli
     paths, metrics = run(root, tmp_path, VisionConfig(model=str(tiny_siglip)))
     why = "text-only suite(s) (hatecheck): this expert reads image shards only"
     assert metrics["diagnostic"] == {"skipped": why}
-    assert json.loads(paths.metrics.read_text())["diagnostic"] == {"skipped": why}
+    assert json.loads(paths.report.read_text())["diagnostic"] == {"skipped": why}
+    assert "diagnostic" not in json.loads(paths.metrics.read_text())   # no accuracy: nothing to compare
     assert f"{root / 'diagnostic'}: {why}; not scored" in caplog.text
     rows = [json.loads(line) for line in paths.predictions.read_text().splitlines()]
     assert {r["split"] for r in rows} == {"val", "test"}

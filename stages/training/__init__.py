@@ -15,7 +15,7 @@ from stages.training.data import (IMAGE_FIELDS, ModelCollator, ShardStream, Spli
                                   read_split, read_splits)
 from stages.training.metrics import (Predictions, binary_f1_macro, classification_metrics, expected_calibration_error,
                                      predicted_class, split_metrics)
-from stages.training.outputs import diagnostic_report, predict, print_summary
+from stages.training.outputs import diagnostic_report, headline, predict, print_summary
 from stages.training.stage import quiet_libraries, stage_main, train_expert
 from stages.training.trainer import class_weights
 
@@ -23,5 +23,5 @@ __all__ = ["Expert", "ExpertPaths", "TrainConfig", "TrainingInputError", "hub_lo
            "resolve_model_source", "resolve_pip_package", "stage_parts", "IMAGE_FIELDS", "ModelCollator",
            "ShardStream", "SplitInfo", "padded", "read_diagnostic", "read_split", "read_splits", "Predictions",
            "binary_f1_macro", "classification_metrics", "expected_calibration_error", "predicted_class",
-           "split_metrics", "diagnostic_report", "predict", "print_summary", "quiet_libraries", "stage_main",
-           "train_expert", "class_weights"]
+           "split_metrics", "diagnostic_report", "headline", "predict", "print_summary", "quiet_libraries",
+           "stage_main", "train_expert", "class_weights"]

@@ -99,12 +99,13 @@ class ExpertPaths:
     shards: Path = field(  # packed shards (train/ val/ test/)
         metadata={"group": "pack", "key": "output_dir", "flag": "shards"})
     out_model: Path       # the saved expert (save_pretrained)
-    metrics: Path         # metrics JSON (a DVC metric)
+    metrics: Path         # headline metrics JSON (the DVC metric: epochs, val/test scores)
     live_dir: Path        # DVCLive dir (curves for `dvc plots`)
     predictions: Path     # val/test predictions for Step 5
     scratch: Path         # holds <stage>-run/: checkpoints + the live dir while training (removed after success)
     trace_ids: Path | None = field(  # debug: write the train ids each rank/worker read, per epoch, to this folder
         default=None, metadata={"cli_only": True})
+    report: Path | None = None  # the full metrics record (per dataset, head, functionality, group); null: none
 
     def run_dir(self, stage: str) -> Path:
         """The stage's own folder inside `scratch`: made fresh (unless --resume), removed alone."""

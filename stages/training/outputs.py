@@ -109,6 +109,38 @@ def metrics_record(expert: Expert, cfg: TrainConfig, splits: dict[str, SplitInfo
         **({DIAGNOSTIC_SPLIT: report} if report else {})}
 
 
+HEADLINE_SCORES = ("f1_macro", "f1_micro", "auroc", "accuracy", "ece", "majority_baseline_f1_macro",
+                   "majority_baseline_f1_micro", "support")
+
+
+def headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers `dvc metrics show` / `dvc exp show` compare (Step_4/metrics/<expert>.json):
+    epochs, val/test scores, test's main metric per dataset (multi-head: the primary head's scores
+    and every other head's main metric), the diagnostic accuracy. The full record (per dataset,
+    head, functionality, target group) is the report."""
+    def main_metric(values: dict[str, Any]) -> float | None:
+        return values["f1_micro" if "f1_micro" in values else "f1_macro"]
+
+    def scores(values: dict[str, Any], per_dataset: bool) -> dict[str, Any]:
+        out = {key: values[key] for key in HEADLINE_SCORES if key in values}
+        if per_dataset:
+            out["by_dataset"] = {name: main_metric(d) for name, d in values.get("by_dataset", {}).items()}
+        return out
+
+    out = {"epochs_run": metrics["epochs_run"], "best_epoch": metrics["best_epoch"]}
+    for split in (s for s in SPLITS if s in metrics):
+        section = metrics[split]
+        if "tasks" in metrics:
+            out[split] = {head: scores(values, False) if head == metrics["primary"] else main_metric(values)
+                          for head, values in section.items()}
+        else:
+            out[split] = scores(section, split == "test")
+    diagnostic_section = metrics.get(DIAGNOSTIC_SPLIT, {})
+    if "accuracy" in diagnostic_section:
+        out[DIAGNOSTIC_SPLIT] = {"accuracy": diagnostic_section["accuracy"], "cases": diagnostic_section["cases"]}
+    return out
+
+
 def primary_view(pred: Predictions, layout: heads.HeadLayout | None, name: str) -> Predictions | None:
     """A multi-head prediction reduced to one binary head's labeled rows (gold 0/1, P(class 1)) --
     the shape of a single-task one; None when that head is not binary or has no labeled row."""
@@ -157,18 +189,20 @@ def log_test_plots(live, test: Predictions | None) -> None:
 
 
 def write_outputs(expert: Expert, metrics: dict, rows: list[dict], live_work: Path, paths: ExpertPaths) -> None:
-    """Model folder, metrics, predictions and live dir: each written to a temp beside it, renamed
-    only once all four are complete, the metrics file last."""
+    """Model folder, headline metrics, full report, predictions and live dir: each written to a temp
+    beside it, renamed only once all are complete, the metrics file last."""
     with contextlib.ExitStack() as stack:
-        metrics_file = stack.enter_context(atomic_file(paths.metrics))   # entered first: renamed last
         inputs = (paths.shards,)
+        metrics_file = stack.enter_context(atomic_file(paths.metrics, inputs))   # entered first: renamed last
+        if paths.report is not None:
+            write_json(stack.enter_context(atomic_file(paths.report, inputs)), metrics)
         model_dir = stack.enter_context(atomic_dir(paths.out_model, expert.stage, inputs))
         save_model(expert, model_dir)
         live_dir = stack.enter_context(atomic_dir(paths.live_dir, expert.stage, inputs))
         shutil.copytree(live_work, live_dir, dirs_exist_ok=True)
-        predictions = stack.enter_context(atomic_file(paths.predictions))
+        predictions = stack.enter_context(atomic_file(paths.predictions, inputs))
         predictions.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows), encoding="utf-8")
-        write_json(metrics_file, metrics)
+        write_json(metrics_file, headline(metrics))
 
 
 # from_pretrained's download options, which transformers records in tokenizer_config.json: how this

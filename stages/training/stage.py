@@ -13,7 +13,7 @@ import torch
 from stages import heads
 from stages.common import exit_on_interrupt
 from stages.console import setup_logging
-from stages.config import parse
+from stages.config import parse, unless_given
 from stages.threads import pin_torch_threads
 from stages.training.config import ExpertPaths, TrainConfig, TrainingInputError, hub_local_only, stage_parts
 from stages.training.data import read_diagnostic, read_splits
@@ -45,6 +45,7 @@ def stage_main(name: str, config_cls, train_fn: Callable, description: str, argv
     """The `main()` of both stages: params groups `train` + `name`, then `train_fn(paths, train, cfg)`."""
     (train, expert_cfg, paths), args = parse(f"train_{name}", description, stage_parts(name, config_cls), argv,
                                              extra=add_resume_flag)
+    paths = unless_given(paths, args, name, "metrics", "report")
     setup_logging(args.verbose)
     quiet_libraries(args.verbose)
     try:
