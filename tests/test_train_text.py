@@ -208,7 +208,8 @@ def test_cli_user_errors_exit_with_one_clear_message(shards, tmp_path):
     params = tmp_path / "params.yaml"
     outputs = {key: str(tmp_path / key) for key in ("out_model", "metrics", "live_dir", "predictions", "scratch")}
     params.write_text(f"train:\n  task: hate\ntext: {json.dumps(outputs)}\n")
-    with pytest.raises(ConfigError, match=r"^train.tasks: 'hate' is neither a unified field "
+    # checked against the taxonomy (an input) when training starts, hence InputError, not ConfigError
+    with pytest.raises(InputError, match=r"^train.tasks: 'hate' is neither a unified field "
                                          r"\(abuse_hate, offensive, target_group, target_type\) nor an aux label"):
         main(["--params", str(params), "--shards", str(shards[0])])
     params.write_text("train: {}\ntext:\n  max_len: 64\n")
