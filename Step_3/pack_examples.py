@@ -14,4 +14,5 @@ if __name__ == "__main__":   # an entry point: the CPU thread policy before nump
 from stages.pack import main  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    from stages import cli
+    cli.run("pack", main)

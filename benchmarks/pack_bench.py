@@ -199,9 +199,10 @@ def rss_child(pack_argv: list[str]) -> None:
     """Child mode: run the stage, then report this process's peak RSS (getrusage). Workers are
     sampled by the parent with psutil: getrusage(RUSAGE_CHILDREN) would also count the helper
     subprocesses torch's import forks from the 500 MB main process."""
+    from stages import cli
     from stages.pack import main as pack_main
 
-    pack_main(pack_argv)
+    cli.run("pack", pack_main, pack_argv)
     print(json.dumps({"main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 

@@ -1,4 +1,4 @@
-"""Small helpers every stage shares: params, atomic outputs a stage owns, deterministic JSON, Ctrl-C."""
+"""Small helpers every stage shares: params, atomic outputs a stage owns, deterministic JSON."""
 from __future__ import annotations
 
 import contextlib
@@ -6,13 +6,13 @@ import errno
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import yaml
 
+from stages.errors import OutputError  # noqa: F401  (raised here; callers import it from here)
 from stages.threads import usable_cores
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -21,9 +21,6 @@ OUTPUT_MARKER = ".stage-output"   # in every folder a stage writes as a whole: t
 OUTPUT_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG}
 
 
-class OutputError(Exception):
-    """An output path a stage will not replace (not its own, or holding an input) or cannot write
-    (disk full, read-only); the message names the path. `exit_on_interrupt` makes it one line."""
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -191,18 +188,3 @@ def _umask() -> int:
     return mask
 
 
-INTERRUPTED_EXIT = 130   # 128 + SIGINT, as shells report a Ctrl-C
-
-
-@contextlib.contextmanager
-def exit_on_interrupt(stage: str, note: Callable[[], str] = str) -> Iterator[None]:
-    """Ctrl-C: one line instead of a traceback (atomic outputs have already been rolled back), exit 130.
-    `note()` may add to the line (what was kept, e.g. a checkpoint to resume from). An OutputError
-    (an output refused or not writable): one line, exit 1."""
-    try:
-        yield
-    except OutputError as err:
-        raise SystemExit(f"{stage}: {err}") from None
-    except KeyboardInterrupt:
-        print(f"{stage}: interrupted; no outputs written{note()}", file=sys.stderr, flush=True)
-        raise SystemExit(INTERRUPTED_EXIT) from None

@@ -33,13 +33,14 @@ from typing import Any, Iterator, Sequence
 
 import yaml
 
+from stages import errors
 from stages.common import load_params
 
 DEFAULT_PARAMS = "params.yaml"
 MAX_IMAGE_SIZE = 4096   # ceiling of pack.image_size and vision.image_size: 16 images of 4096² RGB are 3 GB as floats
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.ConfigError):
     """A params or command-line value that cannot configure the stage; the message names the key."""
 
 
@@ -358,23 +359,17 @@ def parse(stage: str, description: str, parts: Sequence[Part], argv: Sequence[st
           extra: typing.Callable[[argparse.ArgumentParser], None] | None = None) -> tuple[list, argparse.Namespace]:
     """A stage's command line: one config per Part and the parsed arguments.
 
-    A bad params file, key or value exits at once with one line naming the key."""
+    A bad params file, key or value raises a ConfigError naming the key (stages.cli.run prints it)."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--params")
     known, _ = pre.parse_known_args(argv)
-    try:
-        params, params_file = read_params(known.params)
-    except ConfigError as err:
-        raise SystemExit(f"{stage}: {err}") from None
+    params, params_file = read_params(known.params)
     args = stage_parser(stage, description, parts, params, params_file, extra).parse_args(argv)
     keys = keys_of(parts)
     by_name = {key.name: key for key in keys}
     overrides = {name: from_text(value, by_name[name]) if isinstance(value, str) else value
                  for name, value in vars(args).items() if name in by_name}
-    try:
-        configs = build(parts, params, overrides, flag_names(keys))
-    except ConfigError as err:
-        raise SystemExit(f"{stage}: {err}") from None
+    configs = build(parts, params, overrides, flag_names(keys))
     return configs, args
 
 

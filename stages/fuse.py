@@ -46,9 +46,10 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from stages.common import atomic_file, exit_on_interrupt, json_text, write_json
+from stages.common import atomic_file, json_text, write_json
 from stages.config import Part, check_fields, parse
 from stages.console import setup_logging, summary
+from stages.errors import InputError
 from stages.scores import binary_f1_macro, main_metric
 
 EXPERTS = ("text", "vision")
@@ -56,7 +57,7 @@ EVALUATED_SPLITS = ("val", "test")
 PROB_FLOOR = 1e-6        # the experts round probabilities to 6 decimals: 0 and 1 occur
 
 
-class FuseError(ValueError):
+class FuseError(InputError):
     """Predictions that cannot be fused; the message names file, line or field."""
 
 
@@ -484,13 +485,10 @@ def main(argv=None) -> None:
     parts = (Part("fuse", FuseConfig), Part("fuse", FusePaths))
     (settings, paths), args = parse("fuse", __doc__.split("\n\n")[0], parts, argv)
     setup_logging(args.verbose)
-    try:
-        with exit_on_interrupt("fuse"):
-            report = run(settings, paths)
-    except FuseError as err:
-        raise SystemExit(f"fuse: {err}") from None
+    report = run(settings, paths)
     print_summary(report)
 
 
 if __name__ == "__main__":
-    main()
+    from stages import cli
+    cli.run("fuse", main)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from stages.errors import InputError
 from stages.taxonomy import TARGET_TYPES, UNIFIED_FIELDS, Taxonomy
 
 MISSING = -100.0
@@ -32,7 +33,7 @@ CONFIG_KEY = "expert_heads"            # config.json attribute holding the layou
 TARGET_GROUP_LEVELS = ("name", "category")
 
 
-class HeadLayoutError(ValueError):
+class HeadLayoutError(InputError):
     """A requested field the taxonomy does not declare or that cannot be learned; a bad label value."""
 
 

@@ -33,8 +33,8 @@ from typing import Iterable, Iterator
 from rich.console import Console
 
 from stages import records
-from stages.common import REPO_ROOT, atomic_file, exit_on_interrupt, json_text
-from stages.config import Part, given, parse, unless_given
+from stages.common import REPO_ROOT, atomic_file, json_text
+from stages.config import ConfigError, Part, given, parse, unless_given
 from stages.console import Progress, setup_logging, summary
 from stages.records import ContractError, ManifestRecord, OcrRecord
 from stages import releases
@@ -46,7 +46,7 @@ SKIP_EXAMPLES = 3      # skipped rows printed per dataset and reason (all are in
 SKIP_ROWS_KEPT = 1000  # skipped rows kept in the report per dataset and reason (the counts are exact)
 
 
-class IngestError(Exception):
+class IngestError(ConfigError):
     """A configuration problem (unknown dataset, missing folder or file): the stage stops with this message."""
 
 
@@ -313,9 +313,9 @@ def parse_dataset_options(options: list[str]) -> dict[str, Path]:
     for option in options:
         name, sep, folder = option.partition("=")
         if not sep or not name or not folder:
-            raise SystemExit(f"--dataset expects NAME=DIR, got {option!r}")
+            raise ConfigError(f"--dataset expects NAME=DIR, got {option!r}")
         if name in datasets:
-            raise SystemExit(f"--dataset {name} given twice")
+            raise ConfigError(f"--dataset {name} given twice")
         datasets[name] = Path(folder)
     return datasets
 
@@ -340,7 +340,7 @@ def command_line_config(config: IngestConfig, args: argparse.Namespace) -> Inges
     `--manifest` without `--report` writes the report beside it, keeping the pipeline's report."""
     if args.dataset:
         if given(args, "ingest.step2_manifest") or given(args, "ingest.step2_ocr"):
-            raise SystemExit("--dataset and --step2-manifest/--step2-ocr exclude each other")
+            raise ConfigError("--dataset and --step2-manifest/--step2-ocr exclude each other")
         config = dataclasses.replace(config, datasets=parse_dataset_options(args.dataset),
                                      step2_manifest=None, step2_ocr=None)
     config = unless_given(config, args, "ingest", "manifest", "report")
@@ -351,13 +351,7 @@ def main(argv: list[str] | None = None) -> IngestResult:
     (config,), args = parse("ingest", __doc__.split("\n\n")[0], [Part("ingest", IngestConfig)], argv,
                             extra=add_dataset_flag)
     setup_logging(args.verbose)
-    try:
-        with exit_on_interrupt("ingest"):
-            result = run(command_line_config(config, args), progress=True)
-    except IngestError as e:
-        raise SystemExit(str(e)) from None
-    except (ReleaseError, ContractError) as e:
-        raise SystemExit(f"ingest failed: {e}") from None
+    result = run(command_line_config(config, args), progress=True)
     print_summary(result)
     return result
 
@@ -381,4 +375,5 @@ def run(config: IngestConfig, progress: bool = False) -> IngestResult:
 
 
 if __name__ == "__main__":
-    main()
+    from stages import cli
+    cli.run("ingest", main)

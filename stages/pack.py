@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from stages import balance
-from stages.common import REPO_ROOT, atomic_dir, atomic_file, exit_on_interrupt, json_text, resolve_workers
+from stages.common import REPO_ROOT, atomic_dir, atomic_file, json_text, resolve_workers
 from stages.config import Part, check_fields, parse, unless_given
 from stages.console import Progress, setup_logging
+from stages.errors import GateError, InputError, Interrupted
 from stages.images import ImageError, ImageSpec, PreparedImage, prepare_image
 from stages.pack_stats import PackStats, failure_message, headline, print_summary
 from stages.parallel import OrderedPool
@@ -45,11 +46,11 @@ from stages.taxonomy import LabelError, Taxonomy, TaxonomyError
 from stages.text import combine_text, has_content, normalize_lang, repair_unicode
 
 
-class PackError(Exception):
+class PackError(InputError):
     """An input problem that stops the stage (bad manifest line, bad splits.json, ...)."""
 
 
-class PackFailed(Exception):
+class PackFailed(GateError):
     """Too many examples failed; carries the stats that would have been written."""
 
     def __init__(self, message: str, stats: dict[str, Any]):
@@ -326,18 +327,17 @@ def count_lines(path: Path) -> int:
         return sum(1 for line in f if line.strip())
 
 
-def _exit_on_sigterm(signum, frame) -> None:
-    raise SystemExit(f"pack: stopped by signal {signum}; no outputs written")
+def _interrupt_on_sigterm(signum, frame) -> None:
+    raise Interrupted(f" (signal {signum})")
 
 
 def main(argv: list[str] | None = None) -> None:
     (config,), args = parse("pack", __doc__.split("\n\n")[0], PARTS, argv)
     config = unless_given(config, args, "pack", "stats", "metrics")
     setup_logging(args.verbose)
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # unwind, so temporary outputs are removed
+    previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)  # unwind, so temporary outputs are removed
     try:
-        with exit_on_interrupt("pack"):
-            run(config)
+        run(config)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -347,10 +347,7 @@ def run(config: PackConfig) -> None:
     from rich.console import Console
 
     console = Console(stderr=True)
-    try:
-        require_inputs(config)
-    except PackError as e:
-        raise SystemExit(f"pack: {e}") from None
+    require_inputs(config)
     total = count_lines(config.manifest)
     if config.examples_limit is not None:
         total = min(total, config.examples_limit)
@@ -358,11 +355,9 @@ def run(config: PackConfig) -> None:
     try:
         with Progress("pack", total, console=console) as progress:
             summary = pack(config, progress.advance)
-    except PackError as e:
-        raise SystemExit(f"pack: {e}") from None
     except PackFailed as e:
-        print_summary(e.stats, console)
-        raise SystemExit(str(e)) from None
+        print_summary(e.stats, console)   # what failed, before the gate's one line
+        raise
     seconds = time.perf_counter() - start
     print_summary(summary, console)
     console.print(f"processed {summary['total_examples']} manifest records in {seconds:.1f} s "
@@ -371,4 +366,5 @@ def run(config: PackConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from stages import cli
+    cli.run("pack", main)

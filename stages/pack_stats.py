@@ -217,13 +217,13 @@ def headline(summary: dict[str, Any]) -> dict[str, Any]:
 
 def failure_message(summary: dict[str, Any], max_rate: float) -> str:
     reasons = sorted(((r["count"], name) for name, r in summary["failures"].items() if r["count"]), reverse=True)
-    lines = [f"pack failed: failure rate {summary['failure_rate']:.2%} > max {max_rate:.2%} "
-             f"({summary['failed_examples']} of {summary['total_examples'] - summary['excluded_examples'] - summary['skipped_examples']} "
-             "examples); no outputs written. Top reasons:"]
+    attempted = summary['total_examples'] - summary['excluded_examples'] - summary['skipped_examples']
+    top = []
     for count, name in reasons[:5]:
         shown = ", ".join(f"{e['id']} ({e['detail']})" for e in summary["failures"][name]["examples"][:3])
-        lines.append(f"  {name}: {count}  e.g. {shown}")
-    return "\n".join(lines)
+        top.append(f"{name}: {count} e.g. {shown}")
+    return (f"failure rate {summary['failure_rate']:.2%} > max {max_rate:.2%} ({summary['failed_examples']} of "
+            f"{attempted} examples); no outputs written; top reasons: {'; '.join(top)}")
 
 
 

@@ -76,4 +76,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from stages import cli
+    cli.run("plots_page", main)

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from stages.errors import InputError
+
 SPLITS = ("train", "val", "test")  # the splits Step 3 assigns for training and model selection
 DIAGNOSTIC_SPLIT = "diagnostic"  # evaluation-only datasets (params split.diagnostic_datasets): never trained on
 PACKED_SPLITS = SPLITS + (DIAGNOSTIC_SPLIT,)  # every splits.json value and shard folder
@@ -25,7 +27,7 @@ PACKED_SPLITS = SPLITS + (DIAGNOSTIC_SPLIT,)  # every splits.json value and shar
 _KEY_SAFE = re.compile(r"^[A-Za-z0-9_\-%]+$")
 
 
-class ContractError(ValueError):
+class ContractError(InputError):
     """A Step 2 file breaks the contract; the message names file, line and field."""
 
     def __init__(self, path: str | Path, line: int, field_name: str, problem: str):

@@ -41,14 +41,15 @@ from typing import Any
 from rich.console import Console
 
 from stages import balance, console as stage_console
-from stages.common import REPO_ROOT, exit_on_interrupt, write_json
-from stages.config import Part, check_fields, parse, unless_given
+from stages.common import REPO_ROOT, write_json
+from stages.config import ConfigError, Part, check_fields, parse, unless_given
 from stages.dedupe import (EXAMPLES, Duplicates, content_groups, cross_split_groups, exact_duplicates, hash_images,
                            record_text)
-from stages.records import (DIAGNOSTIC_SPLIT, SPLITS, ContractError, ManifestRecord, OcrRecord, image_folders,
-                            load_ocr_index, read_manifest)
+from stages.errors import InputError
+from stages.records import (DIAGNOSTIC_SPLIT, SPLITS, ManifestRecord, OcrRecord, image_folders, load_ocr_index,
+                            read_manifest)
 from stages.split_report import SplitState, build_report, eval_labeled, headline
-from stages.taxonomy import LabelError, Taxonomy, TaxonomyError, UnifiedLabels
+from stages.taxonomy import LabelError, Taxonomy, UnifiedLabels
 
 log = logging.getLogger(__name__)
 
@@ -205,15 +206,15 @@ def check_official_mapping(records: list[ManifestRecord], config: SplitConfig) -
             unknown.setdefault((r.dataset, r.split), r.id)
     if unknown:
         items = ", ".join(f"{d}/{s} (e.g. {i})" for (d, s), i in sorted(unknown.items()))
-        raise ValueError(f"original splits missing from params split.official: {items}; "
-                         f"map each to one of {OFFICIAL_TARGETS}")
+        raise ConfigError(f"original splits missing from params split.official: {items}; "
+                          f"map each to one of {OFFICIAL_TARGETS}")
 
 
 
 # ------------------------------------------------------------------ the stage
 
 
-class SplitInputError(Exception):
+class SplitInputError(InputError):
     """A missing input file: the stage stops with this message."""
 
 
@@ -371,15 +372,10 @@ def main(argv: list[str] | None = None) -> None:
     (config, paths), args = parse("split", __doc__.split("\n\n")[0], PARTS, argv)
     paths = unless_given(paths, args, "split", "report", "metrics")
     stage_console.setup_logging(args.verbose)
-    try:
-        with exit_on_interrupt("split"):
-            result = split(config, paths, progress=True)
-    except SplitInputError as e:
-        raise SystemExit(str(e)) from None
-    except (ContractError, TaxonomyError, ValueError) as e:
-        raise SystemExit(f"split: {e}") from None
+    result = split(config, paths, progress=True)
     print_summary(result)
 
 
 if __name__ == "__main__":
-    main()
+    from stages import cli
+    cli.run("split", main)

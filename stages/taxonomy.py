@@ -30,12 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stages.errors import InputError
 from stages.records import ManifestRecord
 from stages.taxonomy_spec import RULES, TARGET_TYPES, UNIFIED_FIELDS, TaxonomyError, validate_spec  # noqa: F401
 
 
 
-class LabelError(ValueError):
+class LabelError(InputError):
     """A record's raw labels do not fit the taxonomy; names dataset, id, field and value."""
 
     def __init__(self, dataset: str, record_id: str, field_name: str, value: Any, problem: str = "unknown value"):

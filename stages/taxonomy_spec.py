@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from stages.errors import InputError
+
 # Evaluation order: a `cond` rule may test unified fields computed before it.
 UNIFIED_FIELDS = ("abuse_hate", "offensive", "target_group", "target_type")
 TARGET_TYPES = ("none", "individual", "group", "other")
 RULES = ("const", "map", "vote", "targets", "copy", "cond")
 
 
-class TaxonomyError(ValueError):
+class TaxonomyError(InputError):
     """The taxonomy file itself is malformed; names the file and the JSON location."""
 
     def __init__(self, source: str, where: str, problem: str):

@@ -104,4 +104,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from stages import cli
+    cli.run("train_text", main)

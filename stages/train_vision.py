@@ -204,4 +204,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from stages import cli
+    cli.run("train_vision", main)

@@ -75,7 +75,7 @@ def run_stage(stage: str, params: Path, *args: str) -> subprocess.CompletedProce
 
 
 def assert_fails_with(result: subprocess.CompletedProcess, line: str, folder: Path) -> None:
-    assert result.returncode != 0
+    assert result.returncode == ConfigError.exit_code, result.stderr
     assert result.stderr.splitlines() == [line] and result.stdout == ""
     assert [p.name for p in folder.iterdir()] == ["params.yaml"], "the stage wrote something"
 
@@ -103,7 +103,8 @@ def test_a_bad_flag_value_is_reported_like_a_bad_param(tmp_path):
 
 def test_a_missing_params_file_named_on_the_command_line_is_an_error(tmp_path):
     result = run_stage("split", tmp_path / "nope.yaml")
-    assert result.returncode != 0 and result.stderr.splitlines() == [f"split: params file not found: {tmp_path / 'nope.yaml'}"]
+    assert result.returncode == ConfigError.exit_code
+    assert result.stderr.splitlines() == [f"split: params file not found: {tmp_path / 'nope.yaml'}"]
 
 
 # ---------------------------------------------------------------- --help

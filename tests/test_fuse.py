@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from stages import fuse
+from stages.errors import InputError
 
 IMAGE_DATASETS = ("hateful_memes", "mami")
 TEXT_DATASET = "olid"
@@ -193,17 +194,17 @@ def test_the_stage_writes_byte_identical_outputs_and_a_small_metric(tmp_path, ca
 
 def test_bad_predictions_stop_the_stage_with_one_line(tmp_path):
     text, vision = synthetic_predictions(0.8, 0.6, per_split=40)
-    with pytest.raises(SystemExit, match=r"^fuse: .*text\.jsonl:2: not JSON"):
+    with pytest.raises(InputError, match=r"^.*text\.jsonl:2: not JSON"):
         fuse.main(stage_args(tmp_path, "out", ([text[0], "{oops", *text[2:]], vision)))
     disagreeing = [line.replace('"label": 1', '"label": 0') for line in vision]
-    with pytest.raises(SystemExit, match=r"^fuse: example .*disagree on the gold abuse_hate"):
+    with pytest.raises(InputError, match=r"^example .*disagree on the gold abuse_hate"):
         fuse.main(stage_args(tmp_path, "out", (text, disagreeing)))
     first_val = min(json.loads(line)["id"] for line in text if '"split": "val"' in line)
     def one_val_positive(row):
         return int(row["id"] == first_val) if row["split"] == "val" else row["label"]
-    with pytest.raises(SystemExit, match=r"^fuse: field 'abuse_hate' has \d+ val examples .*, [01] positive"):
+    with pytest.raises(InputError, match=r"^field 'abuse_hate' has \d+ val examples .*, [01] positive"):
         fuse.main(stage_args(tmp_path, "out", (relabel(text, one_val_positive), relabel(vision, one_val_positive))))
-    with pytest.raises(SystemExit, match=r"^fuse: fuse.fields: offensive not predicted"):
+    with pytest.raises(InputError, match=r"^fuse.fields: offensive not predicted"):
         fuse.main([*stage_args(tmp_path, "out", (text, vision)), "--fields", "[offensive]"])
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir()), "partial outputs"
 

@@ -42,16 +42,17 @@ def users_folder(folder: Path) -> Path:
 
 
 def run_main(main, argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as exit_info:
+    """The OutputError's message (stages.cli.run prints it after `<stage>: `)."""
+    with pytest.raises(OutputError) as refused:
         main(argv)
-    return str(exit_info.value.code)
+    return str(refused.value)
 
 
 def test_pack_into_a_folder_of_user_files_is_refused_in_one_line_and_touches_nothing(tmp_path):
     config = inputs(tmp_path / "in")
     datasets = users_folder(tmp_path / "Datasets")
     message = run_main(pack_stage.main, pack_argv(config, datasets, tmp_path / "stats.json"))
-    assert message == (f"pack: {datasets}: not replaced: it holds files pack did not write (no {OUTPUT_MARKER} "
+    assert message == (f"{datasets}: not replaced: it holds files pack did not write (no {OUTPUT_MARKER} "
                        "naming pack); give a new or empty folder, or move it away yourself")
     assert (datasets / "olid" / "olid-training-v1.0.tsv").read_text() == "id\ttweet\n1\tmine\n"
     assert sorted(p.name for p in datasets.iterdir()) == ["olid"] and not (tmp_path / "stats.json").exists()
@@ -61,11 +62,11 @@ def test_an_output_holding_an_input_is_refused_even_when_pack_wrote_it(tmp_path)
     config = inputs(tmp_path / "in")
     (tmp_path / "in" / OUTPUT_MARKER).write_text("pack\n")   # even a folder marked as pack's own
     message = run_main(pack_stage.main, pack_argv(config, tmp_path / "in", tmp_path / "stats.json"))
-    assert message == (f"pack: {tmp_path / 'in'}: not used as an output: it contains the input "
+    assert message == (f"{tmp_path / 'in'}: not used as an output: it contains the input "
                        f"{config.manifest}; choose another path")
     assert config.manifest.is_file()
     message = run_main(pack_stage.main, pack_argv(config, tmp_path / "out", config.splits))   # stats onto an input
-    assert message == (f"pack: {config.splits}: not used as an output: it is the input {config.splits}; "
+    assert message == (f"{config.splits}: not used as an output: it is the input {config.splits}; "
                        "choose another path")
 
 
@@ -95,7 +96,7 @@ def test_a_folder_marked_by_another_stage_is_not_replaced(tmp_path):
     pilot_stage.main(["--out", str(pilot_out), "--examples-per-dataset", "1", "--datasets", "olid"])
     config = inputs(tmp_path / "in")
     message = run_main(pack_stage.main, pack_argv(config, pilot_out, tmp_path / "stats.json"))
-    assert message == (f"pack: {pilot_out}: not replaced: it holds the output of stage 'pilot' (no {OUTPUT_MARKER} "
+    assert message == (f"{pilot_out}: not replaced: it holds the output of stage 'pilot' (no {OUTPUT_MARKER} "
                        "naming pack); give a new or empty folder, or move it away yourself")
     assert (pilot_out / "olid").is_dir()
 
@@ -163,7 +164,7 @@ def test_dvc_repro_and_checkout_keep_the_marker_and_a_direct_run_accepts_the_res
     assert run("dvc", "status", "-q").returncode == 0 and (out / OUTPUT_MARKER).is_file()
     users_folder(tmp_path / "mine")
     refused = run(sys.executable, "-m", "stages.pilot", "--datasets", "olid", "--out", "mine")
-    assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [
+    assert refused.returncode == OutputError.exit_code and refused.stderr.strip().splitlines() == [
         f"pilot: mine: not replaced: it holds files pilot did not write (no {OUTPUT_MARKER} naming pilot); "
         "give a new or empty folder, or move it away yourself"]
     assert (tmp_path / "mine" / "olid" / "olid-training-v1.0.tsv").is_file()
@@ -192,9 +193,9 @@ def test_a_full_disk_or_a_read_only_output_is_one_line_naming_the_path(tmp_path)
                 filler.flush()
         message = run_main(pilot_stage.main, ["--out", str(full / "pilot"), "--examples-per-dataset", "2",
                                               "--datasets", "olid"])
-        assert message == f"pilot: {full / 'pilot'}: cannot write this output: No space left on device"
+        assert message == f"{full / 'pilot'}: cannot write this output: No space left on device"
         assert sorted(p.name for p in full.iterdir()) == ["filler"]
     with mounted_tmpfs(tmp_path / "ro", "ro") as read_only:
         message = run_main(ingest_stage.main, ["--dataset", f"olid={release / 'olid'}", "--manifest",
                                                str(read_only / "m.jsonl"), "--ocr", str(read_only / "o.jsonl")])
-        assert message == f"ingest: {read_only / 'm.jsonl'}: cannot write this output: Read-only file system"
+        assert message == f"{read_only / 'm.jsonl'}: cannot write this output: Read-only file system"

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import ingest, pack, pilot, split, train_text, train_vision
+from stages import cli, ingest, pack, pilot, split, train_text, train_vision
 from stages.common import REPO_ROOT, load_params
+from stages.errors import ConfigError
 
 STAGES = {"pilot": pilot.main, "ingest": ingest.main, "split": split.main, "pack": pack.main,
           "train_text": train_text.main, "train_vision": train_vision.main}
@@ -26,10 +27,14 @@ def params_with(tmp_path: Path, group: str, key: str, value) -> Path:
     return path
 
 
-def first_line_of_exit(main, argv: list[str]) -> str:
+def first_line_of_exit(stage: str, argv: list[str], capsys) -> str:
+    """What a user sees: the one line `stages.cli.run` prints for a ConfigError, which exits with 2."""
     with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    return str(exit_info.value.code)
+        cli.run(stage, STAGES[stage], argv)
+    assert exit_info.value.code == ConfigError.exit_code
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    return err.rstrip("\n")
 
 
 @pytest.mark.parametrize("stage, group, key, value, problem", [
@@ -46,8 +51,8 @@ def first_line_of_exit(main, argv: list[str]) -> str:
     ("train_vision", "vision", "image_size", 100000, "100000 must be <= 4096"),
     ("split", "split", "balance_tolerance", float("nan"), "nan is not a finite number"),
 ])
-def test_numbers_out_of_range_stop_the_stage_in_one_line(tmp_path, stage, group, key, value, problem):
-    message = first_line_of_exit(STAGES[stage], ["--params", str(params_with(tmp_path, group, key, value))])
+def test_numbers_out_of_range_stop_the_stage_in_one_line(tmp_path, stage, group, key, value, problem, capsys):
+    message = first_line_of_exit(stage, ["--params", str(params_with(tmp_path, group, key, value))], capsys)
     assert message == f"{stage}: {group}.{key}: {problem}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
@@ -58,36 +63,36 @@ def test_numbers_out_of_range_stop_the_stage_in_one_line(tmp_path, stage, group,
     ({"train": 0.8, "val": 0.1, "test": 0.2},
      "split.ratios needs train/val/test shares in [0, 1] summing to 1, got {'train': 0.8, 'val': 0.1, 'test': 0.2}"),
 ])
-def test_split_ratios_are_finite_shares_summing_to_one(tmp_path, ratios, problem):
-    message = first_line_of_exit(split.main, ["--params", str(params_with(tmp_path, "split", "ratios", ratios))])
+def test_split_ratios_are_finite_shares_summing_to_one(tmp_path, ratios, problem, capsys):
+    message = first_line_of_exit("split", ["--params", str(params_with(tmp_path, "split", "ratios", ratios))], capsys)
     assert message == f"split: {problem}"
 
 
-def test_a_nan_head_weight_and_a_nan_flag_are_refused(tmp_path):
+def test_a_nan_head_weight_and_a_nan_flag_are_refused(tmp_path, capsys):
     params = params_with(tmp_path, "train", "head_weights", {"abuse_hate": float("nan")})
-    assert first_line_of_exit(train_text.main, ["--params", str(params)]) == \
+    assert first_line_of_exit("train_text", ["--params", str(params)], capsys) == \
         "train_text: train.head_weights.abuse_hate: nan is not a finite number"
-    assert first_line_of_exit(pack.main, ["--max-failure-rate", ".nan"]) == \
+    assert first_line_of_exit("pack", ["--max-failure-rate", ".nan"], capsys) == \
         "pack: pack.max_failure_rate: nan is not a finite number"
-    assert first_line_of_exit(pack.main, ["--max-failure-rate", "nan"]) == \
+    assert first_line_of_exit("pack", ["--max-failure-rate", "nan"], capsys) == \
         "pack: pack.max_failure_rate: 'nan' is not a finite number"   # `dvc exp run -S` writes strings
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
-def test_a_key_given_twice_in_params_yaml_is_an_error_in_every_stage(tmp_path, stage):
+def test_a_key_given_twice_in_params_yaml_is_an_error_in_every_stage(tmp_path, stage, capsys):
     params = tmp_path / "params.yaml"
     text = (REPO_ROOT / "params.yaml").read_text()
     params.write_text(text + "\ntrain:\n  epochs: 1\n")   # a second `train:` group: PyYAML kept the last one
     line = text.count("\n") + 2
     first = text.splitlines().index("train:                           # shared by both experts: `dvc exp run -S "
                                     "train.epochs=3`") + 1
-    message = first_line_of_exit(STAGES[stage], ["--params", str(params)])
+    message = first_line_of_exit(stage, ["--params", str(params)], capsys)
     assert message == (f"{stage}: params file {params} is not valid YAML: line {line}: duplicate key 'train' "
                        f"(first on line {first})")
 
 
-def test_a_key_given_twice_inside_a_group_is_an_error_too(tmp_path):
+def test_a_key_given_twice_inside_a_group_is_an_error_too(tmp_path, capsys):
     params = tmp_path / "params.yaml"
     params.write_text("pack:\n  workers: 1\n  jpeg_quality: 90\n  workers: 2\n")
-    assert first_line_of_exit(pack.main, ["--params", str(params)]) == \
+    assert first_line_of_exit("pack", ["--params", str(params)], capsys) == \
         f"pack: params file {params} is not valid YAML: line 4: duplicate key 'workers' (first on line 2)"

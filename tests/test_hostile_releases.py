@@ -130,8 +130,8 @@ def test_non_utf8_tsv_stops_the_ingest_cli_with_one_line_and_writes_nothing(tmp_
     result = subprocess.run([sys.executable, "-m", "stages.ingest", "--dataset", f"olid={olid}",
                              "--manifest", str(out / "m.jsonl"), "--ocr", str(out / "o.jsonl")],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == (f"ingest failed: {olid / 'olid-training-v1.0.tsv'}:3: not valid UTF-8: "
+    assert result.returncode == 3 and "Traceback" not in result.stderr   # an input error
+    assert result.stderr.strip() == (f"ingest: {olid / 'olid-training-v1.0.tsv'}:3: not valid UTF-8: "
                                      "byte 0xef at column 5; re-save the file as UTF-8")
     assert not out.exists() or list(out.iterdir()) == []
 

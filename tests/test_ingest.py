@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from stages import records
+from stages.errors import ConfigError, InputError
 from stages.ingest import ingest, import_step2, main
 from stages.records import ContractError
 from stages.releases import DATASETS, ReleaseError
@@ -142,13 +143,13 @@ def test_cli_dataset_options_and_params(tmp_path, capsys):
     assert result.counts == {"olid": {"train": 2}} and len(out_m.read_text().splitlines()) == 2
     assert "olid" in capsys.readouterr().out
     # no --dataset: the datasets come from params (here a folder that does not exist)
-    with pytest.raises(SystemExit, match="dataset folder for 'mami' does not exist"):
+    with pytest.raises(ConfigError, match="^dataset folder for 'mami' does not exist"):
         main(["--params", str(params)])
-    with pytest.raises(SystemExit, match="unknown dataset name.*'memes'.*valid names: hateful_memes, mami"):
+    with pytest.raises(ConfigError, match="^unknown dataset name.*'memes'.*valid names: hateful_memes, mami"):
         main(["--params", str(params), "--dataset", f"memes={datasets['olid']}"])
-    with pytest.raises(SystemExit, match="--dataset expects NAME=DIR"):
+    with pytest.raises(ConfigError, match="^--dataset expects NAME=DIR"):
         main(["--params", str(params), "--dataset", "olid"])
-    with pytest.raises(SystemExit, match="ingest failed: .*unknown layout.*expected any of"):
+    with pytest.raises(InputError, match="unknown layout.*expected any of"):
         main(["--params", str(params), "--dataset", f"olid={datasets['hateful_memes']}"])
 
 
@@ -159,7 +160,7 @@ def test_cli_step2_files(tmp_path):
                                     "step2_ocr": str(tmp_path / "o.jsonl")})
     result = main(["--params", str(params)])
     assert result.examples == 5 and (tmp_path / "out" / "o.jsonl").read_bytes() == (tmp_path / "o.jsonl").read_bytes()
-    with pytest.raises(SystemExit, match="give both Step 2 files"):
+    with pytest.raises(ConfigError, match="^give both Step 2 files"):
         main(["--params", str(params_file(tmp_path, {"manifest": "m", "ocr": "o", "step2_manifest": str(tmp_path / "m.jsonl")}))])
 
 

@@ -15,6 +15,7 @@ import pytest
 import webdataset as wds
 
 from stages.common import OUTPUT_MARKER, REPO_ROOT
+from stages.errors import GateError
 from stages.images import ImageSpec
 from stages.pack import PackConfig, PackError, PackFailed, main, pack
 from stages.records import ManifestRecord, safe_key
@@ -221,10 +222,10 @@ def test_failure_gate_exits_nonzero_and_writes_nothing(corpus, capsys):
             "--label-taxonomy", str(config.label_taxonomy), "--splits", str(config.splits),
             "--stats", str(config.stats), "--image-root", str(config.image_root), "--image-dirs", str(config.image_root),
             "--image-size", "32", "--workers", "1", "--max-failure-rate", "0.005"]
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(GateError) as gate:
         main(argv)
-    message = str(exit_info.value.code)
-    assert "failure rate" in message and "no outputs written" in message
+    message = str(gate.value)
+    assert "\n" not in message and message.startswith("failure rate") and "no outputs written" in message
     assert "undecodable_image: 2" in message and "hateful_memes_train_truncated" in message
     assert not config.output_dir.exists() and not config.stats.exists()
     assert list(config.output_dir.parent.iterdir()) == []  # no temp dirs or files left behind

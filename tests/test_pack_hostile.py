@@ -69,7 +69,7 @@ def test_images_resolving_outside_image_dirs_are_unsafe_path_failures(tmp_path):
     assert entry["count"] == 4 and sorted(e["id"] for e in entry["examples"]) == ["absolute", "climb", "evil", "via_folder"]
     assert entry["examples"][0]["detail"] == (f"resolves to {secret}, outside {data} "
                                               "(add its folder to pack.image_dirs if you trust it)")
-    with pytest.raises(PackFailed, match=r"unsafe_path: 4  e\.g\. \w+ \(resolves to "):
+    with pytest.raises(PackFailed, match=r"unsafe_path: 4 e\.g\. \w+ \(resolves to "):
         pack(replace(config, max_failure_rate=0.5, output_dir=tmp_path / "gated", stats=tmp_path / "gated.json"))
     assert not (tmp_path / "gated").exists() and not (tmp_path / "gated.json").exists()
 

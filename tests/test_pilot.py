@@ -22,6 +22,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from stages import pilot
+from stages.errors import ConfigError
 from stages.pilot import PilotConfig, write_pilot
 from stages import releases
 from stages.releases import DATASETS
@@ -127,9 +128,9 @@ def test_main_reads_params_and_rejects_bad_values(tmp_path, capsys):
     result = pilot.main(["--params", str(params)])
     assert result.out == tmp_path / "p" and sum(result.counts["olid"].values()) == 4
     assert "seed: 3" in (tmp_path / "p" / "README.txt").read_text()
-    with pytest.raises(SystemExit, match=r"^pilot: pilot.examples_per_dataset: 0 must be >= 1$"):
+    with pytest.raises(ConfigError, match=r"^pilot.examples_per_dataset: 0 must be >= 1$"):
         pilot.main(["--params", str(params), "--examples-per-dataset", "0"])
-    with pytest.raises(SystemExit, match=r"^pilot: pilot.image_noise: 0.9 must be <= 0.5$"):
+    with pytest.raises(ConfigError, match=r"^pilot.image_noise: 0.9 must be <= 0.5$"):
         pilot.main(["--params", str(params), "--image-noise", "0.9"])
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 from stages.common import REPO_ROOT
 from stages.records import ManifestRecord, OcrLine, OcrRecord
 from stages.dedupe import hash_image, near_phash_pairs
+from stages.errors import InputError
 from stages.split import SplitConfig, main, make_splits
 from stages.taxonomy import Taxonomy
 from stages.text import comparison_key
@@ -235,10 +236,10 @@ def test_main_writes_sorted_outputs_and_fails_cleanly(tmp_path, taxonomy):
     main(args + ["--splits", str(tmp_path / "s.json"), "--report", str(tmp_path / "r.json")])
     assert first == ((tmp_path / "s.json").read_bytes(), (tmp_path / "r.json").read_bytes())
     assert str(tmp_path) not in first[1].decode()  # no absolute paths in the report
-    with pytest.raises(SystemExit, match="manifest file not found"):
+    with pytest.raises(InputError, match="^manifest file not found"):
         main(args[:1] + [str(tmp_path / "nope.jsonl")] + args[2:])
     (tmp_path / "bad.jsonl").write_text('{"id": "x"}\n')
-    with pytest.raises(SystemExit, match=r"bad\.jsonl:1"):
+    with pytest.raises(InputError, match=r"bad\.jsonl:1"):
         main(["--manifest", str(tmp_path / "bad.jsonl")] + args[2:])
     assert not (tmp_path / "Step_3").exists()
 

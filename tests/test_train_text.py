@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from stages import training
+from stages.errors import ConfigError, InputError
 from stages.train_text import TextConfig, TextDecoder, train_text
 from stages.training import ExpertPaths, ShardStream, TrainConfig
 from tests.test_training import labeled_ids, write_shards
@@ -218,12 +219,13 @@ def test_cli_user_errors_exit_with_one_clear_message(shards, tmp_path):
     params = tmp_path / "params.yaml"
     outputs = {key: str(tmp_path / key) for key in ("out_model", "metrics", "live_dir", "predictions", "scratch")}
     params.write_text(f"train:\n  task: hate\ntext: {json.dumps(outputs)}\n")
-    with pytest.raises(SystemExit, match=r"^train_text: train.tasks: 'hate' is neither a unified field "
+    # checked against the taxonomy (an input) when training starts, hence InputError, not ConfigError
+    with pytest.raises(InputError, match=r"^train.tasks: 'hate' is neither a unified field "
                                          r"\(abuse_hate, offensive, target_group, target_type\) nor an aux label"):
         main(["--params", str(params), "--shards", str(shards[0])])
     params.write_text("train: {}\ntext:\n  max_len: 64\n")
-    with pytest.raises(SystemExit, match=r"params group 'text': unknown key max_len$"):
+    with pytest.raises(ConfigError, match=r"^params group 'text': unknown key max_len$"):
         main(["--params", str(params), "--shards", str(shards[0])])
     params.write_text(f"train: {{}}\ntext: {json.dumps(outputs)}\n")
-    with pytest.raises(SystemExit, match=r"empty/train: no image or textonly shard files"):
+    with pytest.raises(InputError, match=r"empty/train: no image or textonly shard files"):
         main(["--params", str(params), "--shards", str(tmp_path / "empty")])

@@ -23,6 +23,7 @@ from PIL import Image
 
 from stages import training
 from stages.common import REPO_ROOT
+from stages.errors import InputError
 from stages.records import safe_key
 from stages.shards import write_index
 
@@ -368,7 +369,7 @@ def test_train_text_with_an_unreachable_hub_stops_at_once_with_one_line(tmp_path
     done = subprocess.run([sys.executable, "-m", "stages.train_text", "--params", str(params)], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     seconds = time.perf_counter() - start
-    assert done.returncode == 1
+    assert done.returncode == InputError.exit_code   # a model source that cannot be read
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and done.stdout == "", done.stderr
     assert lines[0].startswith(f"train_text: text.model '{HUB_ID}': not a local folder and not in the Hugging Face "

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from stages import releases
-from stages.common import atomic_dir, exit_on_interrupt
+from stages.common import atomic_dir
 from stages.config import Part, check_fields, parse
 from stages.console import Progress, setup_logging, summary
 from stages.pilot import hatecheck, hateful_memes, hatexplain, mami, memotion1, memotion2, mmhs150k, olid
@@ -193,8 +193,7 @@ def main(argv: list[str] | None = None) -> PilotResult:
     (config,), args = parse("pilot", "Write miniature synthetic releases of every dataset.",
                             [Part("pilot", PilotConfig)], argv)
     setup_logging(args.verbose)
-    with exit_on_interrupt("pilot"):
-        result = run_with_progress(config)
+    result = run_with_progress(config)
     print_summary(result)
     return result
 

@@ -6,4 +6,5 @@ if __name__ == "__main__":   # an entry point: the CPU thread policy before nump
 from stages.pilot import main  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    from stages import cli
+    cli.run("pilot", main)

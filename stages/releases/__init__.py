@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from stages.errors import InputError
 from stages.records import ManifestRecord, OcrLine, OcrRecord, outside_roots
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class Skip:
     detail: str = ""
 
 
-class ReleaseError(ValueError):
+class ReleaseError(InputError):
     """A release cannot be read at all (missing/ambiguous file, broken header, invalid JSON file)."""
 
     def __init__(self, path: str | Path, line: int | None, problem: str):

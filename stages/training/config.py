@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from stages import heads
 from stages.config import Part, check_fields
+from stages.errors import InputError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -18,7 +19,7 @@ TASKS = ("abuse_hate", "offensive")
 LEARNING_RATE_LIMITS = {"above": 0.0, "max": 1.0}   # > 0; above 1 is a typo (5e5 for 5e-5), not a learning rate
 
 
-class TrainingInputError(ValueError):
+class TrainingInputError(InputError):
     """Bad shards, params or model sources; the message names file / example / value."""
 
 

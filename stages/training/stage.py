@@ -11,11 +11,11 @@ from typing import Callable
 import torch
 
 from stages import heads
-from stages.common import exit_on_interrupt
 from stages.console import setup_logging
 from stages.config import parse, unless_given
+from stages.errors import Interrupted
 from stages.threads import pin_torch_threads
-from stages.training.config import ExpertPaths, TrainConfig, TrainingInputError, hub_local_only, stage_parts
+from stages.training.config import ExpertPaths, TrainConfig, hub_local_only, stage_parts
 from stages.training.data import read_diagnostic, read_splits
 from stages.training.outputs import print_summary
 from stages.training.trainer import last_checkpoint, run_expert
@@ -49,11 +49,10 @@ def stage_main(name: str, config_cls, train_fn: Callable, description: str, argv
     setup_logging(args.verbose)
     quiet_libraries(args.verbose)
     try:
-        with exit_on_interrupt(f"train_{name}", lambda: resume_note(paths.run_dir(f"train_{name}") / "checkpoints")):
-            hub_local_only(expert_cfg.model, f"{name}.model")   # a missing hub model fails here, at once
-            metrics = train_fn(paths, train, expert_cfg, resume=args.resume)
-    except TrainingInputError as err:
-        raise SystemExit(f"train_{name}: {err}") from None
+        hub_local_only(expert_cfg.model, f"{name}.model")   # a missing hub model fails here, at once
+        metrics = train_fn(paths, train, expert_cfg, resume=args.resume)
+    except KeyboardInterrupt:   # stages.cli.run prints it, with what was kept
+        raise Interrupted(resume_note(paths.run_dir(f"train_{name}") / "checkpoints")) from None
     if metrics is not None:
         print_summary(metrics, f"{name} expert")
 
