@@ -44,6 +44,8 @@ class VisionConfig:
     image_size: int | None = field(  # timm only; null = the architecture's default
         default=None, metadata={"min": 1})
     learning_rate: float | None = None        # null: train.learning_rate
+    trainable_groups: int | None = field(  # timm only; null = full fine-tuning, 0 = linear probe (head only),
+        default=None, metadata={"min": 0})  # k = the last k of timm's coarse layer groups + the head
 
     def __post_init__(self):
         check_fields(self, "vision")
@@ -105,6 +107,8 @@ def build_timm_model(cfg: VisionConfig, task: str | TrainConfig):
     if cfg.weights:
         head = model.timm_model.pretrained_cfg.get("classifier", "classifier")
         load_weights_by_position(model.timm_model, read_weights(cfg.weights), head_prefix=f"{head}.")
+    if cfg.trainable_groups is not None:
+        freeze_groups(model.timm_model, cfg.trainable_groups)
     data_config = timm.data.resolve_data_config({}, model=model.timm_model)
     if cfg.image_size:
         data_config["input_size"] = (3, cfg.image_size, cfg.image_size)
@@ -112,6 +116,33 @@ def build_timm_model(cfg: VisionConfig, task: str | TrainConfig):
     model.config.pretrained_cfg = {**data_config, "crop_pct": 1.0, "crop_mode": "squash"}
     processor = TimmWrapperImageProcessor(pretrained_cfg=model.config.pretrained_cfg, architecture=arch)
     return model, processor, bool(cfg.weights)
+
+
+def freeze_groups(timm_model, trainable: int) -> list[str]:
+    """Freeze all but the last `trainable` of timm's coarse layer groups (stem, block stages, ...) and
+    the classifier: their weights stop learning and their batch norms become timm's frozen ones
+    (running statistics fixed, as in eval mode). Returns the frozen module names."""
+    import timm
+    from timm.models import group_modules
+
+    head = timm_model.pretrained_cfg.get("classifier", "classifier")
+    groups = [names for names in group_modules(timm_model, timm_model.group_matcher(coarse=True)).values()
+              if not any(name == head or name.startswith(f"{head}.") for name in names)]
+    if trainable > len(groups):
+        raise TrainingInputError(f"vision.trainable_groups={trainable}: {type(timm_model).__name__} has "
+                                 f"{len(groups)} layer groups below its head")
+    frozen = [name for names in groups[:len(groups) - trainable] for name in names]
+    timm.utils.freeze(timm_model, frozen)
+    return frozen
+
+
+def plain_batch_norms(model) -> None:
+    """Before saving: timm's frozen batch norms back to plain ones (same values), so the saved state
+    dict has the architecture's own keys and reloads without missing entries."""
+    import timm
+
+    frozen = [name for name, module in model.timm_model.named_modules() if "Frozen" in type(module).__name__]
+    timm.utils.unfreeze(model.timm_model, frozen)
 
 
 def load_image_processor(source: str | Path, local_files_only: bool = False):
@@ -138,6 +169,9 @@ def build_hf_model(cfg: VisionConfig, task: str | TrainConfig):
     id2label, label2id = label_maps(task)
     if cfg.weights:
         log.info("vision.weights (%s) is for timm models: %s loads its own", cfg.weights, cfg.model)
+    if cfg.trainable_groups is not None:
+        raise TrainingInputError(f"vision.trainable_groups={cfg.trainable_groups} is for timm models; "
+                                 f"set it to null for {cfg.model}")
     try:
         processor = load_image_processor(path, local_files_only=local_only)
         model = AutoModelForImageClassification.from_pretrained(
@@ -187,7 +221,8 @@ def build_vision_expert(cfg: VisionConfig, train: TrainConfig) -> Expert:
     return Expert(model=model, processor=processor, fields_wanted=IMAGE_FIELDS,
                   decode_train=ImageDecoder(processor, flip_seed=train.seed),
                   decode_eval=ImageDecoder(processor), collate=collate_images, model_id=cfg.model,
-                  pretrained=pretrained, learning_rate=cfg.learning_rate or train.learning_rate)
+                  pretrained=pretrained, learning_rate=cfg.learning_rate or train.learning_rate,
+                  before_save=plain_batch_norms if cfg.trainable_groups is not None else None)
 
 
 def train_vision(paths: ExpertPaths, train: TrainConfig, vision: VisionConfig, resume: bool = False) -> dict | None:

@@ -181,3 +181,4 @@ class Expert:
     pretrained: bool
     learning_rate: float
     bucket_by_length: bool = False
+    before_save: Callable[[Any], None] | None = None   # model -> None, run once before save_pretrained

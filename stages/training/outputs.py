@@ -162,6 +162,8 @@ def write_outputs(expert: Expert, metrics: dict, rows: list[dict], live_work: Pa
     with contextlib.ExitStack() as stack:
         metrics_file = stack.enter_context(atomic_file(paths.metrics))   # entered first: renamed last
         model_dir = stack.enter_context(atomic_dir(paths.out_model))
+        if expert.before_save:
+            expert.before_save(expert.model)
         expert.model.save_pretrained(model_dir)
         if type(expert.processor).__name__ != "TimmWrapperImageProcessor":
             expert.processor.save_pretrained(model_dir)   # a timm wrapper keeps its data config in config.json
