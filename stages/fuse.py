@@ -1,0 +1,493 @@
+"""Stage fuse: late fusion of the two experts' predictions, fitted on val only, scored on test.
+
+Per binary label field, a logistic regression on the experts' logits (logit of their P(class 1)):
+    fused logit = intercept + w_text * text logit + w_vision * vision logit
+fitted on the val examples that both experts scored. An example only one expert scored (a text-only
+dataset such as OLID, HateXplain or the diagnostic suite, or a meme packed without its image) keeps
+that expert's probability, counted per dataset and reason. Test labels are never read for fitting.
+
+Why this fit (see "Late fusion on real memes" in the project notes): each expert picked its best
+epoch on this same val, so val flatters it -- the weaker image expert the most, and a plain fit on
+val gave it the larger weight and lost to the text expert on test. Hence:
+  - cross-fitting: the val scores of the fusion are out-of-fold (K stratified folds, each fold
+    scored by a fit on the others), so fusion is judged on val without scoring its own fit; the
+    final weights are fitted on all of val. (This cannot undo the experts' own epoch selection.)
+  - L2 shrinkage (`fuse.C`) toward weight 0: an expert needs consistent evidence across val to get
+    weight, and the weights stay small when val is small;
+  - non-negative weights: an expert whose fitted weight is negative is dropped and the fit redone
+    without it, so a near-chance expert never enters with a flipped sign (its weight is 0, the
+    other expert alone is recalibrated);
+  - class weighting (`fuse.class_weighting`) as the experts' training, so a fused P > 0.5 is a
+    decision at the same balance as theirs.
+
+The functions up to `fuse` are pure (rows in, rows and plain data out); `main` reads and writes.
+
+    python -m stages.fuse [--text-predictions P] [--vision-predictions P] [--C 1.0] [--folds 5]
+        [--fuse-predictions Step_4/predictions/fusion.jsonl] [--fuse-metrics Step_4/metrics/fusion.json]
+        [--report Step_4/reports/fusion.json] [--params params.yaml] [--verbose]
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from stages.common import atomic_file, exit_on_interrupt, json_text, write_json
+from stages.config import Part, check_fields, parse
+from stages.console import setup_logging, summary
+
+EXPERTS = ("text", "vision")
+EVALUATED_SPLITS = ("val", "test")
+PROB_FLOOR = 1e-6        # the experts round probabilities to 6 decimals: 0 and 1 occur
+# Each dataset's main metric: its published one (AUROC on Hateful Memes), macro-F1 elsewhere.
+MAIN_METRIC = {("hateful_memes", "abuse_hate"): "auroc"}
+
+
+class FuseError(ValueError):
+    """Predictions that cannot be fused; the message names file, line or field."""
+
+
+@dataclass(frozen=True)
+class PredictionRow:
+    """One example as an expert scored it: gold label and P(class 1) per binary field (a categorical
+    or multi-label head's list of probabilities is kept as read, and not fused)."""
+    id: str
+    dataset: str
+    split: str
+    labels: dict[str, Any]     # field -> 0/1 (binary), class index, 0/1 list, or None when not annotated
+    probs: dict[str, Any]      # field -> P(class 1) (binary) or the head's probabilities
+
+
+@dataclass(frozen=True)
+class FieldWeights:
+    """The fitted fusion of one field: fused logit = intercept + text * text logit + vision * vision logit."""
+    intercept: float
+    text: float
+    vision: float
+    val_examples: int          # val examples with both experts and a label for the field
+    val_positives: int
+
+
+@dataclass(frozen=True)
+class FusionModel:
+    """Plain data (JSON via `to_dict`/`from_dict`): per field its weights, and how they were fitted."""
+    fields: dict[str, FieldWeights]
+    C: float
+    folds: int
+    class_weighting: bool
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FusionModel":
+        return cls(**{**data, "fields": {name: FieldWeights(**w) for name, w in data["fields"].items()}})
+
+
+@dataclass(frozen=True)
+class FuseConfig:
+    """The `fuse` params group: how the fusion is fitted."""
+    fields: tuple[str, ...] | None = None   # binary fields to fuse; null: every binary field both experts predict
+    C: float = field(default=1.0, metadata={"min": 1e-6})   # inverse L2 strength of the LR (sklearn's C)
+    folds: int = field(default=5, metadata={"min": 2})   # cross-fitting folds on val (fewer when a class is rarer)
+    class_weighting: bool = True   # balanced class weights, as the experts' training
+    seed: int = 0                  # fold assignment
+
+    def __post_init__(self):
+        check_fields(self, "fuse")
+
+
+@dataclass(frozen=True)
+class FusePaths:
+    """What fuse reads (the experts' outputs, named in their own groups) and writes (the `fuse` group)."""
+    text_predictions: Path = field(  # the text expert's predictions
+        metadata={"group": "text", "key": "predictions"})
+    vision_predictions: Path = field(  # the image expert's predictions
+        metadata={"group": "vision", "key": "predictions"})
+    text_metrics: Path = field(  # the text expert's metrics: name a single-task expert's field
+        metadata={"group": "text", "key": "metrics"})
+    vision_metrics: Path = field(  # the image expert's metrics
+        metadata={"group": "vision", "key": "metrics"})
+    predictions: Path     # fused predictions per example (Step 5's first input)
+    metrics: Path         # headline numbers (a DVC metric)
+    report: Path          # full detail: weights, every metric per split and dataset, counts
+
+
+# ---------------------------------------------------------------- reading predictions
+
+def parse_prediction_line(line: str, where: str, task: str | None) -> PredictionRow:
+    """One line of Step_4/predictions/<expert>.jsonl (stages/training/outputs.py writes them): a
+    single-task row {id, dataset, split, label, prob} (its field is `task`) or a multi-head row
+    {id, dataset, split, labels: {field: ...}, probs: {field: ...}}."""
+    try:
+        row = json.loads(line)
+        if "probs" in row:
+            labels, probs = dict(row["labels"]), dict(row["probs"])
+        elif task is None:
+            raise FuseError(f"{where}: a single-task row, and the expert's metrics name no task")
+        else:
+            labels, probs = {task: row["label"]}, {task: row["prob"]}
+        return PredictionRow(str(row["id"]), str(row["dataset"]), str(row["split"]), labels, probs)
+    except json.JSONDecodeError as err:
+        raise FuseError(f"{where}: not JSON ({err.msg})") from None
+    except (KeyError, TypeError, ValueError) as err:
+        if isinstance(err, FuseError):
+            raise
+        raise FuseError(f"{where}: not a prediction row (missing or bad {err})") from None
+
+
+def parse_predictions(lines: Iterable[str], source: str, task: str | None = None) -> dict[str, PredictionRow]:
+    rows: dict[str, PredictionRow] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        row = parse_prediction_line(line, f"{source}:{number}", task)
+        if row.id in rows:
+            raise FuseError(f"{source}:{number}: id {row.id!r} appears twice")
+        rows[row.id] = row
+    return rows
+
+
+def read_predictions(path: str | Path, task: str | None = None) -> dict[str, PredictionRow]:
+    """An expert's predictions by example id; `task`: the field of a single-task expert's rows."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise FuseError(f"cannot read predictions {path}: {err}") from None
+    return parse_predictions(text.splitlines(), str(path), task)
+
+
+def expert_task(metrics: dict[str, Any]) -> str | None:
+    """The field a single-task expert learned (its metrics' `task`); None for a multi-head expert."""
+    return metrics.get("task") if "tasks" not in metrics else None
+
+
+# ---------------------------------------------------------------- fitting
+
+def to_logit(prob: float) -> float:
+    p = min(max(float(prob), PROB_FLOOR), 1 - PROB_FLOOR)
+    return math.log(p / (1 - p))
+
+
+def sigmoid(z: float) -> float:
+    return 1 / (1 + math.exp(-z)) if z >= 0 else math.exp(z) / (1 + math.exp(z))
+
+
+def is_binary_prob(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def binary_fields(rows: dict[str, PredictionRow]) -> set[str]:
+    return {name for row in rows.values() for name, value in row.probs.items() if is_binary_prob(value)}
+
+
+def fusable_fields(text_rows: dict[str, PredictionRow], vision_rows: dict[str, PredictionRow]) -> tuple[str, ...]:
+    """Every binary field both experts predict, sorted."""
+    return tuple(sorted(binary_fields(text_rows) & binary_fields(vision_rows)))
+
+
+def gold(text: PredictionRow | None, vision: PredictionRow | None, name: str) -> Any:
+    """The field's gold label of an example; both experts read it from the same shard, so they must agree."""
+    labels = [row.labels.get(name) for row in (text, vision) if row is not None]
+    if len(labels) == 2 and labels[0] != labels[1]:
+        raise FuseError(f"example {text.id}: the experts' predictions disagree on the gold {name} "
+                        f"({labels[0]!r} vs {labels[1]!r}); were they trained on the same shards?")
+    return labels[0]
+
+
+def paired_data(text_rows: dict[str, PredictionRow], vision_rows: dict[str, PredictionRow], name: str,
+                split: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(ids sorted, logits [n, 2] text|vision, gold 0/1) of the split's labeled examples both experts scored."""
+    ids, logits, labels = [], [], []
+    for example_id in sorted(set(text_rows) & set(vision_rows)):
+        text, vision = text_rows[example_id], vision_rows[example_id]
+        label = gold(text, vision, name)
+        if text.split != split or label is None or not all(is_binary_prob(r.probs.get(name)) for r in (text, vision)):
+            continue
+        ids.append(example_id)
+        logits.append((to_logit(text.probs[name]), to_logit(vision.probs[name])))
+        labels.append(int(label))
+    return ids, np.asarray(logits, dtype=float).reshape(-1, 2), np.asarray(labels, dtype=int)
+
+
+def fit_nonnegative(logits: np.ndarray, labels: np.ndarray, settings: FuseConfig) -> tuple[float, list[float]]:
+    """(intercept, [w_text, w_vision]) of an L2 logistic regression whose negative weights are dropped
+    (set to 0) and the rest refitted, until none is negative."""
+    from sklearn.linear_model import LogisticRegression
+
+    active = list(range(logits.shape[1]))
+    while active:
+        model = LogisticRegression(C=settings.C, class_weight="balanced" if settings.class_weighting else None)
+        model.fit(logits[:, active], labels)
+        coefs = model.coef_[0]
+        if (coefs >= 0).all():
+            weights = [0.0] * logits.shape[1]
+            for column, coef in zip(active, coefs):
+                weights[column] = float(coef)
+            return float(model.intercept_[0]), weights
+        active = [column for column, coef in zip(active, coefs) if coef >= 0]
+    positives = labels.sum()   # no expert helps: the (balanced) prior alone
+    return (0.0 if settings.class_weighting else math.log(positives / (len(labels) - positives))), [0.0, 0.0]
+
+
+def check_fittable(name: str, labels: np.ndarray) -> int:
+    """The number of folds the field's val allows (each class in every fold); an error below 2."""
+    rarest = int(min(labels.sum(), len(labels) - labels.sum())) if len(labels) else 0
+    if rarest < 2:
+        raise FuseError(f"field {name!r} has {len(labels)} val examples both experts scored, "
+                        f"{int(labels.sum())} positive: fitting needs at least 2 of each class "
+                        "(leave the field out with fuse.fields)")
+    return rarest
+
+
+def fit_field(name: str, logits: np.ndarray, labels: np.ndarray, settings: FuseConfig) -> FieldWeights:
+    check_fittable(name, labels)
+    intercept, (w_text, w_vision) = fit_nonnegative(logits, labels, settings)
+    return FieldWeights(round(intercept, 6), round(w_text, 6), round(w_vision, 6), len(labels), int(labels.sum()))
+
+
+def fit_fusion(text_val: dict[str, PredictionRow], vision_val: dict[str, PredictionRow], fields: Iterable[str],
+               seed: int = 0, settings: FuseConfig | None = None) -> FusionModel:
+    """Per field, the weights fitted on the val rows both experts scored (rows of other splits are ignored)."""
+    settings = replace(settings or FuseConfig(), seed=seed)
+    weights = {}
+    for name in fields:
+        _, logits, labels = paired_data(text_val, vision_val, name, "val")
+        weights[name] = fit_field(name, logits, labels, settings)
+    return FusionModel(weights, settings.C, settings.folds, settings.class_weighting, seed)
+
+
+def out_of_fold(text_val: dict[str, PredictionRow], vision_val: dict[str, PredictionRow], name: str,
+                settings: FuseConfig) -> dict[str, float]:
+    """Cross-fitting: each val example's fused P(class 1) from a fit on the other folds (stratified, seeded)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    ids, logits, labels = paired_data(text_val, vision_val, name, "val")
+    folds = StratifiedKFold(n_splits=min(settings.folds, check_fittable(name, labels)), shuffle=True,
+                            random_state=settings.seed)
+    scores: dict[str, float] = {}
+    for fit_rows, score_rows in folds.split(logits, labels):
+        intercept, weights = fit_nonnegative(logits[fit_rows], labels[fit_rows], settings)
+        for row in score_rows:
+            scores[ids[row]] = sigmoid(intercept + float(np.dot(weights, logits[row])))
+    return scores
+
+
+# ---------------------------------------------------------------- applying
+
+def contributors(text: PredictionRow | None, vision: PredictionRow | None, name: str) -> tuple[str, ...]:
+    return tuple(expert for expert, row in zip(EXPERTS, (text, vision))
+                 if row is not None and is_binary_prob(row.probs.get(name)))
+
+
+def fused_prob(weights: FieldWeights, text: PredictionRow | None, vision: PredictionRow | None, name: str) -> float:
+    """Both experts: the fitted fusion; one: that expert's own probability."""
+    experts = contributors(text, vision, name)
+    if experts == EXPERTS:
+        return sigmoid(weights.intercept + weights.text * to_logit(text.probs[name])
+                       + weights.vision * to_logit(vision.probs[name]))
+    return float((text if experts == ("text",) else vision).probs[name])
+
+
+def apply_fusion(model: FusionModel, text_rows: dict[str, PredictionRow], vision_rows: dict[str, PredictionRow],
+                 overrides: dict[str, dict[str, float]] | None = None) -> list[dict[str, Any]]:
+    """One fused row per example either expert scored, sorted by split and id: gold label, fused
+    P(class 1) and logit per field, and the experts that contributed. `overrides`: field -> {id:
+    probability} used instead of the fitted model (the out-of-fold val scores)."""
+    overrides = overrides or {}
+    rows = []
+    for example_id in sorted(set(text_rows) | set(vision_rows)):
+        text, vision = text_rows.get(example_id), vision_rows.get(example_id)
+        first = text or vision
+        if text is not None and vision is not None and (text.split, text.dataset) != (vision.split, vision.dataset):
+            raise FuseError(f"example {example_id}: the experts put it in {text.dataset}/{text.split} and "
+                            f"{vision.dataset}/{vision.split}; were they trained on the same shards?")
+        probs, labels = {}, {}
+        for name, weights in model.fields.items():
+            if not contributors(text, vision, name):
+                continue
+            prob = overrides.get(name, {}).get(example_id)
+            probs[name] = round(fused_prob(weights, text, vision, name) if prob is None else prob, 6)
+            labels[name] = gold(text, vision, name)
+        rows.append({"id": example_id, "dataset": first.dataset, "split": first.split,
+                     "experts": [e for e, row in zip(EXPERTS, (text, vision)) if row is not None],
+                     "labels": labels, "probs": probs,
+                     "logits": {name: round(to_logit(p), 6) for name, p in probs.items()}})
+    return sorted(rows, key=lambda row: (row["split"], row["id"]))
+
+
+def modality_counts(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per dataset: examples fused, and examples one expert scored alone, by reason."""
+    reasons = {("text", "vision"): "fused", ("text",): "text_alone_no_image", ("vision",): "vision_alone_no_text"}
+    counts: dict[str, dict[str, int]] = {}
+    for row in rows:
+        mine = counts.setdefault(row["dataset"], dict.fromkeys(reasons.values(), 0))
+        mine[reasons[tuple(row["experts"])]] += 1
+    return dict(sorted(counts.items()))
+
+
+# ---------------------------------------------------------------- scoring
+
+def binary_scores(labels: list[int], probs: list[float]) -> dict[str, Any]:
+    """Macro-F1 of the decisions P > 0.5 (as the experts') and AUROC (null with one class present)."""
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    decisions = [int(p > 0.5) for p in probs]
+    return {"f1_macro": round(float(f1_score(labels, decisions, labels=[0, 1], average="macro", zero_division=0)), 6),
+            "auroc": round(float(roc_auc_score(labels, probs)), 6) if len(set(labels)) == 2 else None,
+            "support": len(labels)}
+
+
+def main_metric(dataset: str, name: str) -> str:
+    return MAIN_METRIC.get((dataset, name), "f1_macro")
+
+
+def score_rows(fused: list[dict[str, Any]], text_rows: dict[str, PredictionRow],
+               vision_rows: dict[str, PredictionRow], name: str, split: str,
+               dataset: str | None = None) -> dict[str, Any]:
+    """On the labeled examples of a split (and dataset) that both experts scored: text alone,
+    vision alone and fused, side by side; then fused over every labeled example (`fused_all`)."""
+    mine = [row for row in fused if row["split"] == split and (dataset is None or row["dataset"] == dataset)
+            and row["labels"].get(name) is not None and name in row["probs"]]
+    both = [row for row in mine if len(contributors(text_rows.get(row["id"]), vision_rows.get(row["id"]), name)) == 2]
+    out: dict[str, Any] = {}
+    if both:
+        labels = [int(row["labels"][name]) for row in both]
+        out["text"] = binary_scores(labels, [text_rows[row["id"]].probs[name] for row in both])
+        out["vision"] = binary_scores(labels, [vision_rows[row["id"]].probs[name] for row in both])
+        out["fused"] = binary_scores(labels, [row["probs"][name] for row in both])
+    if mine:
+        out["fused_all"] = binary_scores([int(row["labels"][name]) for row in mine],
+                                         [row["probs"][name] for row in mine])
+    return out
+
+
+def full_report(model: FusionModel, fused: list[dict[str, Any]], text_rows: dict[str, PredictionRow],
+                vision_rows: dict[str, PredictionRow]) -> dict[str, Any]:
+    """Weights, counts, and per field, split and dataset every score of `score_rows`."""
+    datasets = sorted({row["dataset"] for row in fused})
+    scores = {name: {split: {"all": score_rows(fused, text_rows, vision_rows, name, split),
+                             "by_dataset": {dataset: section for dataset in datasets
+                                            if (section := score_rows(fused, text_rows, vision_rows, name, split,
+                                                                      dataset))}}
+                     for split in EVALUATED_SPLITS}
+              for name in model.fields}
+    return {"model": model.to_dict(), "examples": modality_counts(fused), "scores": scores,
+            "note": "val scores of `fused` are out-of-fold (cross-fitted); test scores use the weights fitted "
+                    "on all of val"}
+
+
+def headline_metrics(report: dict[str, Any]) -> dict[str, Any]:
+    """The DVC metric (small): per field the weights and val/test macro-F1 and AUROC of text, vision and
+    fused on the examples both scored; per dataset of the first field the test main metric of each;
+    examples fused and scored by one expert alone."""
+    counts = report["examples"].values()
+    out: dict[str, Any] = {"examples": {reason: sum(c[reason] for c in counts) for reason in next(iter(counts))}}
+    for index, (name, weights) in enumerate(report["model"]["fields"].items()):
+        section: dict[str, Any] = {"weights": {expert: weights[expert] for expert in EXPERTS}}
+        for split, scores in report["scores"][name].items():
+            section[split] = {expert: {m: values[m] for m in ("f1_macro", "auroc")}
+                              for expert, values in scores["all"].items() if expert in ("text", "vision", "fused")}
+        if index == 0:
+            section["test_by_dataset"] = dataset_main_metrics(report["scores"][name]["test"]["by_dataset"], name)
+        out[name] = section
+    return out
+
+
+def dataset_main_metrics(by_dataset: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+    """Per dataset with examples both experts scored: its main metric of text, vision and fused."""
+    out = {}
+    for dataset, scores in by_dataset.items():
+        if "fused" in scores:
+            metric = main_metric(dataset, name)
+            out[dataset] = {metric: {expert: scores[expert][metric] for expert in ("text", "vision", "fused")}}
+    return out
+
+
+def fuse(text_rows: dict[str, PredictionRow], vision_rows: dict[str, PredictionRow],
+         settings: FuseConfig) -> tuple[FusionModel, list[dict[str, Any]], dict[str, Any]]:
+    """(model fitted on val, fused rows of every split -- val rows out-of-fold --, full report)."""
+    fields = settings.fields or fusable_fields(text_rows, vision_rows)
+    if not fields:
+        raise FuseError("the experts share no binary field to fuse")
+    missing = [name for name in fields if name not in fusable_fields(text_rows, vision_rows)]
+    if missing:
+        raise FuseError(f"fuse.fields: {', '.join(missing)} not predicted as a binary field by both experts "
+                        f"(both predict: {', '.join(fusable_fields(text_rows, vision_rows)) or 'none'})")
+    model = fit_fusion(text_rows, vision_rows, fields, settings.seed, settings)
+    oof = {name: out_of_fold(text_rows, vision_rows, name, settings) for name in fields}
+    fused = apply_fusion(model, text_rows, vision_rows, overrides=oof)
+    return model, fused, full_report(model, fused, text_rows, vision_rows)
+
+
+# ---------------------------------------------------------------- the stage
+
+def read_json_file(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise FuseError(f"cannot read {path}: {err}") from None
+
+
+def write_outputs(paths: FusePaths, fused: list[dict[str, Any]], report: dict[str, Any]) -> None:
+    """Predictions, report and metrics, each to a temp beside it, renamed once all are complete (metrics last)."""
+    with contextlib.ExitStack() as stack:
+        metrics = stack.enter_context(atomic_file(paths.metrics))   # entered first: renamed last
+        predictions = stack.enter_context(atomic_file(paths.predictions))
+        predictions.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in fused), encoding="utf-8")
+        report_file = stack.enter_context(atomic_file(paths.report))
+        report_file.write_text(json_text(report), encoding="utf-8")
+        write_json(metrics, headline_metrics(report))
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    rows = []
+    for name, weights in report["model"]["fields"].items():
+        for split in EVALUATED_SPLITS:
+            scores = report["scores"][name][split]
+            sections = [(f"{name} {split}", scores["all"], "auroc")] + [
+                (f"  {dataset}", section, main_metric(dataset, name))
+                for dataset, section in scores["by_dataset"].items()]
+            rows += [(label, metric, *(f"{section[e][metric]:.3f}" if section.get(e) and section[e][metric] is not None
+                                       else "-" for e in ("text", "vision", "fused", "fused_all")))
+                     for label, section, metric in sections]
+        rows.append((f"{name} weights", "", f"{weights['text']:.3f}", f"{weights['vision']:.3f}",
+                     f"b={weights['intercept']:.3f}", ""))
+    alone = {reason: ", ".join(f"{dataset} {c[reason]}" for dataset, c in report["examples"].items() if c[reason])
+             for reason in ("text_alone_no_image", "vision_alone_no_text")}
+    fused = sum(c["fused"] for c in report["examples"].values())
+    caption = (f"examples fused: {fused}; text alone (no image): {alone['text_alone_no_image'] or 0}; "
+               f"vision alone (no text): {alone['vision_alone_no_text'] or 0}")
+    summary("fuse: late fusion fitted on val (val fused: out-of-fold)",
+            ("field split / dataset", "metric", "text", "vision", "fused", "fused (all)"), rows, labels=2,
+            caption=caption)
+
+
+def run(settings: FuseConfig, paths: FusePaths) -> dict[str, Any]:
+    text_rows = read_predictions(paths.text_predictions, expert_task(read_json_file(paths.text_metrics)))
+    vision_rows = read_predictions(paths.vision_predictions, expert_task(read_json_file(paths.vision_metrics)))
+    _, fused, report = fuse(text_rows, vision_rows, settings)
+    write_outputs(paths, fused, report)
+    return report
+
+
+def main(argv=None) -> None:
+    parts = (Part("fuse", FuseConfig), Part("fuse", FusePaths))
+    (settings, paths), args = parse("fuse", __doc__.split("\n\n")[0], parts, argv)
+    setup_logging(args.verbose)
+    try:
+        with exit_on_interrupt("fuse"):
+            report = run(settings, paths)
+    except FuseError as err:
+        raise SystemExit(f"fuse: {err}") from None
+    print_summary(report)
+
+
+if __name__ == "__main__":
+    main()
