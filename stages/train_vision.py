@@ -188,17 +188,24 @@ def build_hf_model(cfg: VisionConfig, task: str | TrainConfig):
 
 
 class ImageDecoder:
-    """Raw example -> pixel_values from the backbone's processor (+ a seeded flip when training)."""
+    """Raw example -> pixel_values from the backbone's processor (+ a seeded flip when training).
+    `draft_size`: the model's input side; a JPEG is decoded at the smallest DCT scale that keeps
+    both sides >= it (Pillow's draft mode, as pack does), e.g. a 384² shard image for a 128² model
+    at 192², which more than halves decoding; the processor then resizes as before. Training only:
+    evaluation decodes in full, exactly as anyone reloading the saved expert with its processor."""
 
-    def __init__(self, processor, flip_seed: int | None = None):
-        self.processor, self.flip_seed = processor, flip_seed
+    def __init__(self, processor, flip_seed: int | None = None, draft_size: int | None = None):
+        self.processor, self.flip_seed, self.draft_size = processor, flip_seed, draft_size
 
     def __call__(self, raw: dict, epoch: int) -> dict:
         data = next((raw[name] for name in IMAGE_FIELDS if name in raw), None)
         if data is None:
             raise TrainingInputError(f"{raw['where']}: image shard example without a .jpg/.png member")
         try:
-            image = Image.open(io.BytesIO(data)).convert("RGB")
+            image = Image.open(io.BytesIO(data))
+            if self.draft_size:
+                image.draft("RGB", (self.draft_size, self.draft_size))
+            image = image.convert("RGB")
         except (UnidentifiedImageError, OSError) as err:
             raise TrainingInputError(f"{raw['where']}: undecodable image ({err})") from err
         # the flip depends on (seed, epoch, id) only: same in every worker layout and run
@@ -213,13 +220,23 @@ def collate_images(features: list[dict]) -> dict:
             "labels": torch.tensor([f["labels"] for f in features])}
 
 
+def input_side(model, processor) -> int | None:
+    """The square input side the model is fed: a timm model's data config, else its processor's size."""
+    pretrained_cfg = getattr(model.config, "pretrained_cfg", None) or {}
+    if "input_size" in pretrained_cfg:
+        return int(pretrained_cfg["input_size"][-1])
+    size = getattr(processor, "size", None) or {}
+    return size.get("height") or size.get("shortest_edge")
+
+
 def build_vision_expert(cfg: VisionConfig, train: TrainConfig) -> Expert:
     if cfg.model.startswith("timm:"):
         model, processor, pretrained = build_timm_model(cfg, train)
     else:
         model, processor, pretrained = build_hf_model(cfg, train)
+    side = input_side(model, processor)   # draft decoding for training only (see ImageDecoder)
     return Expert(model=model, processor=processor, fields_wanted=IMAGE_FIELDS,
-                  decode_train=ImageDecoder(processor, flip_seed=train.seed),
+                  decode_train=ImageDecoder(processor, flip_seed=train.seed, draft_size=side),
                   decode_eval=ImageDecoder(processor), collate=collate_images, model_id=cfg.model,
                   pretrained=pretrained, learning_rate=cfg.learning_rate or train.learning_rate,
                   before_save=plain_batch_norms if cfg.trainable_groups is not None else None)
