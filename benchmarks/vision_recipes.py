@@ -36,12 +36,13 @@ import torch  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
+from benchmarks.real_data_tables import field_label  # noqa: E402
 from stages.shards import shard_files  # noqa: E402
 from stages.training import binary_f1_macro  # noqa: E402
 from stages.training.data import IMAGE_FIELDS, raw_examples  # noqa: E402
 from stages.train_vision import VisionConfig, load_weights_by_position, read_weights  # noqa: E402
 
-FIELDS = ("offensive", "abuse_hate")
+FIELDS = ("offensive", "abuse_hate", "motivational")   # motivational: Memotion's binary aux field
 BATCH = 64
 
 
@@ -68,7 +69,7 @@ def read_split(shards: Path, split: str) -> list[dict]:
     for raw in raw_examples(files, "abuse_hate", IMAGE_FIELDS + ("json",)):
         meta = json.loads(raw["json"])
         out.append({"id": raw["id"], "image": next(raw[f] for f in IMAGE_FIELDS if f in raw),
-                    "labels": {f: meta["labels"].get(f) for f in FIELDS}})
+                    "labels": {f: field_label(meta, f) for f in FIELDS}})
     return out
 
 
@@ -214,7 +215,8 @@ def full_finetune(model, train: list[dict], val: list[dict], args, log: list[dic
                             scorer(val_inputs, val_labels.numpy()))
         seconds = time.perf_counter() - started
         log.append({"recipe": "full", "field": field, "resolution": size, "flip": True, "class_weighting": True,
-                    "lr": lr, "seed": 0, "train_examples": len(subset), "per_epoch": scores, "seconds": round(seconds, 1)})
+                    "lr": lr, "seed": 0, "train_examples": len(subset), "per_epoch": scores,
+                    "seconds": round(seconds, 1)})
         print(f"{field} full {size}px {len(subset)} examples lr={lr}: val AUROC {scores[-1]['auroc']:.3f} "
               f"({seconds:.0f} s incl. val)", flush=True)
     pooled, _ = frozen_pass(model, subset, size, len(model.blocks), flip=False)
@@ -226,10 +228,31 @@ def full_finetune(model, train: list[dict], val: list[dict], args, log: list[dic
         print(f"{field} probe {size}px {len(subset)} examples 1 epoch lr={lr}: val AUROC {scores[-1]['auroc']:.3f}")
 
 
+def summary(runs: list[dict]) -> str:
+    """A markdown table: per field and recipe setting, the mean over seeds of val AUROC after each
+    epoch's best and the last epoch, and the best val macro-F1 (what picks the stage's epoch)."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        key = (run["field"], run["recipe"], run["resolution"], run["flip"], run["class_weighting"], run["lr"],
+               run.get("train_examples", "all"))
+        groups.setdefault(key, []).append(run)
+    header = ("field", "recipe", "px", "flip", "class weights", "lr", "train examples", "seeds", "epochs",
+              "val AUROC best epoch", "val AUROC last epoch", "val macro-F1 best epoch")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key, group in sorted(groups.items(), key=lambda item: tuple(map(str, item[0]))):
+        def mean(pick) -> str:
+            return f"{np.mean([pick(run['per_epoch']) for run in group]):.3f}"
+        cells = [*map(str, key), str(len(group)), str(len(group[0]["per_epoch"])),
+                 mean(lambda e: max(s["auroc"] for s in e)), mean(lambda e: e[-1]["auroc"]),
+                 mean(lambda e: max(s["f1_macro"] for s in e))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shards", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--shards", type=Path)
+    parser.add_argument("--out", type=Path)
     parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 224])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--epochs", type=int, default=10, help="val is scored after each, so every shorter run is seen")
@@ -242,7 +265,11 @@ def main(argv=None) -> None:
     parser.add_argument("--full-examples", type=int, default=0, help="full fine-tuning on this many (0: skip)")
     parser.add_argument("--full-resolution", type=int, default=224)
     parser.add_argument("--full-lrs", type=float, nargs="+", default=[5e-5, 2e-4])
+    parser.add_argument("--summary", nargs="+", type=Path, metavar="JSON", help="print the table of earlier runs")
     args = parser.parse_args(argv)
+    if args.summary:
+        print(summary([run for path in args.summary for run in json.loads(path.read_text())["runs"]]))
+        return
     model = backbone()
     train, val = read_split(args.shards, "train"), read_split(args.shards, "val")
     print(f"train {len(train)} val {len(val)} images", flush=True)
