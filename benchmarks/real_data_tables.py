@@ -14,12 +14,11 @@ import numpy as np
 from rich.console import Console
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 
 from stages import diagnostic as diagnostic_report
 from stages.console import summary
 from stages.shards import iter_examples
-from stages.training import binary_f1_macro, classification_metrics, predicted_class
+from stages.training import classification_metrics, predicted_class
 from stages.training.data import majority_class
 
 RESULT_COLUMNS = ("dataset", "field", "system", "seeds", "f1_macro", "auroc", "accuracy", "sd", "support")
@@ -279,7 +278,28 @@ def read_test_predictions(path: Path, fields: list[str]) -> dict[str, dict[str, 
     return out
 
 
-SCORES = {"f1_macro": binary_f1_macro, "auroc": roc_auc_score}
+def resampled_f1_macro(labels: np.ndarray, probs: np.ndarray) -> float:
+    """binary_f1_macro (predicted_class's rule, zero_division 0) from the confusion counts: the
+    bootstrap scores each system 1000 times per comparison, and sklearn's input checks dominate."""
+    predicted, positive = probs > 0.5, labels == 1
+    tp, fp, fn = np.sum(predicted & positive), np.sum(predicted & ~positive), np.sum(~predicted & positive)
+    tn = len(labels) - tp - fp - fn
+
+    def f1(hits: int, false_alarms: int, misses: int) -> float:
+        return 2 * hits / (2 * hits + false_alarms + misses) if hits + false_alarms + misses else 0.0
+    return (f1(tp, fp, fn) + f1(tn, fn, fp)) / 2
+
+
+def resampled_auroc(labels: np.ndarray, probs: np.ndarray) -> float:
+    """roc_auc_score as the Mann-Whitney U statistic of the ranks (ties averaged), for the bootstrap."""
+    from scipy.stats import rankdata
+
+    positive = labels == 1
+    n_pos = int(positive.sum())
+    return float((rankdata(probs)[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * (len(labels) - n_pos)))
+
+
+SCORES = {"f1_macro": resampled_f1_macro, "auroc": resampled_auroc}
 
 
 def paired_difference(labels: np.ndarray, a: np.ndarray, b: np.ndarray, metric: str,

@@ -264,6 +264,7 @@ def main(argv=None) -> None:
     parser.add_argument("--no-flip", dest="flip", action="store_false")
     parser.add_argument("--full-examples", type=int, default=0, help="full fine-tuning on this many (0: skip)")
     parser.add_argument("--full-resolution", type=int, default=224)
+    parser.add_argument("--full-only", action="store_true", help="only the full fine-tuning comparison")
     parser.add_argument("--full-lrs", type=float, nargs="+", default=[5e-5, 2e-4])
     parser.add_argument("--summary", nargs="+", type=Path, metavar="JSON", help="print the table of earlier runs")
     args = parser.parse_args(argv)
@@ -275,7 +276,8 @@ def main(argv=None) -> None:
     print(f"train {len(train)} val {len(val)} images", flush=True)
     log: list[dict] = []
     try:
-        cached_recipes(model, train, val, args, log)
+        if not args.full_only:
+            cached_recipes(model, train, val, args, log)
         if args.full_examples:
             full_finetune(model, train, val, args, log)
     finally:

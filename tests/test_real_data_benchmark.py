@@ -264,3 +264,17 @@ def test_image_baseline_learns_the_synthetic_images_colour_cue_per_dataset(tmp_p
     assert all(v["auroc"] > 0.8 for v in by_dataset.values() if v["support"] >= 10)
     cached = scores.pooled_features(tmp_path, "test", vision, tmp_path / "features" / "test.npz")[1]
     assert cached.shape == (len(written["test"]), 1280)
+
+
+def test_the_bootstraps_scores_equal_sklearns_on_resampled_data_with_ties():
+    from sklearn.metrics import roc_auc_score
+    rng = np.random.default_rng(3)
+    for size in (5, 40, 700):
+        labels = rng.integers(0, 2, size)
+        labels[:2] = [0, 1]
+        probs = np.round(rng.random(size), 1)                   # ties, and values exactly 0.5
+        assert np.isclose(scores.SCORES["auroc"](labels, probs), roc_auc_score(labels, probs), atol=1e-12)
+        assert np.isclose(scores.SCORES["f1_macro"](labels, probs), training.binary_f1_macro(labels, probs),
+                          atol=1e-12)
+    assert scores.SCORES["f1_macro"](np.zeros(4, int), np.zeros(4)) == training.binary_f1_macro(np.zeros(4, int),
+                                                                                                  np.zeros(4))
