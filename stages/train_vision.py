@@ -49,6 +49,8 @@ class VisionConfig:
         default=None, metadata={"min": 1, "max": MAX_IMAGE_SIZE})
     learning_rate: float | None = field(  # null: train.learning_rate
         default=None, metadata=LEARNING_RATE_LIMITS)
+    trainable_groups: int | None = field(  # timm only; null = full fine-tuning, 0 = linear probe (head only),
+        default=None, metadata={"min": 0})  # k = the last k of timm's coarse layer groups + the head
 
     def __post_init__(self):
         check_fields(self, "vision")
@@ -110,6 +112,8 @@ def build_timm_model(cfg: VisionConfig, task: str | TrainConfig):
     if cfg.weights:
         head = model.timm_model.pretrained_cfg.get("classifier", "classifier")
         load_weights_by_position(model.timm_model, read_weights(cfg.weights), head_prefix=f"{head}.")
+    if cfg.trainable_groups is not None:
+        freeze_groups(model.timm_model, cfg.trainable_groups)
     data_config = timm.data.resolve_data_config({}, model=model.timm_model)
     if cfg.image_size:
         data_config["input_size"] = (3, cfg.image_size, cfg.image_size)
@@ -117,6 +121,33 @@ def build_timm_model(cfg: VisionConfig, task: str | TrainConfig):
     model.config.pretrained_cfg = {**data_config, "crop_pct": 1.0, "crop_mode": "squash"}
     processor = TimmWrapperImageProcessor(pretrained_cfg=model.config.pretrained_cfg, architecture=arch)
     return model, processor, bool(cfg.weights)
+
+
+def freeze_groups(timm_model, trainable: int) -> list[str]:
+    """Freeze all but the last `trainable` of timm's coarse layer groups (stem, block stages, ...) and
+    the classifier: their weights stop learning and their batch norms become timm's frozen ones
+    (running statistics fixed, as in eval mode). Returns the frozen module names."""
+    import timm
+    from timm.models import group_modules
+
+    head = timm_model.pretrained_cfg.get("classifier", "classifier")
+    groups = [names for names in group_modules(timm_model, timm_model.group_matcher(coarse=True)).values()
+              if not any(name == head or name.startswith(f"{head}.") for name in names)]
+    if trainable > len(groups):
+        raise TrainingInputError(f"vision.trainable_groups={trainable}: {type(timm_model).__name__} has "
+                                 f"{len(groups)} layer groups below its head")
+    frozen = [name for names in groups[:len(groups) - trainable] for name in names]
+    timm.utils.freeze(timm_model, frozen)
+    return frozen
+
+
+def plain_batch_norms(model) -> None:
+    """Before saving: timm's frozen batch norms back to plain ones (same values), so the saved state
+    dict has the architecture's own keys and reloads without missing entries."""
+    import timm
+
+    frozen = [name for name, module in model.timm_model.named_modules() if "Frozen" in type(module).__name__]
+    timm.utils.unfreeze(model.timm_model, frozen)
 
 
 def load_image_processor(source: str | Path, local_files_only: bool = False):
@@ -143,6 +174,9 @@ def build_hf_model(cfg: VisionConfig, task: str | TrainConfig):
     id2label, label2id = label_maps(task)
     if cfg.weights:
         log.info("vision.weights (%s) is for timm models: %s loads its own", cfg.weights, cfg.model)
+    if cfg.trainable_groups is not None:
+        raise TrainingInputError(f"vision.trainable_groups={cfg.trainable_groups} is for timm models; "
+                                 f"set it to null for {cfg.model}")
     try:
         processor = load_image_processor(path, local_files_only=local_only)
         model = AutoModelForImageClassification.from_pretrained(
@@ -159,17 +193,24 @@ def build_hf_model(cfg: VisionConfig, task: str | TrainConfig):
 
 
 class ImageDecoder:
-    """Raw example -> pixel_values from the backbone's processor (+ a seeded flip when training)."""
+    """Raw example -> pixel_values from the backbone's processor (+ a seeded flip when training).
+    `draft_size`: the model's input side; a JPEG is decoded at the smallest DCT scale that keeps
+    both sides >= it (Pillow's draft mode, as pack does), e.g. a 384² shard image for a 128² model
+    at 192², which more than halves decoding; the processor then resizes as before. Training only:
+    evaluation decodes in full, exactly as anyone reloading the saved expert with its processor."""
 
-    def __init__(self, processor, flip_seed: int | None = None):
-        self.processor, self.flip_seed = processor, flip_seed
+    def __init__(self, processor, flip_seed: int | None = None, draft_size: int | None = None):
+        self.processor, self.flip_seed, self.draft_size = processor, flip_seed, draft_size
 
     def __call__(self, raw: dict, epoch: int) -> dict:
         data = next((raw[name] for name in IMAGE_FIELDS if name in raw), None)
         if data is None:
             raise TrainingInputError(f"{raw['where']}: image shard example without a .jpg/.png member")
         try:
-            image = Image.open(io.BytesIO(data)).convert("RGB")
+            image = Image.open(io.BytesIO(data))
+            if self.draft_size:
+                image.draft("RGB", (self.draft_size, self.draft_size))
+            image = image.convert("RGB")
         except (UnidentifiedImageError, OSError) as err:
             raise TrainingInputError(f"{raw['where']}: undecodable image ({err})") from err
         # the flip depends on (seed, epoch, id) only: same in every worker layout and run
@@ -184,15 +225,26 @@ def collate_images(features: list[dict]) -> dict:
             "labels": torch.tensor([f["labels"] for f in features])}
 
 
+def input_side(model, processor) -> int | None:
+    """The square input side the model is fed: a timm model's data config, else its processor's size."""
+    pretrained_cfg = getattr(model.config, "pretrained_cfg", None) or {}
+    if "input_size" in pretrained_cfg:
+        return int(pretrained_cfg["input_size"][-1])
+    size = getattr(processor, "size", None) or {}
+    return size.get("height") or size.get("shortest_edge")
+
+
 def build_vision_expert(cfg: VisionConfig, train: TrainConfig) -> Expert:
     if cfg.model.startswith("timm:"):
         model, processor, pretrained = build_timm_model(cfg, train)
     else:
         model, processor, pretrained = build_hf_model(cfg, train)
+    side = input_side(model, processor)   # draft decoding for training only (see ImageDecoder)
     return Expert(model=model, processor=processor, fields_wanted=IMAGE_FIELDS,
-                  decode_train=ImageDecoder(processor, flip_seed=train.seed),
+                  decode_train=ImageDecoder(processor, flip_seed=train.seed, draft_size=side),
                   decode_eval=ImageDecoder(processor), collate=collate_images, model_id=cfg.model,
-                  pretrained=pretrained, learning_rate=cfg.learning_rate or train.learning_rate, stage="train_vision")
+                  pretrained=pretrained, learning_rate=cfg.learning_rate or train.learning_rate, stage="train_vision",
+                  before_save=plain_batch_norms if cfg.trainable_groups is not None else None)
 
 
 def train_vision(paths: ExpertPaths, train: TrainConfig, vision: VisionConfig, resume: bool = False) -> dict | None:

@@ -94,6 +94,37 @@ def test_timm_efficientnet_with_pip_weights_trains_and_reloads_without_the_packa
     assert_reload_prints_no_backend_warning(paths.out_model)
 
 
+@pytest.mark.parametrize("trainable", [0, 1])
+def test_linear_probe_and_partial_unfreezing_train_only_the_top_and_reload_whole(shards, tmp_path, trainable):
+    """trainable_groups 0 = linear probe (the head alone learns), 1 = the last layer group too; the
+    frozen layers (batch-norm statistics included) leave training unchanged and the saved expert
+    reloads with every tensor of the architecture and the same test metrics."""
+    import torch
+    from safetensors.torch import load_file
+
+    from stages.train_vision import build_timm_model
+    root, _ = shards
+    vision = VisionConfig(image_size=32, trainable_groups=trainable)
+    before = {k: v.clone() for k, v in build_timm_model(VisionConfig(image_size=32), TrainConfig())[0]
+              .timm_model.state_dict().items()}
+    paths, metrics = run(root, tmp_path, vision, learning_rate=1e-2)
+    after = {k.removeprefix("timm_model."): v for k, v in load_file(paths.out_model / "model.safetensors").items()}
+    assert set(after) == set(before)   # plain batch norms again: no key missing on reload
+    changed = {k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("blocks.") else "")
+               for k, v in after.items() if not k.endswith("num_batches_tracked") and not torch.equal(v, before[k])}
+    assert changed == ({"classifier"} if trainable == 0 else {"classifier", "blocks.6", "conv_head", "bn2"})
+    reloaded, _, _ = reloaded_test_metrics(paths, root)
+    assert reloaded == metrics["test"]
+
+
+def test_trainable_groups_beyond_the_model_or_on_a_hub_model_is_a_clear_error(tiny_siglip):
+    from stages.training import TrainingInputError
+    with pytest.raises(TrainingInputError, match="trainable_groups=99: EfficientNet has 8 layer groups"):
+        build_vision_expert(VisionConfig(trainable_groups=99), TrainConfig())
+    with pytest.raises(TrainingInputError, match="is for timm models"):
+        build_vision_expert(VisionConfig(model=str(tiny_siglip), trainable_groups=0), TrainConfig())
+
+
 FALLBACK_WARNING = "Requested torchvision backend is not available"
 
 

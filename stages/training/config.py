@@ -191,3 +191,4 @@ class Expert:
     learning_rate: float
     stage: str                                 # its stage name: marks its output folders and names its scratch run
     bucket_by_length: bool = False
+    before_save: Callable[[Any], None] | None = None   # model -> None, run once before save_pretrained

@@ -197,6 +197,8 @@ def write_outputs(expert: Expert, metrics: dict, rows: list[dict], live_work: Pa
         if paths.report is not None:
             write_json(stack.enter_context(atomic_file(paths.report, inputs)), metrics)
         model_dir = stack.enter_context(atomic_dir(paths.out_model, expert.stage, inputs))
+        if expert.before_save:
+            expert.before_save(expert.model)
         save_model(expert, model_dir)
         live_dir = stack.enter_context(atomic_dir(paths.live_dir, expert.stage, inputs))
         shutil.copytree(live_work, live_dir, dirs_exist_ok=True)

@@ -1,4 +1,4 @@
-"""benchmarks/real_text.py's pieces and its real_text_tables.py (the full run is hand-run: real
+"""benchmarks/real_data.py's pieces and its real_data_tables.py (the full run is hand-run: real
 data, about an hour per seed): which release files reach a run, seeds and --resume, the baselines'
 per-dataset scores, the paired bootstrap differences, and the result tables."""
 from __future__ import annotations
@@ -9,27 +9,27 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmarks import real_text
-from benchmarks import real_text_tables as scores
+from benchmarks import real_data
+from benchmarks import real_data_tables as scores
 from stages import training
 from stages.records import DIAGNOSTIC_SPLIT
 from tests.test_training import write_shards
 
 
 def test_official_releases_are_preferred_and_only_labelled_text_files_reach_the_run(real_samples, tmp_path):
-    found = real_text.discover(real_samples, {})
+    found = real_data.discover(real_samples, {})
     if "memotion1" in found:
         assert found["memotion1"].name == "memotion1_official"
     copied = {}
     for name in ("hateful_memes", "memotion1"):
         if name in found:
-            real_text.copy_release(name, found[name], tmp_path / name)
+            real_data.copy_release(name, found[name], tmp_path / name)
             copied[name] = sorted(p.name for p in (tmp_path / name).rglob("*") if p.is_file())
     if "hateful_memes" in copied:     # dev_unseen repeats 400 dev_seen memes; test_unseen has no labels
         assert copied["hateful_memes"] == ["dev_seen.jsonl", "train.jsonl"]
     if "memotion1" in copied:         # 2000_testdata.csv: no gold labels
         assert copied["memotion1"] == ["labels.csv"]
-    assert real_text.discover(real_samples, {"olid": tmp_path / "hateful_memes"})["olid"] == tmp_path / "hateful_memes"
+    assert real_data.discover(real_samples, {"olid": tmp_path / "hateful_memes"})["olid"] == tmp_path / "hateful_memes"
 
 
 def test_tfidf_baseline_scores_each_dataset_on_its_own_labelled_test_examples(tmp_path):
@@ -168,12 +168,12 @@ def test_hatecheck_reference_numbers_cover_every_functionality_of_the_real_suite
 def test_resume_trains_only_the_expert_seed_pairs_without_metrics(tmp_path, monkeypatch, capsys):
     work = tmp_path / "run"
     work.mkdir()
-    params = yaml.safe_load((real_text.REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
-    real_text.write_params(work, "params.yaml", params)
+    params = yaml.safe_load((real_data.REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
+    real_data.write_params(work, "params.yaml", params)
     run = {"datasets": ["olid"], "fields": ["abuse_hate", "offensive", "target_type"], "seconds": {}, "epochs": 2,
            "experts": {"single abuse_hate": ["abuse_hate"]}}
-    (work / real_text.RUN_FILE).write_text(json.dumps(run), encoding="utf-8")
-    finished = work / real_text.expert_folder("single offensive", 0)
+    (work / real_data.RUN_FILE).write_text(json.dumps(run), encoding="utf-8")
+    finished = work / real_data.expert_folder("single offensive", 0)
     finished.mkdir(parents=True)
     (finished / "metrics.json").write_text("{}", encoding="utf-8")
     trained = []
@@ -181,10 +181,10 @@ def test_resume_trains_only_the_expert_seed_pairs_without_metrics(tmp_path, monk
     def fake_stages(work_, names, console, params_file="params.yaml"):
         trained.append(params_file)
         return {"train_text": 1.0}
-    monkeypatch.setattr(real_text, "run_stages", fake_stages)
-    monkeypatch.setattr(real_text, "report", lambda work_, console: json.loads((work_ / "run.json").read_text()))
+    monkeypatch.setattr(real_data, "run_stages", fake_stages)
+    monkeypatch.setattr(real_data, "report", lambda work_, console: json.loads((work_ / "run.json").read_text()))
     args = ["--work-dir", str(work), "--resume", "--seeds", "0", "1", "--only", "single offensive", "multi-head"]
-    out = real_text.main(args)
+    out = real_data.main(args)
     assert trained == ["params_multi_head_seed0.yaml", "params_single_offensive_seed1.yaml",
                        "params_multi_head_seed1.yaml"]
     written = yaml.safe_load((work / "params_multi_head_seed1.yaml").read_text(encoding="utf-8"))
@@ -196,20 +196,85 @@ def test_resume_trains_only_the_expert_seed_pairs_without_metrics(tmp_path, monk
                                    "train multi-head seed 1", "total (resume 1)"}
     trained.clear()
     capsys.readouterr()
-    real_text.main(["--work-dir", str(work), "--resume", "--only", "single abuse_hate", "--limit", "50"])
+    real_data.main(["--work-dir", str(work), "--resume", "--only", "single abuse_hate", "--limit", "50"])
     assert trained == ["params_single_abuse_hate_seed0.yaml", "params_single_abuse_hate_seed1.yaml"]  # its seeds
     assert "ignored on --resume (the data are the earlier run's): --limit" in capsys.readouterr().out
-    assert {"total (resume 1)", "total (resume 2)"} <= set(json.loads((work / real_text.RUN_FILE).read_text())["seconds"])
+    assert {"total (resume 1)", "total (resume 2)"} <= set(json.loads((work / real_data.RUN_FILE).read_text())["seconds"])
     with pytest.raises(SystemExit, match="earlier run has --epochs 2, not 3"):
-        real_text.main(args + ["--epochs", "3"])           # seeds of one table share their settings
+        real_data.main(args + ["--epochs", "3"])           # seeds of one table share their settings
     with pytest.raises(SystemExit, match="run.json not found"):
-        real_text.main(["--work-dir", str(tmp_path / "empty"), "--resume"])
+        real_data.main(["--work-dir", str(tmp_path / "empty"), "--resume"])
 
 
 def test_a_run_from_before_seeds_is_named_not_reported_empty(tmp_path):
-    (tmp_path / real_text.RUN_FILE).write_text(json.dumps({"fields": ["abuse_hate"], "experts": {
+    (tmp_path / real_data.RUN_FILE).write_text(json.dumps({"fields": ["abuse_hate"], "experts": {
         "multi-head": ["abuse_hate"]}}), encoding="utf-8")
     (tmp_path / "Step_4" / "multi_head").mkdir(parents=True)
     (tmp_path / "Step_4" / "multi_head" / "metrics.json").write_text("{}", encoding="utf-8")
     with pytest.raises(SystemExit, match="multi-head: Step_4/<expert>/ of a run made before --seeds"):
-        real_text.report(tmp_path, None)
+        real_data.report(tmp_path, None)
+
+
+def test_a_release_with_images_is_read_in_place_and_its_folder_allowed_for_pack(real_samples, tmp_path):
+    found = real_data.discover(real_samples, {})
+    if "memotion1" not in found or real_data.in_place_folder("memotion1", found["memotion1"]) is None:
+        pytest.skip("Memotion 1 images not in the real samples")
+    folder = str(real_data.in_place_folder("memotion1", found["memotion1"]))
+    assert folder.endswith("memotion_dataset_7k") and "olid" not in real_data.IN_PLACE
+    repo = yaml.safe_load((real_data.REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
+    params = real_data.data_params(repo, tmp_path, ["memotion1", "olid"], None, {"memotion1": folder})
+    assert params["ingest"]["datasets"] == {"memotion1": folder, "olid": "release/olid"}
+    assert params["pack"]["image_dirs"] == [str(tmp_path / "release"), folder]
+    assert params["split"]["official"]["memotion1"] == {"train": "carve"}     # val and test from imaged memes
+    tasks = real_data.image_tasks(["abuse_hate", "offensive", "target_type"], ["memotion1"])
+    assert tasks[:2] == ["abuse_hate", "offensive"] and {"motivational", "sentiment", "humour"} <= set(tasks)
+    assert "shaming" not in tasks                                             # MAMI's: no MAMI images here
+
+
+def image_predictions(labels, signal: float, seed: int, dataset: str = "memotion1") -> dict:
+    rng = np.random.default_rng(seed)
+    probs = np.clip(0.5 + signal * (np.asarray(labels) - 0.5) + rng.normal(0, 0.2, len(labels)), 0.01, 0.99)
+    return {"offensive": {f"m{i}": (dataset, int(y), float(p)) for i, (y, p) in enumerate(zip(labels, probs))}}
+
+
+def test_modality_rows_tell_an_image_signal_from_chance_and_compare_fusion_with_the_better_expert():
+    labels = np.random.default_rng(0).integers(0, 2, 400)
+    predictions = {"multi-head": [image_predictions(labels, 0.0, s) for s in (1, 2)],
+                   "image multi-head": [image_predictions(labels, 0.3, s) for s in (3, 4)],
+                   "image baseline": [image_predictions(labels, 0.1, 5)],
+                   "fusion": [image_predictions(labels, 0.3, s) for s in (6, 7)]}
+    rows = scores.modality_rows(predictions, ["offensive"], ["memotion1"], "multi-head", "image multi-head",
+                                resamples=200)
+    by = {(r["metric"], r["comparison"]): r for r in rows}
+    chance = by[("auroc", "image multi-head - chance")]
+    assert chance["95% CI low"] > 0 and chance["examples"] == 400
+    better = by[("auroc", "fusion - better expert (image multi-head)")]
+    assert better["95% CI low"] < better["difference"] < better["95% CI high"]
+    assert by[("auroc", "image multi-head - image baseline")]["difference"] > 0
+    assert ("f1_macro", "image multi-head - chance") not in by      # guessing has no constant F1
+    assert not scores.modality_rows(predictions, ["offensive"], ["olid"], "multi-head", "image multi-head")
+
+
+def test_image_baseline_learns_the_synthetic_images_colour_cue_per_dataset(tmp_path):
+    written = write_shards(tmp_path, {"train": 60, "test": 30}, nulls=0, textonly_share=0.0)
+    vision = yaml.safe_load((real_data.REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))["vision"]
+    out = scores.image_baseline(tmp_path, ["abuse_hate"], vision, tmp_path / "features")
+    by_dataset = out["test"]["abuse_hate"]["by_dataset"]
+    assert sum(v["support"] for v in by_dataset.values()) == len(written["test"])
+    assert all(v["auroc"] > 0.8 for v in by_dataset.values() if v["support"] >= 10)
+    cached = scores.pooled_features(tmp_path, "test", vision, tmp_path / "features" / "test.npz")[1]
+    assert cached.shape == (len(written["test"]), 1280)
+
+
+def test_the_bootstraps_scores_equal_sklearns_on_resampled_data_with_ties():
+    from sklearn.metrics import roc_auc_score
+    rng = np.random.default_rng(3)
+    for size in (5, 40, 700):
+        labels = rng.integers(0, 2, size)
+        labels[:2] = [0, 1]
+        probs = np.round(rng.random(size), 1)                   # ties, and values exactly 0.5
+        assert np.isclose(scores.SCORES["auroc"](labels, probs), roc_auc_score(labels, probs), atol=1e-12)
+        assert np.isclose(scores.SCORES["f1_macro"](labels, probs), training.binary_f1_macro(labels, probs),
+                          atol=1e-12)
+    assert scores.SCORES["f1_macro"](np.zeros(4, int), np.zeros(4)) == training.binary_f1_macro(np.zeros(4, int),
+                                                                                                  np.zeros(4))
