@@ -227,7 +227,7 @@ def paired_data(text_rows: dict[str, PredictionRow], vision_rows: dict[str, Pred
 
 def fit_nonnegative(logits: np.ndarray, labels: np.ndarray, settings: FuseConfig) -> tuple[float, list[float]]:
     """(intercept, [w_text, w_vision]) of an L2 logistic regression whose negative weights are dropped
-    (set to 0) and the rest refitted, until none is negative."""
+    (set to 0) and the rest refitted, until none is negative; when none is left, the better expert."""
     from sklearn.linear_model import LogisticRegression
 
     active = list(range(logits.shape[1]))
@@ -241,8 +241,19 @@ def fit_nonnegative(logits: np.ndarray, labels: np.ndarray, settings: FuseConfig
                 weights[column] = float(coef)
             return float(model.intercept_[0]), weights
         active = [column for column, coef in zip(active, coefs) if coef >= 0]
-    positives = labels.sum()   # no expert helps: the (balanced) prior alone
-    return (0.0 if settings.class_weighting else math.log(positives / (len(labels) - positives))), [0.0, 0.0]
+    return better_expert_alone(logits, labels)
+
+
+def better_expert_alone(logits: np.ndarray, labels: np.ndarray) -> tuple[float, list[float]]:
+    """Neither logit earns a positive weight on val: a constant (every meme 0.5) would throw away the
+    ranking both experts still give, so the fused score is the expert with the higher val AUROC,
+    unchanged (weight 1, intercept 0)."""
+    from sklearn.metrics import roc_auc_score
+
+    aurocs = [roc_auc_score(labels, logits[:, column]) for column in range(logits.shape[1])]
+    weights = [0.0] * logits.shape[1]
+    weights[int(np.argmax(aurocs))] = 1.0
+    return 0.0, weights
 
 
 def check_fittable(name: str, labels: np.ndarray) -> int:

@@ -97,6 +97,16 @@ def test_a_negative_weight_is_dropped_not_flipped():
     assert model.fields[TASK].vision == 0.0 and model.fields[TASK].text > 1.0
 
 
+def test_when_no_expert_earns_a_weight_the_better_one_is_used_alone():
+    """Both logits anti-correlated with the gold on val: no constant 0.5 for every example (which
+    decides class 0 everywhere), but the expert with the higher val AUROC, unchanged."""
+    model, _, report = run_fuse(synthetic_predictions(-0.3, -1.0))
+    weights = model.fields[TASK]
+    assert (weights.intercept, weights.text, weights.vision) == (0.0, 1.0, 0.0)
+    test = report["scores"][TASK]["test"]["all"]
+    assert test["fused"]["auroc"] == test["text"]["auroc"] != 0.5
+
+
 def test_changing_test_labels_changes_no_fusion_weight():
     text, vision = synthetic_predictions(0.8, 0.6)
     model, fused, report = run_fuse((text, vision))
