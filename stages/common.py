@@ -179,7 +179,20 @@ def _dvc_outs_of(stage: str, path: Path, entries: list[Path]) -> bool:
             for kind in ("outs", "metrics", "plots") for out in declared.get(kind) or []]
     real = {Path(os.path.realpath(REPO_ROOT / out)) for out in outs if isinstance(out, str)}
     held = [Path(os.path.realpath(entry)) for entry in entries if entry.name not in (OUTPUT_MARKER, ".gitignore")]
-    return Path(os.path.realpath(path)) in real or bool(held) and all(entry in real for entry in held)
+    if Path(os.path.realpath(path)) in real:
+        return True
+    return all(entry in real for entry in held) if held else _lists_only_outs(path / ".gitignore", real)
+
+
+def _lists_only_outs(gitignore: Path, outs: set[Path]) -> bool:
+    """The .gitignore DVC writes beside outs (`/<name>` per out), left alone in the folder after DVC
+    removed the outs before a rerun; a .gitignore of anything else is the user's."""
+    try:
+        lines = [line.strip() for line in gitignore.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError):
+        return False
+    return bool(lines) and all(line.startswith("/") and
+                               Path(os.path.realpath(gitignore.parent / line[1:])) in outs for line in lines)
 
 
 def _umask() -> int:

@@ -135,6 +135,25 @@ def test_the_live_dir_of_a_fresh_clone_is_accepted_as_the_stage_s_dvc_outs():
         check_owned(live, "train_vision")
 
 
+def test_a_folder_dvc_emptied_before_a_rerun_is_still_the_stage_s(tmp_path, monkeypatch):
+    """`dvc repro` removes a stage's outs before running it and leaves its .gitignore (one `/<out>`
+    line per out) alone in the folder: that folder is the stage's; a .gitignore naming anything else
+    is the user's."""
+    from stages import common
+
+    monkeypatch.setattr(common, "REPO_ROOT", tmp_path)
+    (tmp_path / "dvc.yaml").write_text("stages:\n  train_text:\n    outs: [live/metrics.json, live/params.yaml]\n")
+    live = tmp_path / "live"
+    live.mkdir()
+    (live / ".gitignore").write_text("/metrics.json\n/params.yaml\n")
+    check_owned(live, "train_text")
+    with pytest.raises(OutputError, match="did not write"):
+        check_owned(live, "train_vision")
+    (live / ".gitignore").write_text("/metrics.json\n/my_notes.txt\n")
+    with pytest.raises(OutputError, match="did not write"):
+        check_owned(live, "train_text")
+
+
 def write_dvc_project(root: Path) -> None:
     """A git + DVC project: this repo's stages/ and a one-stage dvc.yaml (the pilot, one dataset)."""
     shutil.copytree(REPO_ROOT / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
