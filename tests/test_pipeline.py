@@ -481,7 +481,7 @@ def test_a_release_added_with_dvc_add_comes_back_with_dvc_pull(pipeline, tmp_pat
     `dvc push`; a second clone with the same (local folder) remote restores it with `dvc pull`."""
     repo, mate, storage = pipeline.repo, tmp_path / "mate", tmp_path / "dvc-store"
     shutil.copytree(repo / "data/pilot/olid", repo / "Datasets/olid")   # a release, as its authors ship it
-    commands = readme_block_after("5. Version the releases with DVC")
+    commands = readme_block_after("To version the releases themselves")
     assert [c.split()[:2] for c in commands] == [["dvc", "add"], ["git", "add"], ["git", "pull"]]
     head = git(repo, "rev-parse", "HEAD").strip()
     try:
@@ -520,7 +520,7 @@ def test_not_slow_marker_leaves_out_only_this_module():
     result = run([sys.executable, "-m", "pytest", "-m", "not slow", "--collect-only", "-p", "no:cacheprovider"],
                  REPO_ROOT)
     collected = {line.split("::")[0] for line in result.stdout.splitlines() if "::" in line}
-    test_files = {f"tests/{path.name}" for path in (REPO_ROOT / "tests").glob("test_*.py")}
+    test_files = {path.relative_to(REPO_ROOT).as_posix() for path in (REPO_ROOT / "tests").rglob("test_*.py")}
     assert collected == test_files - {"tests/test_pipeline.py"}
     deselected = re.search(r"(\d+)/(\d+) tests collected \((\d+) deselected\)", result.stdout)
     assert deselected and int(deselected[3]) > 0
@@ -770,8 +770,8 @@ def test_queued_sweep_runs_both_experiments(pipeline):
         assert text_scores[0] != text_scores[1], "two learning rates, the same text expert"
         columns, table = exp_show_table(repo)
         assert "train.learning_rate" in columns and "train.epochs" not in columns   # changed vs unchanged
-        assert [c for c in columns if ":" in c] == ["Step_4/metrics/text.json:val.f1_macro",
-                                                    "Step_4/metrics/vision.json:val.f1_macro"]
+        # vision.learning_rate is its own (the linear probe's 0.01): the sweep changes the text expert only
+        assert [c for c in columns if ":" in c] == ["Step_4/metrics/text.json:val.f1_macro"]
         assert all(f"[{name}]" in table for name in names)
     finally:   # leave no experiments, tasks or workers behind for the next test
         dvc(repo, "queue", "stop", "--kill", check=False)
