@@ -49,27 +49,13 @@ import numpy as np
 from stages.common import atomic_file, json_text, write_json
 from stages.config import Part, check_fields, parse
 from stages.console import setup_logging, summary
-from stages.errors import InputError
+from stages.predictions import (FuseError, PredictionRow, binary_fields, expert_task, is_binary_prob,
+                                read_predictions)
 from stages.scores import binary_f1_macro, main_metric
 
 EXPERTS = ("text", "vision")
 EVALUATED_SPLITS = ("val", "test")
 PROB_FLOOR = 1e-6        # the experts round probabilities to 6 decimals: 0 and 1 occur
-
-
-class FuseError(InputError):
-    """Predictions that cannot be fused; the message names file, line or field."""
-
-
-@dataclass(frozen=True)
-class PredictionRow:
-    """One example as an expert scored it: gold label and P(class 1) per binary field (a categorical
-    or multi-label head's list of probabilities is kept as read, and not fused)."""
-    id: str
-    dataset: str
-    split: str
-    labels: dict[str, Any]     # field -> 0/1 (binary), class index, 0/1 list, or None when not annotated
-    probs: dict[str, Any]      # field -> P(class 1) (binary) or the head's probabilities
 
 
 @dataclass(frozen=True)
@@ -128,55 +114,6 @@ class FusePaths:
     report: Path          # full detail: weights, every metric per split and dataset, counts
 
 
-# ---------------------------------------------------------------- reading predictions
-
-def parse_prediction_line(line: str, where: str, task: str | None) -> PredictionRow:
-    """One line of Step_4/predictions/<expert>.jsonl (stages/training/outputs.py writes them): a
-    single-task row {id, dataset, split, label, prob} (its field is `task`) or a multi-head row
-    {id, dataset, split, labels: {field: ...}, probs: {field: ...}}."""
-    try:
-        row = json.loads(line)
-        if "probs" in row:
-            labels, probs = dict(row["labels"]), dict(row["probs"])
-        elif task is None:
-            raise FuseError(f"{where}: a single-task row, and the expert's report names no task")
-        else:
-            labels, probs = {task: row["label"]}, {task: row["prob"]}
-        return PredictionRow(str(row["id"]), str(row["dataset"]), str(row["split"]), labels, probs)
-    except json.JSONDecodeError as err:
-        raise FuseError(f"{where}: not JSON ({err.msg})") from None
-    except (KeyError, TypeError, ValueError) as err:
-        if isinstance(err, FuseError):
-            raise
-        raise FuseError(f"{where}: not a prediction row (missing or bad {err})") from None
-
-
-def parse_predictions(lines: Iterable[str], source: str, task: str | None = None) -> dict[str, PredictionRow]:
-    rows: dict[str, PredictionRow] = {}
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        row = parse_prediction_line(line, f"{source}:{number}", task)
-        if row.id in rows:
-            raise FuseError(f"{source}:{number}: id {row.id!r} appears twice")
-        rows[row.id] = row
-    return rows
-
-
-def read_predictions(path: str | Path, task: str | None = None) -> dict[str, PredictionRow]:
-    """An expert's predictions by example id; `task`: the field of a single-task expert's rows."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise FuseError(f"cannot read predictions {path}: {err}") from None
-    return parse_predictions(text.splitlines(), str(path), task)
-
-
-def expert_task(metrics: dict[str, Any]) -> str | None:
-    """The field a single-task expert learned (its report's `task`); None for a multi-head expert."""
-    return metrics.get("task") if "tasks" not in metrics else None
-
-
 # ---------------------------------------------------------------- fitting
 
 def to_logit(prob: float) -> float:
@@ -186,14 +123,6 @@ def to_logit(prob: float) -> float:
 
 def sigmoid(z: float) -> float:
     return 1 / (1 + math.exp(-z)) if z >= 0 else math.exp(z) / (1 + math.exp(z))
-
-
-def is_binary_prob(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def binary_fields(rows: dict[str, PredictionRow]) -> set[str]:
-    return {name for row in rows.values() for name, value in row.probs.items() if is_binary_prob(value)}
 
 
 def fusable_fields(text_rows: dict[str, PredictionRow], vision_rows: dict[str, PredictionRow]) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from stages import fuse
+from stages import fuse, predictions
 from stages.errors import InputError
 
 IMAGE_DATASETS = ("hateful_memes", "mami")
@@ -50,7 +50,7 @@ def synthetic_predictions(text_signal: float, vision_signal: float, *, seed: int
 
 def parsed(lines: tuple[list[str], list[str]]):
     text, vision = lines
-    return fuse.parse_predictions(text, "text.jsonl", TASK), fuse.parse_predictions(vision, "vision.jsonl", TASK)
+    return predictions.parse_predictions(text, "text.jsonl", TASK), predictions.parse_predictions(vision, "vision.jsonl", TASK)
 
 
 def run_fuse(lines, **settings):
@@ -227,14 +227,14 @@ def test_reads_what_the_experts_write():
 
     single = prediction_rows([Predictions("val", ["b", "a"], ["mami", "olid"], np.array([1, 0]),
                                           np.array([0.9, 0.2]))])
-    rows = fuse.parse_predictions([json.dumps(row) for row in single], "text.jsonl", TASK)
+    rows = predictions.parse_predictions([json.dumps(row) for row in single], "text.jsonl", TASK)
     assert rows["b"] == fuse.PredictionRow("b", "mami", "val", {TASK: 1}, {TASK: 0.9})
     layout = heads.HeadLayout((heads.Head(TASK, "binary", (f"not_{TASK}", TASK)),
                                heads.Head("sentiment", "categorical", ("negative", "neutral", "positive"))))
     multi = prediction_rows([Predictions("test", ["m"], ["memotion1"], np.array([[heads.MISSING, 2.0]]),
                                          np.array([[0.3, 0.7, 0.1, 0.2, 0.7]]))], layout)
-    rows = fuse.parse_predictions([json.dumps(row) for row in multi], "vision.jsonl")
+    rows = predictions.parse_predictions([json.dumps(row) for row in multi], "vision.jsonl")
     assert rows["m"].labels == {TASK: None, "sentiment": 2}
     assert rows["m"].probs[TASK] == 0.7 and fuse.binary_fields(rows) == {TASK}
     with pytest.raises(fuse.FuseError, match="text.jsonl:1: a single-task row"):
-        fuse.parse_predictions([json.dumps(single[0])], "text.jsonl")
+        predictions.parse_predictions([json.dumps(single[0])], "text.jsonl")
