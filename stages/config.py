@@ -89,6 +89,15 @@ def field_comments(cls: type) -> dict[str, str]:
     return comments
 
 
+def knob(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING,
+         **meta: Any) -> Any:
+    """A config field with its help text beside it: `image_size: int = knob(384, "side of ...", min=1)`.
+
+    `meta` holds the limits (`min`, `max`, `above`, `below`, `choices`) and `cli_only`/`flag`; no
+    default (and no `factory`) makes a field that params.yaml or the command line must set."""
+    return dataclasses.field(default=default, default_factory=factory, metadata={"help": help, **meta})
+
+
 def field_default(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
