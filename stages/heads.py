@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from stages.errors import InputError
-from stages.taxonomy import TARGET_TYPES, UNIFIED_FIELDS, Taxonomy
+from stages.taxonomy import Taxonomy
 
 MISSING = -100.0
 CONFIG_KEY = "expert_heads"            # config.json attribute holding the layout
@@ -157,13 +157,13 @@ def _slices(heads: tuple[Head, ...], attribute: str) -> dict[str, slice]:
 
 def field_head(name: str, taxonomy: Taxonomy, target_group_level: str = "name") -> Head:
     """The head of one field, from its declaration in the taxonomy."""
-    fields, aux = taxonomy.spec["fields"], taxonomy.spec.get("aux", {})
-    if name in UNIFIED_FIELDS:
+    fields, aux = taxonomy.fields, taxonomy.spec.get("aux", {})
+    if name in fields:
         spec, source = fields[name], "labels"
     elif name in aux:
         spec, source = aux[name], "aux"
     else:
-        raise HeadLayoutError(f"train.tasks: {name!r} is neither a unified field ({', '.join(UNIFIED_FIELDS)}) nor an "
+        raise HeadLayoutError(f"train.tasks: {name!r} is neither a unified field ({', '.join(fields)}) nor an "
                               f"aux label of {taxonomy.source} ({', '.join(aux)})")
     kind = spec.get("type")
     if kind == "binary":
@@ -186,11 +186,7 @@ def field_head(name: str, taxonomy: Taxonomy, target_group_level: str = "name") 
 @lru_cache(maxsize=8)
 def head_layout(tasks: tuple[str, ...], taxonomy_path: str, target_group_level: str = "name") -> HeadLayout:
     taxonomy = Taxonomy.load(taxonomy_path)
-    layout = HeadLayout(tuple(field_head(name, taxonomy, target_group_level) for name in tasks))
-    target_type = layout.head("target_type") if "target_type" in tasks else None
-    if target_type is not None and target_type.classes != TARGET_TYPES:   # taxonomy.py checks values against these
-        raise HeadLayoutError(f"{taxonomy_path}: target_type values {target_type.classes} differ from {TARGET_TYPES}")
-    return layout
+    return HeadLayout(tuple(field_head(name, taxonomy, target_group_level) for name in tasks))
 
 
 def load_expert(folder: str | Path):

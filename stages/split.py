@@ -126,7 +126,7 @@ def stratum(labels: UnifiedLabels | None) -> str:
     """The class a record is stratified and balance-checked on (balance.stratum)."""
     if labels is None:
         return balance.stratum(None, None, None)
-    return balance.stratum(labels.labeled, labels.abuse_hate, labels.offensive)
+    return balance.stratum(labels.labeled, labels["abuse_hate"], labels["offensive"])
 
 
 def pool_targets(dataset: str, kind: str, config: SplitConfig) -> dict[str, float]:
@@ -265,7 +265,8 @@ def make_training_splits(records: list[ManifestRecord], ocr: dict[str, OcrRecord
     splits = {records[i].id: split_of[i] for i in sorted(range(len(records)), key=lambda i: records[i].id)
               if state.kept[i]}
     report = build_report(state, config)
-    report["eval_labeled"] = eval_labeled(state, config.min_eval_labeled, report["warnings"])
+    report["eval_labeled"] = eval_labeled(state, taxonomy.fields_of_type("binary"), config.min_eval_labeled,
+                                          report["warnings"])
     for message in report["warnings"]:
         log.warning(message)
     return SplitResult(splits=splits, report=report)

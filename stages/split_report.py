@@ -14,8 +14,6 @@ from stages.dedupe import EXAMPLES, NOT_HASHED, Duplicates, ImageHash
 from stages.records import EVAL_SPLITS, SPLITS, ManifestRecord, evaluation_splits
 from stages.taxonomy import UnifiedLabels
 
-EVAL_FIELDS = ("abuse_hate", "offensive")  # the binary tasks the experts train on (train.task)
-
 
 @dataclass
 class SplitState:
@@ -160,17 +158,19 @@ def _evaluation_splits(state: SplitState) -> dict[str, Any]:
     return evaluation_splits({cell: dict(c) for cell, c in files.items()}, others, "kept")
 
 
-def eval_labeled(state: SplitState, minimum: int, warnings_: list[str]) -> dict[str, Any]:
-    """Labelled examples per dataset, binary field and evaluation split (val, test), for the fields
-    a dataset annotates; parts under `minimum` are listed and warned about in one message."""
+def eval_labeled(state: SplitState, binary_fields: tuple[str, ...], minimum: int,
+                 warnings_: list[str]) -> dict[str, Any]:
+    """Labelled examples per dataset, binary field of the taxonomy (what a plain expert learns) and
+    evaluation split (val, test), for the fields a dataset annotates; parts under `minimum` are listed
+    and warned about in one message."""
     counts: dict = defaultdict(lambda: defaultdict(Counter))   # dataset -> field -> split -> labelled
     for i in state.kept_indices():
         if state.labels[i] is not None:
-            for name in EVAL_FIELDS:
-                if getattr(state.labels[i], name) is not None:
+            for name in binary_fields:
+                if state.labels[i][name] is not None:
                     counts[state.records[i].dataset][name][state.split_of[i]] += 1
     below = [f"{d}/{s}/{name}: {per_field[name][s]}" for d, per_field in sorted(counts.items())
-             for name in EVAL_FIELDS if name in per_field for s in ("val", "test") if per_field[name][s] < minimum]
+             for name in binary_fields if name in per_field for s in ("val", "test") if per_field[name][s] < minimum]
     if below:
         warnings_.append(f"{len(below)} evaluation parts have fewer than {minimum} labelled examples "
                          f"(split.min_eval_labeled); their per-dataset metrics mean little: " + ", ".join(below))

@@ -1,9 +1,10 @@
 """Unified labels: interpret Step_3/label_taxonomy.json, a declarative mapping from each dataset's
-`labels_raw` (Step 2 contract) to the shared fields abuse_hate / offensive / target_type /
-target_group plus dataset-specific auxiliary labels.
+`labels_raw` (Step 2 contract) to the unified fields its `fields` section declares (abuse_hate /
+offensive / target_group / target_type today) plus dataset-specific auxiliary labels.
 
     taxonomy = Taxonomy.load("Step_3/label_taxonomy.json")
     labels = taxonomy.map(record)          # record: ManifestRecord -> UnifiedLabels
+    labels["abuse_hate"]                   # a unified field's value (KeyError: not declared)
     labels.to_json()                       # {"labels": {...}, "aux": {...}}
 
 Every mapping decision lives in the JSON; this module only knows the small rule language
@@ -32,7 +33,7 @@ from typing import Any
 
 from stages.errors import InputError
 from stages.records import ManifestRecord
-from stages.taxonomy_spec import RULES, TARGET_TYPES, UNIFIED_FIELDS, TaxonomyError, validate_spec  # noqa: F401
+from stages.taxonomy_spec import RULES, TaxonomyError, fields_of_type, unified_fields, validate_spec  # noqa: F401
 
 
 
@@ -44,21 +45,25 @@ class LabelError(InputError):
         super().__init__(f"{dataset} id {record_id!r}: labels_raw field '{field_name}': {problem} {value!r:.80}")
 
 
+# A unified field's value: 0/1 (binary), a class name (categorical), a sorted tuple of names
+# (multilabel); None = not annotated.
+LabelValue = int | str | tuple[str, ...] | None
+
+
 @dataclass(frozen=True)
 class UnifiedLabels:
-    abuse_hate: int | None = None
-    offensive: int | None = None
-    target_type: str | None = None
-    target_group: tuple[str, ...] | None = None
+    """One example's labels. `fields` holds every unified field of the taxonomy, in its declaration
+    order; `Taxonomy.map` builds it and checks each value against the field's declaration."""
+    fields: dict[str, LabelValue]
     aux: dict[str, Any] = field(default_factory=dict)
     labeled: bool = False  # False only when labels_raw is None (unlabeled example)
 
+    def __getitem__(self, name: str) -> LabelValue:
+        return self.fields[name]
+
     def to_json(self) -> dict[str, Any]:
         return {
-            "labels": {
-                "abuse_hate": self.abuse_hate, "offensive": self.offensive, "target_type": self.target_type,
-                "target_group": None if self.target_group is None else list(self.target_group),
-            },
+            "labels": {name: list(value) if isinstance(value, tuple) else value for name, value in self.fields.items()},
             "aux": {name: self.aux[name] for name in sorted(self.aux)},
         }
 
@@ -214,16 +219,14 @@ def _check_value(value: Any, decl: dict, where: str, ctx: _Context) -> None:
             raise ctx.error(where, element)
 
 
-def _check_output(name: str, value: Any, ctx: _Context) -> None:
-    """Guard against a taxonomy whose rules produce values outside the unified schema."""
+def _check_output(name: str, decl: dict[str, Any], value: Any, ctx: _Context) -> None:
+    """Guard against a taxonomy whose rules produce values outside the field's declaration."""
     if value is None:
         return
-    if name in ("abuse_hate", "offensive"):
-        ok = value in (0, 1) and not isinstance(value, bool)
-    elif name == "target_type":
-        ok = value in TARGET_TYPES
-    else:
+    if decl["type"] == "multilabel":
         ok = isinstance(value, tuple) and all(isinstance(g, str) for g in value)
+    else:
+        ok = value in decl["values"] and not isinstance(value, (bool, list, tuple))
     if not ok:
         raise ctx.error(name, value, "taxonomy rule produced an invalid unified value")
 
@@ -252,6 +255,15 @@ class Taxonomy:
     @property
     def datasets(self) -> tuple[str, ...]:
         return tuple(sorted(self.spec["datasets"]))
+
+    @property
+    def fields(self) -> dict[str, dict[str, Any]]:
+        """The unified fields, name -> declaration (`type`, `values` / `vocabulary`), in declaration order."""
+        return unified_fields(self.spec)
+
+    def fields_of_type(self, kind: str) -> tuple[str, ...]:
+        """The unified fields of one `type`: binary | categorical | multilabel."""
+        return fields_of_type(self.spec, kind)
 
     def raw_values(self, dataset: str) -> dict[str, set[str]]:
         """The raw values `raw_fields` accepts, by field and text (`raw_key`): `f` a field, `f[]`
@@ -296,13 +308,13 @@ class Taxonomy:
             raise LabelError(record.dataset, record.id, "dataset", record.dataset, "dataset not in the taxonomy:")
         aux_rules = spec.get("aux", {})
         if record.labels_raw is None:
-            return UnifiedLabels(aux={name: None for name in aux_rules}, labeled=False)
+            return UnifiedLabels(dict.fromkeys(self.fields), aux=dict.fromkeys(aux_rules), labeled=False)
         if not isinstance(record.labels_raw, dict):
             raise LabelError(record.dataset, record.id, "<labels_raw>", record.labels_raw, "expected an object, got")
         ctx = _Context(record.dataset, record.id, record.labels_raw, spec, out={})
         _check_raw_fields(ctx)
-        for name in UNIFIED_FIELDS:
+        for name, decl in self.fields.items():   # declaration order: a cond may test earlier fields
             ctx.out[name] = _evaluate(spec["labels"][name], ctx)
-            _check_output(name, ctx.out[name], ctx)
+            _check_output(name, decl, ctx.out[name], ctx)
         aux = {name: _evaluate(rule, ctx) for name, rule in aux_rules.items()}
-        return UnifiedLabels(**ctx.out, aux=aux, labeled=True)
+        return UnifiedLabels(dict(ctx.out), aux=aux, labeled=True)

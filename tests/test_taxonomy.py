@@ -9,7 +9,7 @@ import pytest
 
 from stages.records import ManifestRecord
 from stages.releases import DATASETS
-from stages.taxonomy import UNIFIED_FIELDS, LabelError, Taxonomy, TaxonomyError
+from stages.taxonomy import LabelError, Taxonomy, TaxonomyError
 
 TAXONOMY_PATH = "Step_3/label_taxonomy.json"
 
@@ -43,7 +43,7 @@ def test_every_dataset_and_field_has_a_documented_rule(taxonomy):
     spec = taxonomy.spec
     assert set(taxonomy.datasets) == set(DATASETS)
     for dataset in DATASETS:
-        for name in UNIFIED_FIELDS:
+        for name in taxonomy.fields:
             rule = spec["datasets"][dataset]["labels"][name]
             assert isinstance(rule.get("notes"), str) and rule["notes"].strip(), f"{dataset}.{name} lacks notes"
     vocabulary = spec["fields"]["target_group"]["vocabulary"]
@@ -83,7 +83,7 @@ def test_invalid_json_names_file_and_line(tmp_path):
 def test_unlabeled_record_maps_to_all_unknown(taxonomy):
     labels = taxonomy.map(rec("mami", None, split="test"))
     assert not labels.labeled
-    assert (labels.abuse_hate, labels.offensive, labels.target_type, labels.target_group) == (None,) * 4
+    assert (labels["abuse_hate"], labels["offensive"], labels["target_type"], labels["target_group"]) == (None,) * 4
     assert labels.to_json() == {
         "labels": {"abuse_hate": None, "offensive": None, "target_type": None, "target_group": None},
         "aux": {"objectification": None, "shaming": None, "stereotype": None, "violence": None}}
@@ -115,14 +115,14 @@ def test_missing_required_raw_field_and_unknown_dataset_are_label_errors(taxonom
 
 def test_memotion_scales_and_both_sarcasm_spellings(taxonomy):
     m1 = taxonomy.map(rec("memotion1", memotion1_raw(sarcasm="twisted_meaning", offensive="hateful_offensive")))
-    assert (m1.abuse_hate, m1.offensive, m1.target_group) == (1, 1, None)
+    assert (m1["abuse_hate"], m1["offensive"], m1["target_group"]) == (1, 1, None)
     assert m1.aux == {"humour": 1, "sarcasm": 2, "motivational": 0, "sentiment": 3, "offensive_level": 3}
     raw2 = {"humour": "hilarious", "sarcastic": "very_sarcastic", "offensive": "not_offensive",
             "motivational": "motivational", "overall_sentiment": "very_negative"}
     m2 = taxonomy.map(rec("memotion2", raw2))
-    assert (m2.abuse_hate, m2.offensive) == (0, 0)
+    assert (m2["abuse_hate"], m2["offensive"]) == (0, 0)
     assert m2.aux == {"humour": 3, "sarcasm": 2, "motivational": 1, "sentiment": 0, "offensive_level": 0}
-    assert taxonomy.map(rec("memotion2", {**raw2, "offensive": "very_offensive"})).abuse_hate == 0
+    assert taxonomy.map(rec("memotion2", {**raw2, "offensive": "very_offensive"}))["abuse_hate"] == 0
     with pytest.raises(LabelError, match="sarcastic"):  # Memotion 2's field name, Memotion 1's value
         taxonomy.map(rec("memotion2", {**raw2, "sarcastic": "twisted_meaning"}))
 
@@ -132,11 +132,11 @@ def test_mmhs150k_majority_and_targets_kept_by_two_workers(taxonomy):
         names = ["NotHate", "Racist", "Sexist", "Homophobe", "Religion", "OtherHate"]
         return taxonomy.map(rec("mmhs150k", {"labels": labels, "labels_str": [names[x] for x in labels]}))
     mixed = m([1, 2, 0])  # two workers saw hate, of different kinds: hate, no agreed type
-    assert (mixed.abuse_hate, mixed.offensive, mixed.target_group, mixed.target_type) == (1, None, (), None)
+    assert (mixed["abuse_hate"], mixed["offensive"], mixed["target_group"], mixed["target_type"]) == (1, None, (), None)
     racist = m([1, 1, 0])
-    assert (racist.abuse_hate, racist.target_group, racist.target_type) == (1, ("race_ethnicity",), "group")
+    assert (racist["abuse_hate"], racist["target_group"], racist["target_type"]) == (1, ("race_ethnicity",), "group")
     clean = m([0, 0, 3])
-    assert (clean.abuse_hate, clean.target_group, clean.target_type) == (0, (), "none")
+    assert (clean["abuse_hate"], clean["target_group"], clean["target_type"]) == (0, (), "none")
 
 
 def test_hatexplain_no_majority_and_even_annotator_ties(taxonomy):
@@ -144,18 +144,18 @@ def test_hatexplain_no_majority_and_even_annotator_ties(taxonomy):
         return {"annotators": [{"label": lab, "annotator_id": i, "target": ["Women"]} for i, lab in enumerate(labels)],
                 "rationales": []}
     three_way = taxonomy.map(rec("hatexplain", annotators("hatespeech", "offensive", "normal"), split=None))
-    assert (three_way.abuse_hate, three_way.offensive, three_way.aux["hatexplain_label"]) == (0, 1, None)
-    assert three_way.target_group == ("women",) and three_way.target_type == "group"
+    assert (three_way["abuse_hate"], three_way["offensive"], three_way.aux["hatexplain_label"]) == (0, 1, None)
+    assert three_way["target_group"] == ("women",) and three_way["target_type"] == "group"
     tie = taxonomy.map(rec("hatexplain", annotators("hatespeech", "offensive")))
-    assert (tie.abuse_hate, tie.offensive) == (None, 1)  # written tie rule: unknown
+    assert (tie["abuse_hate"], tie["offensive"]) == (None, 1)  # written tie rule: unknown
 
 
 def test_mami_with_and_without_subtype_columns(taxonomy):
     full = taxonomy.map(rec("mami", {"misogynous": "1", "shaming": "0", "stereotype": "1", "objectification": "0", "violence": "0"}))
-    assert (full.abuse_hate, full.offensive, full.target_group, full.target_type) == (1, None, ("women",), None)
+    assert full.fields == {"abuse_hate": 1, "offensive": None, "target_group": ("women",), "target_type": None}
     assert full.aux == {"shaming": 0, "stereotype": 1, "objectification": 0, "violence": 0}
     task_a_only = taxonomy.map(rec("mami", {"misogynous": "0"}))
-    assert (task_a_only.abuse_hate, task_a_only.target_group) == (0, None)
+    assert (task_a_only["abuse_hate"], task_a_only["target_group"]) == (0, None)
     assert task_a_only.aux == {"shaming": None, "stereotype": None, "objectification": None, "violence": None}
 
 
@@ -173,14 +173,15 @@ def test_real_olid_counts(taxonomy, real_dataset):
     train = [r for r in records if r.split == "train"]
     assert len(train) == 13240
     mapped = [(r, taxonomy.map(r)) for r in train]
-    assert Counter(lab.offensive for _, lab in mapped) == {0: 8840, 1: 4400}
-    assert {lab.abuse_hate for _, lab in mapped} == {None} and {lab.target_group for _, lab in mapped} == {None}
-    offensive = [(r, lab) for r, lab in mapped if lab.offensive == 1]
+    assert Counter(lab["offensive"] for _, lab in mapped) == {0: 8840, 1: 4400}
+    assert {lab["abuse_hate"] for _, lab in mapped} == {None} and {lab["target_group"] for _, lab in mapped} == {None}
+    offensive = [(r, lab) for r, lab in mapped if lab["offensive"] == 1]
     assert Counter(r.labels_raw["subtask_b"] for r, _ in offensive) == {"TIN": 3876, "UNT": 524}
-    assert Counter(lab.target_type for _, lab in offensive) == {"none": 524, "individual": 2407, "group": 1074, "other": 395}
-    assert Counter(lab.target_type for _, lab in mapped)["none"] == 8840 + 524
+    assert Counter(lab["target_type"] for _, lab in offensive) == {"none": 524, "individual": 2407, "group": 1074,
+                                                                   "other": 395}
+    assert Counter(lab["target_type"] for _, lab in mapped)["none"] == 8840 + 524
     test = [taxonomy.map(r) for r in records if r.split == "test"]
-    assert len(test) == 860 and all(lab.labeled and lab.offensive in (0, 1) for lab in test)
+    assert len(test) == 860 and all(lab.labeled and lab["offensive"] in (0, 1) for lab in test)
 
 
 def test_real_hatexplain_majority_computed_independently(taxonomy, real_dataset):
@@ -197,10 +198,10 @@ def test_real_hatexplain_majority_computed_independently(taxonomy, real_dataset)
         named = Counter(t for a in post["annotators"] for t in set(a["target"]) if t != "None")
         expected_groups = tuple(sorted(names[t] for t, n in named.items() if n >= 2)) if majority != "normal" else ()
         labels = taxonomy.map(record)
-        assert labels.abuse_hate == (majority == "hatespeech")
-        assert labels.offensive == (majority in ("hatespeech", "offensive"))
-        assert labels.target_group == expected_groups
-        assert labels.target_type == ("group" if expected_groups else "none")
+        assert labels["abuse_hate"] == (majority == "hatespeech")
+        assert labels["offensive"] == (majority in ("hatespeech", "offensive"))
+        assert labels["target_group"] == expected_groups
+        assert labels["target_type"] == ("group" if expected_groups else "none")
         assert labels.aux["hatexplain_label"] == majority
         assert labels.aux["rationales"] == post["rationales"]
     summary = Counter(taxonomy.map(r).aux["hatexplain_label"] for r in records)
@@ -218,12 +219,12 @@ def test_real_mami_rows_map_including_misogynous_without_subtype(taxonomy, real_
     assert len(records) == 300
     mapped = [(r, taxonomy.map(r)) for r in records]
     subtypes = ("shaming", "stereotype", "objectification", "violence")
-    no_subtype = [lab for r, lab in mapped if lab.abuse_hate == 1 and not any(lab.aux[s] for s in subtypes)]
-    assert no_subtype and all(lab.target_group == ("women",) for lab in no_subtype)
+    no_subtype = [lab for r, lab in mapped if lab["abuse_hate"] == 1 and not any(lab.aux[s] for s in subtypes)]
+    assert no_subtype and all(lab["target_group"] == ("women",) for lab in no_subtype)
     for r, lab in mapped:
-        assert lab.abuse_hate == int(r.labels_raw["misogynous"])
+        assert lab["abuse_hate"] == int(r.labels_raw["misogynous"])
         assert lab.aux == {s: int(r.labels_raw[s]) for s in subtypes}
-        assert lab.target_group == (("women",) if lab.abuse_hate else None)
+        assert lab["target_group"] == (("women",) if lab["abuse_hate"] else None)
 
 
 def test_real_hateful_memes_rows_map(taxonomy, real_dataset):
@@ -231,8 +232,8 @@ def test_real_hateful_memes_rows_map(taxonomy, real_dataset):
     by_split = Counter()
     for r in records:
         lab = taxonomy.map(r)
-        by_split[r.split, lab.abuse_hate, lab.labeled] += 1
-        assert (lab.offensive, lab.target_type, lab.target_group) == (None, None, None)
+        by_split[r.split, lab["abuse_hate"], lab.labeled] += 1
+        assert (lab["offensive"], lab["target_type"], lab["target_group"]) == (None, None, None)
     assert by_split == {("train", 0, True): 5481, ("train", 1, True): 3019, ("dev_seen", 0, True): 253,
                         ("dev_seen", 1, True): 247, ("dev_unseen", 0, True): 340, ("dev_unseen", 1, True): 200,
                         ("test_unseen", None, False): 2000}
@@ -242,8 +243,8 @@ def test_real_memotion1_rows_map(taxonomy, real_dataset):
     records = real_records(real_dataset, "memotion1")
     assert len(records) == 300
     mapped = [taxonomy.map(r) for r in records]
-    assert Counter(lab.offensive for lab in mapped) == {0: 134, 1: 166}
-    assert Counter(lab.abuse_hate for lab in mapped) == {0: 297, 1: 3}
+    assert Counter(lab["offensive"] for lab in mapped) == {0: 134, 1: 166}
+    assert Counter(lab["abuse_hate"] for lab in mapped) == {0: 297, 1: 3}
     assert Counter(lab.aux["sarcasm"] for lab in mapped) == {1: 146, 0: 81, 2: 60, 3: 13}
     assert Counter(lab.aux["sentiment"] for lab in mapped) == {3: 132, 2: 93, 4: 51, 1: 14, 0: 10}
 
@@ -258,7 +259,7 @@ def test_olid_release_with_only_level_a_test_labels_maps_cleanly(real_dataset, t
         shutil.copy(real_dataset("olid") / name, tmp_path / name)
     taxonomy = Taxonomy.load(TAXONOMY_PATH)
     mapped = [taxonomy.map(item.manifest) for item in read_release("olid", tmp_path) if isinstance(item, Example)]
-    counts = Counter((m.offensive, m.target_type) for m in mapped)
+    counts = Counter((m["offensive"], m["target_type"]) for m in mapped)
     assert counts == {(0, "none"): 620, (1, None): 240}  # NOT has no target; OFF targets unknown
 
 
@@ -268,13 +269,13 @@ def test_real_hatecheck_suite_maps(taxonomy, real_dataset):
     records = real_records(real_dataset, "hatecheck")
     mapped = [(r, taxonomy.map(r)) for r in records]
     assert len(mapped) == 3728
-    assert Counter(lab.abuse_hate for _, lab in mapped) == {1: 2563, 0: 1165}
-    assert {lab.offensive for _, lab in mapped} == {None}
+    assert Counter(lab["abuse_hate"] for _, lab in mapped) == {1: 2563, 0: 1165}
+    assert {lab["offensive"] for _, lab in mapped} == {None}
     # the file's groups: gay 551 + trans 463 people are lgbtq; the 292 untargeted cases have no group ([])
-    assert Counter(lab.target_group for _, lab in mapped) == {
+    assert Counter(lab["target_group"] for _, lab in mapped) == {
         ("lgbtq",): 1014, ("women",): 509, ("disabled",): 484, ("muslim",): 484, ("black",): 482,
         ("refugee_immigrant",): 463, (): 292}
-    assert Counter(lab.target_type for _, lab in mapped) == {"group": 1618, "individual": 945, None: 1165}
+    assert Counter(lab["target_type"] for _, lab in mapped) == {"group": 1618, "individual": 945, None: 1165}
     for record, lab in mapped:
         raw = record.labels_raw
         assert lab.aux["functionality"] == raw["functionality"] and lab.aux["case_templ"] == raw["case_templ"]
