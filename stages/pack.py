@@ -280,9 +280,10 @@ def pack(config: PackConfig, advance: Callable[[], None] | None = None) -> dict[
     the shard dir nor the stats file is touched.
     """
     work = functools.partial(prepare, spec=config.image, image_dirs=config.allowed_image_dirs)
-    stats = PackStats(config)
     with OrderedPool(config.workers) as pool:  # forks before the inputs are loaded: lean workers
-        results = pool.map(work, make_tasks(config, *load_inputs(config)), job=image_job)
+        taxonomy, ocr_index, splits = load_inputs(config)
+        stats = PackStats(config, taxonomy)
+        results = pool.map(work, make_tasks(config, taxonomy, ocr_index, splits), job=image_job)
         # exits run in reverse: the shard dir is swapped in before stats.json and the metrics, so a
         # kill between them never leaves new stats beside old shards
         inputs = config.inputs()

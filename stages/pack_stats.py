@@ -17,13 +17,13 @@ from stages.text import repair_unicode
 
 if TYPE_CHECKING:
     from stages.pack import Outcome, PackConfig
+    from stages.taxonomy import Taxonomy
 
 FAILURE_REASONS = ("missing_image", "not_a_file", "unreadable_image", "undecodable_image", "image_too_large",
                    "unsafe_path", "invalid_labels", "invalid_id", "empty_example")
 # Not packed, yet not failures (outside the failure rate): with require_images false the user packs
 # what has text; an example whose image file is missing and that has no text has nothing to pack.
 SKIP_REASONS = ("no_text_no_image",)
-CLASS_FIELDS = ("abuse_hate", "offensive", "target_type")
 SHOWN_EXAMPLES = 5
 
 
@@ -40,10 +40,14 @@ def _count(entry: dict[str, Any], example_id: str, detail: str) -> None:
 class PackStats:
     """Counts outcomes in packing order (the few example ids kept per reason are the first met).
     Besides counters it keeps each packed key's split and each packed image's 8-byte digest for the
-    duplicate check: small per-example entries, like the OCR index, and no example content."""
+    duplicate check: small per-example entries, like the OCR index, and no example content.
+    Classes are counted per unified field of the taxonomy: a binary or categorical field's values,
+    each name of a multilabel field's lists."""
 
-    def __init__(self, config: PackConfig):
+    def __init__(self, config: PackConfig, taxonomy: Taxonomy):
         self.config = config
+        self.group_fields = taxonomy.fields_of_type("multilabel")
+        self.class_fields = tuple(name for name in taxonomy.fields if name not in self.group_fields)
         self.total = self.excluded = self.ocr_lines_dropped = self.ocr_repeats = 0
         self.failures = {reason: _examples_entry() for reason in FAILURE_REASONS}
         self.skipped = {reason: _examples_entry() for reason in SKIP_REASONS}
@@ -51,9 +55,7 @@ class PackStats:
         self.truncated = _examples_entry()
         self.pools: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
         self.splits = {split: Counter(examples=0, with_image=0, text_only=0) for split in PACKED_SPLITS}
-        self.classes = {split: {f: Counter() for f in CLASS_FIELDS + ("target_group",)} for split in PACKED_SPLITS}
-        self.dataset_classes: dict[str, dict] = defaultdict(
-            lambda: {s: {f: Counter() for f in CLASS_FIELDS} for s in PACKED_SPLITS})
+        self.classes = {split: {f: Counter() for f in self.class_fields + self.group_fields} for split in PACKED_SPLITS}
         self.datasets: dict[str, Counter] = defaultdict(Counter)
         self.key_split: dict[str, str] = {}
         self.image_owner: dict[bytes, tuple[str, str]] = {}
@@ -118,14 +120,15 @@ class PackStats:
         if self.key_split.setdefault(task.key, split) != split:
             self.duplicates["same_id"] += 1
         labels = task.meta["labels"]
-        for name in CLASS_FIELDS:
+        for name in self.class_fields:
             cls = "unlabeled" if labels[name] is None else str(labels[name])
             self.classes[split][name][cls] += 1
+        for name in self.group_fields:
+            groups = labels[name]
+            self.classes[split][name].update(["unlabeled"] if groups is None else groups or ["(none)"])
         if task.pool:
             self.pools[task.pool][split][balance.stratum(task.meta["labeled"], labels["abuse_hate"],
                                                          labels["offensive"])] += 1
-        groups = labels["target_group"]
-        self.classes[split]["target_group"].update(["unlabeled"] if groups is None else groups or ["(none)"])
         self.langs[task.meta["lang"]] += 1
         self.ocr_lines_dropped += task.ocr_lines_dropped
         self.ocr_repeats += task.ocr_repeats_caption

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any, Callable
 from stages import heads
 from stages.config import Part, check_fields
 from stages.errors import InputError
+from stages.taxonomy import Taxonomy
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-TASKS = ("abuse_hate", "offensive")
 LEARNING_RATE_LIMITS = {"above": 0.0, "max": 1.0}   # > 0; above 1 is a typo (5e5 for 5e-5), not a learning rate
 
 
@@ -77,7 +77,7 @@ class TrainConfig:
     def multi_head(self) -> bool:
         """Several fields, or one that is not a unified binary field: the multi-head path (stages/heads.py).
         One binary field keeps the plain 2-class expert and today's metrics layout."""
-        return len(self.tasks) > 1 or self.tasks[0] not in TASKS
+        return len(self.tasks) > 1 or self.tasks[0] not in binary_fields(self.label_taxonomy)
 
     def layout(self) -> heads.HeadLayout:
         try:
@@ -116,6 +116,14 @@ class ExpertPaths:
 def stage_parts(name: str, config_cls) -> tuple[Part, ...]:
     """An expert stage's config: the shared `train` group, then its own group (settings + paths)."""
     return Part("train", TrainConfig), Part(name, config_cls), Part(name, ExpertPaths)
+
+
+def binary_fields(taxonomy_path: str) -> tuple[str, ...]:
+    """The taxonomy's binary unified fields (one of them alone is learned by a plain 2-class expert)."""
+    try:
+        return Taxonomy.load(taxonomy_path).fields_of_type("binary")
+    except OSError as err:
+        raise TrainingInputError(f"train: label taxonomy {taxonomy_path}: {err.strerror or err}") from err
 
 
 def label_names(task: str) -> tuple[str, str]:
