@@ -60,7 +60,7 @@ def measure(expert_name: str, shards: Path, seconds: float) -> dict:
     else:
         from stages.train_vision import SHARD_KINDS, VisionConfig, build_vision_expert
         expert = build_vision_expert(VisionConfig(), TrainConfig())
-    split = training.read_split(shards, "train", SHARD_KINDS, "abuse_hate")
+    split = training.read_split(shards, "train", SHARD_KINDS, training.Tasks.read(["abuse_hate"]))
     rate = train_rate(expert, split, batch_size=16, workers=0, steps=10_000, max_seconds=seconds)
     return {"rate": rate, "threads": torch.get_num_threads(), "wait": os.environ.get("OMP_WAIT_POLICY", "-")}
 

@@ -381,7 +381,7 @@ def image_speed(shards: Path, params_file: Path, console: Console, steps: int = 
     train = TrainConfig(tasks=("offensive",), batch_size=params["train"]["batch_size"])
     vision = VisionConfig(**{k: v for k, v in params["vision"].items() if k in VisionConfig.__dataclass_fields__})
     expert = build_vision_expert(vision, train)
-    split = read_split(shards, "train", ("image",), "offensive")
+    split = read_split(shards, "train", ("image",), train.tasks)
     count = steps * train.batch_size
     stream = batches(expert, split, train.batch_size, 0)
     next(stream)

@@ -127,7 +127,7 @@ def frozen_backbone(vision: dict):
     from stages.training import TrainConfig
 
     cfg = VisionConfig(model=vision["model"], weights=vision["weights"], image_size=vision.get("image_size"))
-    model, _, _ = build_timm_model(cfg, TrainConfig(tasks=("abuse_hate",)))
+    model, _, _ = build_timm_model(cfg, TrainConfig(tasks=("abuse_hate",)).tasks)
     data_config = dict(model.config.pretrained_cfg)
     transform = create_transform(**{k: data_config[k] for k in ("input_size", "interpolation", "mean", "std",
                                                                  "crop_pct", "crop_mode")}, is_training=False)

@@ -37,10 +37,11 @@ from stages.train_text import SHARD_KINDS, TextConfig, build_text_expert  # noqa
 from stages.training import ModelCollator, ShardStream, TrainConfig  # noqa: E402
 
 WARMUP_STEPS = 2
+HATE = training.Tasks.read(["abuse_hate"])
 
 
 def train_stream(expert, split, batch_size: int) -> ShardStream:
-    return ShardStream(split, "abuse_hate", expert.fields_wanted, expert.decode_train, batch_size,
+    return ShardStream(split, HATE, expert.fields_wanted, expert.decode_train, batch_size,
                        shuffle_seed=0, bucket_by_length=expert.bucket_by_length)
 
 
@@ -108,7 +109,7 @@ def main(argv=None) -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         shards = shards_or_synthetic(args.shards, Path(scratch))
-        split = training.read_split(shards, "train", SHARD_KINDS, "abuse_hate")
+        split = training.read_split(shards, "train", SHARD_KINDS, HATE)
         rows = {}
         for padding in ("longest", "max_length"):
             expert = build_text_expert(TextConfig(model=args.model, max_length=args.max_length, padding=padding),

@@ -42,6 +42,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 from benchmarks.real_data_tables import field_label  # noqa: E402
 from stages.shards import shard_files  # noqa: E402
 from stages.training import binary_f1_macro  # noqa: E402
+from stages.training import Tasks  # noqa: E402
 from stages.training.data import IMAGE_FIELDS, raw_examples  # noqa: E402
 from stages.train_vision import VisionConfig, load_weights_by_position, read_weights  # noqa: E402
 
@@ -69,7 +70,7 @@ def read_split(shards: Path, split: str) -> list[dict]:
     """Every example with an image: id, the image bytes and the binary fields' labels (None = unlabeled)."""
     files = shard_files(shards, split, ("image",))
     out = []
-    for raw in raw_examples(files, "abuse_hate", IMAGE_FIELDS + ("json",)):
+    for raw in raw_examples(files, Tasks.read(["abuse_hate"]), IMAGE_FIELDS + ("json",)):
         meta = json.loads(raw["json"])
         out.append({"id": raw["id"], "image": next(raw[f] for f in IMAGE_FIELDS if f in raw),
                     "labels": {f: field_label(meta, f) for f in FIELDS}})

@@ -20,13 +20,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from stages.errors import InputError
 from stages.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    import torch
 
 MISSING = -100.0
 CONFIG_KEY = "expert_heads"            # config.json attribute holding the layout
@@ -123,6 +125,8 @@ class HeadLayout:
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Per head: softmax over its logits (binary, categorical) or sigmoid (multilabel)."""
+        import torch
+
         parts = []
         for head, part in zip(self.heads, self.logit_slices().values()):
             block = logits[:, part].float()
@@ -264,6 +268,8 @@ def head_class_weights(head: Head, counts: np.ndarray) -> list[float]:
 
 def output_layer(model: torch.nn.Module, width: int) -> torch.nn.Linear:
     """The classifier's last linear layer (one output per logit of every head)."""
+    import torch
+
     layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == width]
     if not layers or layers[-1].bias is None:
         raise HeadLayoutError(f"{type(model).__name__}: no linear output layer with {width} outputs and a bias")
@@ -276,6 +282,8 @@ def init_label_priors(model: torch.nn.Module, layout: HeadLayout, counts: HeadCo
     logit = log(w p / (1 - p)) with p the train positive rate (clipped to [1e-3, 1 - 1e-3]): a
     fresh output at logit 0 says P = 0.5 for every group, which a few hundred steps at a fine-tuning
     learning rate do not undo, and the 0.5 threshold then predicts noise."""
+    import torch
+
     bias = output_layer(model, layout.width).bias
     with torch.no_grad():
         for head, part in zip(layout.heads, layout.logit_slices().values()):
@@ -298,6 +306,8 @@ class MultiHeadLoss:
         self.layout, self.class_weights, self.head_weights = layout, class_weights or {}, head_weights
 
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        import torch
+
         logits, labels = logits.float(), labels.float()
         total = logits.new_zeros(())
         for head, logit_part, slot_part in zip(self.layout.heads, self.layout.logit_slices().values(),

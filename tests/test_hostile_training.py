@@ -24,6 +24,7 @@ from tests.test_pack_hostile import config_for, tweet
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ALL = ("image", "textonly")
+OFFENSIVE = training.Tasks.read(["offensive"])
 
 
 @pytest.fixture
@@ -39,13 +40,13 @@ def shards(tmp_path) -> Path:
 def test_pack_lists_every_shard_with_its_examples(shards):
     index = json.loads((shards / INDEX).read_text())
     assert index == {f"{split}/textonly-0000{n}.tar": 2 for split in ("train", "val", "test") for n in (0, 1)}
-    assert set(training.read_splits(shards, ALL, "offensive")) == {"train", "val", "test"}
+    assert set(training.read_splits(shards, ALL, OFFENSIVE)) == {"train", "val", "test"}
 
 
 def test_a_missing_shard_stops_training_in_one_line(shards):
     (shards / "val" / "textonly-00001.tar").unlink()
     with pytest.raises(training.TrainingInputError) as err:
-        training.read_splits(shards, ALL, "offensive")
+        training.read_splits(shards, ALL, OFFENSIVE)
     assert str(err.value) == (f"{shards / 'val' / 'textonly-00001.tar'}: missing (pack wrote it with 2 examples); "
                               "re-run pack (dvc repro pack)")
 
@@ -60,13 +61,13 @@ def test_a_truncated_shard_stops_training_in_one_line(shards):
             tar.addfile(member, io.BytesIO(data))
     with pytest.raises(training.TrainingInputError, match=r"textonly-00000.tar: 1 examples, pack wrote 2 \(truncated "
                                                           r"or changed\); re-run pack \(dvc repro pack\)$"):
-        training.read_splits(shards, ALL, "offensive")
+        training.read_splits(shards, ALL, OFFENSIVE)
 
 
 def test_an_extra_shard_stops_training_in_one_line(shards):
     shutil.copy(shards / "train" / "textonly-00000.tar", shards / "train" / "textonly-00002.tar")
     with pytest.raises(training.TrainingInputError) as err:
-        training.read_splits(shards, ALL, "offensive")
+        training.read_splits(shards, ALL, OFFENSIVE)
     assert str(err.value) == (f"{shards / 'train' / 'textonly-00002.tar'}: not written by pack (not in index.json); "
                               "remove it or re-run pack (dvc repro pack)")
 
@@ -75,10 +76,10 @@ def test_a_deleted_diagnostic_split_and_a_missing_index_are_one_line(shards):
     index = json.loads((shards / INDEX).read_text())
     (shards / INDEX).write_text(json.dumps({**index, "diagnostic/textonly-00000.tar": 5}))
     with pytest.raises(training.TrainingInputError, match="diagnostic/textonly-00000.tar: missing"):
-        training.read_diagnostic(shards, ALL, "offensive")
+        training.read_diagnostic(shards, ALL, OFFENSIVE)
     (shards / INDEX).unlink()   # shards from an older pack, or not from pack
     with pytest.raises(training.TrainingInputError, match=f"^{shards / INDEX}: not found; pack writes it"):
-        training.read_splits(shards, ALL, "offensive")
+        training.read_splits(shards, ALL, OFFENSIVE)
 
 
 SAVE_TEXT_MODEL = """

@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 TAXONOMY = REPO / "Step_3" / "label_taxonomy.json"
 TEMP_NAME = re.compile(r"^\.(shards|stats\.json)\..+\.tmp$")   # atomic_dir / atomic_file temp names
 KILL_TIMEOUT = 120
+HATE = training.Tasks.read(["abuse_hate"])
 
 
 def env() -> dict[str, str]:
@@ -321,13 +322,13 @@ def test_two_ranks_times_two_workers_read_disjoint_shares_covering_the_split(ran
     else:
         split, kinds, fields, seed = "train", VISION_KINDS, IMAGE_FIELDS, 0
         expected = labeled_ids(written["train"], images_only=True)
-    info = training.read_split(root, split, kinds, "abuse_hate")
+    info = training.read_split(root, split, kinds, HATE)
     assert info.labeled == len(expected) and info.labeled % 2 == 1   # odd: one rank gets a pad example
     shares: dict[tuple[int, int], list[str]] = {}
     for rank in (0, 1):
         monkeypatch.setenv("RANK", str(rank))
         monkeypatch.setenv("WORLD_SIZE", "2")
-        stream = training.ShardStream(info, "abuse_hate", fields, worker_tagged, batch_size=3, shuffle_seed=seed)
+        stream = training.ShardStream(info, HATE, fields, worker_tagged, batch_size=3, shuffle_seed=seed)
         loader = torch.utils.data.DataLoader(stream, batch_size=3, num_workers=2, collate_fn=list)
         for batch in loader:
             for example in batch:

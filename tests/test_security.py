@@ -30,6 +30,7 @@ from tests.test_training import write_shards
 
 REPO = Path(__file__).resolve().parent.parent
 TAXONOMY = REPO / "Step_3" / "label_taxonomy.json"
+HATE = training.Tasks.read(["abuse_hate"])
 PIPELINE_CODE = ("stages", "benchmarks", "Step_3", "Step_4")   # every folder whose .py files the pipeline runs
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")   # formats that can unpickle
 
@@ -237,11 +238,11 @@ def test_model_folders_with_custom_code_are_refused_or_loaded_without_running_it
     marker = tmp_path / "MARKER"
     custom = evil_folder(tmp_path, marker, "evil_custom")     # only custom code could load it: refused
     with pytest.raises(TrainingInputError, match="custom code"):
-        load_text_model(str(custom), "abuse_hate")
+        load_text_model(str(custom), HATE)
     with pytest.raises(TrainingInputError, match="custom code"):
-        build_hf_model(VisionConfig(model=str(custom), weights=None), "abuse_hate")
+        build_hf_model(VisionConfig(model=str(custom), weights=None), HATE)
     shadowed = evil_folder(tmp_path, marker, "bert")          # a known architecture: the library's own class
-    tokenizer, model = load_text_model(str(shadowed), "abuse_hate")
+    tokenizer, model = load_text_model(str(shadowed), HATE)
     assert type(model) is BertForSequenceClassification and type(tokenizer).__module__.startswith("transformers.")
     assert not marker.exists()
 

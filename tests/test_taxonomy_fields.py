@@ -105,12 +105,13 @@ def test_the_toy_field_gets_a_head_and_a_masked_loss(toy_run):
     from stages.heads import MISSING, MultiHeadLoss
     from stages.training.config import TrainConfig, label_maps
 
-    cfg = TrainConfig(tasks=("abuse_hate", TOY), label_taxonomy=str(toy_run["taxonomy"]))
-    layout = cfg.layout()
-    assert cfg.multi_head and layout.names == ("abuse_hate", TOY)
+    tasks = TrainConfig(tasks=["abuse_hate", TOY], label_taxonomy=str(toy_run["taxonomy"])).tasks
+    layout = tasks.layout
+    assert tasks.single is None and layout.names == ("abuse_hate", TOY)
     assert layout.head(TOY).kind == "binary" and layout.head(TOY).source == "labels"
-    assert list(label_maps(cfg)[0].values())[-2:] == [f"{TOY}=not_{TOY}", f"{TOY}={TOY}"]
-    assert not TrainConfig(tasks=(TOY,), label_taxonomy=str(toy_run["taxonomy"])).multi_head  # a plain binary expert
+    assert list(label_maps(tasks)[0].values())[-2:] == [f"{TOY}=not_{TOY}", f"{TOY}={TOY}"]
+    plain = TrainConfig(tasks=[TOY], label_taxonomy=str(toy_run["taxonomy"])).tasks
+    assert plain.single == TOY and plain.layout is None   # one binary field: a plain binary expert
 
     metas = [meta for _, meta in packed(toy_run["root"]).values() if meta["labeled"]]
     targets = torch.tensor([layout.encode(meta, meta["id"]) for meta in metas])

@@ -1,6 +1,6 @@
 """stages/train_text.py end to end on tiny shards: a tiny DeBERTa-v2 (the seed's mDeBERTa
 architecture, built from config with the MiniLM WordPiece tokenizer from the pip package, no
-download), the real offline default model, determinism, task=offensive, null labels, a reload of
+download), the real offline default model, determinism, tasks: [offensive], null labels, a reload of
 the saved expert, an interrupted run resumed, and a 2-process torchrun run."""
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from stages.training import ExpertPaths, ShardStream, TrainConfig
 from tests.test_training import labeled_ids, write_shards
 
 REPO = Path(__file__).resolve().parent.parent
+HATE = training.Tasks.read(["abuse_hate"])
 
 
 @pytest.fixture(scope="module")
@@ -109,11 +110,11 @@ def test_saved_expert_reloads_with_from_pretrained_and_reproduces_test_metrics(f
     root, _ = shards
     tokenizer = AutoTokenizer.from_pretrained(paths.out_model)
     model = AutoModelForSequenceClassification.from_pretrained(paths.out_model)
-    splits = training.read_splits(root, ("image", "textonly"), "abuse_hate")
+    splits = training.read_splits(root, ("image", "textonly"), HATE)
     decode = TextDecoder(tokenizer, tokenizer.model_max_length)
     from transformers import DataCollatorWithPadding
 
-    test = ShardStream(splits["test"], "abuse_hate", ("txt",), decode, 4, distributed=False)
+    test = ShardStream(splits["test"], HATE, ("txt",), decode, 4, distributed=False)
     preds = training.predict(model, test, DataCollatorWithPadding(tokenizer), batch_size=4)
     assert training.split_metrics(preds, splits["train"]) == metrics["test"]
     rows = {r["id"]: r["prob"] for r in map(json.loads, paths.predictions.read_text().splitlines())}
@@ -153,7 +154,7 @@ def test_interrupted_run_leaves_no_outputs_and_resume_matches_an_uninterrupted_r
 
 def test_task_offensive_trains_on_its_own_labels(shards, tiny_deberta, tmp_path):
     paths = outputs(tmp_path)
-    metrics = run(shards[0], paths, tiny_deberta, task="offensive", epochs=1, class_weighting=False)
+    metrics = run(shards[0], paths, tiny_deberta, tasks=["offensive"], epochs=1, class_weighting=False)
     # offensive is never null in these shards, and differs from abuse_hate on every 5th example
     assert metrics["task"] == "offensive" and metrics["skipped_null_labels"] == {"train": 0, "val": 0, "test": 0}
     assert metrics["examples"] == {"train": 35, "val": 15, "test": 15} and metrics["class_weights"] is None
@@ -218,9 +219,9 @@ def test_cli_user_errors_exit_with_one_clear_message(shards, tmp_path):
 
     params = tmp_path / "params.yaml"
     outputs = {key: str(tmp_path / key) for key in ("out_model", "metrics", "live_dir", "predictions", "scratch")}
-    params.write_text(f"train:\n  task: hate\ntext: {json.dumps(outputs)}\n")
-    # checked against the taxonomy (an input) when training starts, hence InputError, not ConfigError
-    with pytest.raises(InputError, match=r"^train.tasks: 'hate' is neither a unified field "
+    params.write_text(f"train:\n  tasks: [hate]\ntext: {json.dumps(outputs)}\n")
+    # checked against the taxonomy when train.tasks is read, before any shard
+    with pytest.raises(ConfigError, match=r"^train.tasks: 'hate' is neither a unified field "
                                          r"\(abuse_hate, offensive, target_group, target_type\) nor an aux label"):
         main(["--params", str(params), "--shards", str(shards[0])])
     params.write_text("train: {}\ntext:\n  max_len: 64\n")

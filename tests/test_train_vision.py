@@ -14,6 +14,7 @@ from stages import training
 from stages.train_vision import (ImageDecoder, VisionConfig, build_vision_expert, collate_images,
                                  load_image_processor, train_vision)
 from stages.training import IMAGE_FIELDS, ExpertPaths, ShardStream, TrainConfig
+from tests.test_train_text import HATE
 from tests.test_training import labeled_ids, write_shards
 
 
@@ -52,8 +53,8 @@ def reloaded_test_metrics(paths: ExpertPaths, shards_dir: Path):
 
     model = AutoModelForImageClassification.from_pretrained(paths.out_model)
     processor = load_image_processor(paths.out_model)
-    splits = training.read_splits(shards_dir, ("image",), "abuse_hate")
-    stream = ShardStream(splits["test"], "abuse_hate", IMAGE_FIELDS, ImageDecoder(processor), 4, distributed=False)
+    splits = training.read_splits(shards_dir, ("image",), HATE)
+    stream = ShardStream(splits["test"], HATE, IMAGE_FIELDS, ImageDecoder(processor), 4, distributed=False)
     preds = training.predict(model, stream, collate_images, batch_size=4)
     return training.split_metrics(preds, splits["train"]), preds, model
 
@@ -105,7 +106,7 @@ def test_linear_probe_and_partial_unfreezing_train_only_the_top_and_reload_whole
     from stages.train_vision import build_timm_model
     root, _ = shards
     vision = VisionConfig(image_size=32, trainable_groups=trainable)
-    before = {k: v.clone() for k, v in build_timm_model(VisionConfig(image_size=32), TrainConfig())[0]
+    before = {k: v.clone() for k, v in build_timm_model(VisionConfig(image_size=32), TrainConfig().tasks)[0]
               .timm_model.state_dict().items()}
     paths, metrics = run(root, tmp_path, vision, learning_rate=1e-2)
     after = {k.removeprefix("timm_model."): v for k, v in load_file(paths.out_model / "model.safetensors").items()}

@@ -27,6 +27,7 @@ from stages.errors import InputError
 from stages.records import safe_key
 from stages.shards import write_index
 
+HATE, OFFENSIVE = training.Tasks.read(["abuse_hate"]), training.Tasks.read(["offensive"])
 HATEFUL = "vermin scum invaders subhuman filth disgusting parasites trash".split()
 FRIENDLY = "sunny puppies family lunch garden holiday friends music".split()
 FILLER = "the a of when you and my this that just meme me".split()
@@ -118,7 +119,7 @@ def shards(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_read_split_counts_labels_nulls_and_datasets(shards):
     root, written = shards
-    info = training.read_split(root, "train", ALL, "abuse_hate")
+    info = training.read_split(root, "train", ALL, HATE)
     assert info.labeled == 53 and info.skipped_null == 3
     assert info.class_counts == (27, 26)
     names = [Path(shard).name for shard in info.shards]
@@ -130,9 +131,9 @@ def test_read_split_counts_labels_nulls_and_datasets(shards):
         if record["labels"]["abuse_hate"] is not None:
             by_dataset.setdefault(record["dataset"], [0, 0])[record["labels"]["abuse_hate"]] += 1
     assert info.by_dataset == {k: tuple(v) for k, v in sorted(by_dataset.items())}
-    images = training.read_split(root, "train", ("image",), "abuse_hate")
+    images = training.read_split(root, "train", ("image",), HATE)
     assert images.labeled == len(labeled_ids(written["train"], images_only=True))
-    offensive = training.read_split(root, "train", ALL, "offensive")
+    offensive = training.read_split(root, "train", ALL, OFFENSIVE)
     assert offensive.labeled == 56 and offensive.skipped_null == 0
 
 
@@ -143,9 +144,9 @@ def test_bad_label_value_names_shard_key_and_value(tmp_path):
     with wds.TarWriter(str(folder / "textonly-00000.tar"), mtime=0) as sink:
         sink.write({"__key__": "olid_train_1", "txt": b"hi", "json": json.dumps(meta).encode()})
     with pytest.raises(training.TrainingInputError, match=r"textonly-00000.tar: olid_train_1: labels.abuse_hate = 'yes'"):
-        training.read_split(tmp_path, "train", ALL, "abuse_hate")
+        training.read_split(tmp_path, "train", ALL, HATE)
     with pytest.raises(training.TrainingInputError, match="no 'labels.offensive'"):
-        training.read_split(tmp_path, "train", ALL, "offensive")
+        training.read_split(tmp_path, "train", ALL, OFFENSIVE)
 
 
 def stream_ids(stream) -> list[str]:
@@ -154,8 +155,8 @@ def stream_ids(stream) -> list[str]:
 
 def test_eval_stream_reads_every_labeled_example_once_in_shard_order(shards):
     root, written = shards
-    info = training.read_split(root, "val", ALL, "abuse_hate")
-    stream = training.ShardStream(info, "abuse_hate", ("txt",), id_decoder, batch_size=4)
+    info = training.read_split(root, "val", ALL, HATE)
+    stream = training.ShardStream(info, HATE, ("txt",), id_decoder, batch_size=4)
     ids = stream_ids(stream)
     assert len(ids) == len(stream) == 12 and set(ids) == labeled_ids(written["val"])
     assert ids == stream_ids(stream)   # fixed order
@@ -163,8 +164,8 @@ def test_eval_stream_reads_every_labeled_example_once_in_shard_order(shards):
 
 def test_train_stream_shuffles_per_epoch_deterministically_and_buckets_by_length(shards):
     root, written = shards
-    info = training.read_split(root, "train", ALL, "abuse_hate")
-    stream = training.ShardStream(info, "abuse_hate", ("txt",), id_decoder, batch_size=4, shuffle_seed=3,
+    info = training.read_split(root, "train", ALL, HATE)
+    stream = training.ShardStream(info, HATE, ("txt",), id_decoder, batch_size=4, shuffle_seed=3,
                                   bucket_by_length=True)
     epoch0 = list(stream)
     assert [e["id"] for e in epoch0] == stream_ids(stream)
@@ -188,10 +189,10 @@ def test_train_stream_mixes_datasets_that_pack_wrote_into_separate_shards(tmp_pa
             for n in range(1500):
                 meta = {"id": f"{dataset}_{n:04d}", "dataset": dataset, "labels": {"abuse_hate": n % 2}}
                 sink.write({"__key__": meta["id"], "txt": b"some text", "json": json.dumps(meta).encode()})
-    info = training.read_split(tmp_path, "train", ALL, "abuse_hate")
+    info = training.read_split(tmp_path, "train", ALL, HATE)
     assert info.shard_labeled == (1500, 1500)
     for seed, epoch in ((0, 0), (0, 1), (5, 0)):
-        stream = training.ShardStream(info, "abuse_hate", ("txt",), id_decoder, batch_size=16, shuffle_seed=seed)
+        stream = training.ShardStream(info, HATE, ("txt",), id_decoder, batch_size=16, shuffle_seed=seed)
         stream.set_epoch(epoch)
         datasets = [example["dataset"] for example in stream]
         assert len(datasets) == 3000 and datasets.count("olid") == 1500
@@ -213,18 +214,18 @@ def test_ranks_get_disjoint_equal_shares_whose_union_is_the_split(shards, monkey
     ceil(53/2) = 27 examples (one pad), the ranks' sets are disjoint apart from the pad and cover
     the split, and the batch sequence does not depend on the worker count."""
     root, written = shards
-    info = training.read_split(root, "train", ALL, "abuse_hate")
+    info = training.read_split(root, "train", ALL, HATE)
     per_rank = {}
     for rank in (0, 1):
         monkeypatch.setenv("RANK", str(rank))
         monkeypatch.setenv("WORLD_SIZE", "2")
-        stream = training.ShardStream(info, "abuse_hate", ("txt",), id_decoder, batch_size=4, shuffle_seed=0,
+        stream = training.ShardStream(info, HATE, ("txt",), id_decoder, batch_size=4, shuffle_seed=0,
                                       bucket_by_length=True)
         assert len(stream) == 27
         loader = torch.utils.data.DataLoader(stream, batch_size=4, num_workers=workers if workers > 1 else 0,
                                              collate_fn=lambda batch: [e["id"] for e in batch])
         per_rank[rank] = [example_id for batch in loader for example_id in batch]
-        single = [e["id"] for e in training.ShardStream(info, "abuse_hate", ("txt",), id_decoder, batch_size=4,
+        single = [e["id"] for e in training.ShardStream(info, HATE, ("txt",), id_decoder, batch_size=4,
                                                         shuffle_seed=0, bucket_by_length=True)]
         assert per_rank[rank] == single
     assert len(per_rank[0]) == len(per_rank[1]) == 27

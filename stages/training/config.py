@@ -1,15 +1,17 @@
-"""The expert stages' configuration: the shared `train` group, an expert's paths, the label names
-of its classifier and where its model comes from (hub id, local folder or `pip:<package>`)."""
+"""The expert stages' configuration: the shared `train` group with `Tasks` (train.tasks, read once:
+fields, loss weights, head layout), an expert's paths, the label names of its classifier and where
+its model comes from (hub id, local folder or `pip:<package>`)."""
 from __future__ import annotations
 
 import importlib.util
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from stages import heads
-from stages.config import Part, check_fields
+from stages.common import REPO_ROOT
+from stages.config import Part, check_fields, knob
 from stages.errors import InputError
 from stages.taxonomy import Taxonomy
 
@@ -23,75 +25,113 @@ class TrainingInputError(InputError):
     """Bad shards, params or model sources; the message names file / example / value."""
 
 
+class Tasks(NamedTuple):
+    """`train.tasks` (with `train.head_weights`) resolved once: the label fields learned, in params
+    order (the first one's val macro-F1 picks the best epoch), the weight of each one's loss, and
+    their head layout. One unified binary field has no layout: a plain 2-class expert with the
+    single-task metrics and predictions.
+    (A NamedTuple, not a dataclass: stages/config.py would read a dataclass field as a group of keys.)"""
+    head_weights: dict[str, float]   # every field learned, in order -> the weight of its loss
+    layout: heads.HeadLayout | None
+
+    @classmethod
+    def read(cls, names: Any, head_weights: dict[str, float] | None = None, label_taxonomy: str | None = None,
+             target_group_level: str = "name") -> Tasks:
+        """From params: the list of fields and the loss weights of some of them (default 1); the head
+        layout from the taxonomy (needed unless one unified binary field is learned)."""
+        names = names.names if isinstance(names, Tasks) else names
+        if not isinstance(names, (list, tuple)) or not names or not all(isinstance(name, str) for name in names):
+            raise TrainingInputError(f"train.tasks: {names!r} must be a list of label fields")
+        if len(set(names)) != len(names):
+            raise TrainingInputError(f"train.tasks: {list(names)} must be distinct field names")
+        given = dict(head_weights or {})
+        unknown = sorted(set(given) - set(names))
+        if unknown or any(not isinstance(w, (int, float)) or not 0 <= w < math.inf for w in given.values()):
+            raise TrainingInputError(f"train.head_weights: {given} must map fields of train.tasks "
+                                     f"to weights >= 0 (not learned: {', '.join(unknown) or '-'})")
+        weights = {name: float(given.get(name, 1.0)) for name in names}
+        label_taxonomy = label_taxonomy or str(REPO_ROOT / "Step_3" / "label_taxonomy.json")
+        if len(names) == 1 and names[0] in binary_fields(label_taxonomy):
+            return cls(weights, None)
+        try:
+            return cls(weights, heads.head_layout(tuple(names), label_taxonomy, target_group_level))
+        except OSError as err:
+            raise TrainingInputError(str(err)) from err
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.head_weights)
+
+    @property
+    def primary(self) -> str:
+        """The field whose val macro-F1 picks the best epoch: the first one."""
+        return self.names[0]
+
+    @property
+    def single(self) -> str | None:
+        """The field of a plain 2-class expert; None for a multi-head one."""
+        return None if self.layout else self.names[0]
+
+    def encode(self, meta: dict[str, Any], where: str) -> int | list[float] | None:
+        """One example's target: a single task's 0/1, or the layout's target vector; None: not labeled."""
+        if self.layout is None:
+            return read_target(meta, self.names[0], where)
+        try:
+            return self.layout.encode(meta, where)
+        except heads.HeadLayoutError as err:
+            raise TrainingInputError(str(err)) from err
+
+    def id2label(self) -> dict[int, str]:
+        """The classifier's output names: the task's two classes, or every head's `<field>=<class>`."""
+        return self.layout.id2label() if self.layout else dict(enumerate(label_names(self.names[0])))
+
+
+def binary_fields(taxonomy_path: str) -> tuple[str, ...]:
+    """The taxonomy's binary unified fields (one of them alone is learned by a plain 2-class expert)."""
+    try:
+        return Taxonomy.load(taxonomy_path).fields_of_type("binary")
+    except OSError as err:
+        raise TrainingInputError(f"train: label taxonomy {taxonomy_path}: {err.strerror or err}") from err
+
+
+def read_target(meta: dict[str, Any], task: str, where: str) -> int | None:
+    labels = meta.get("labels")
+    if not isinstance(labels, dict) or task not in labels:
+        raise TrainingInputError(f"{where}: json has no 'labels.{task}'")
+    value = labels[task]
+    if value is None:
+        return None
+    if isinstance(value, (bool, int)) and value in (0, 1):
+        return int(value)
+    raise TrainingInputError(f"{where}: labels.{task} = {value!r}, expected 0, 1 or null")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The shared `train` params group: `dvc exp run -S train.epochs=3` changes both experts."""
-    task: str | None = None  # shortcut for tasks: [task] (older experiments)
-    tasks: tuple[str, ...] | None = None  # label fields learned, one head each (null: [abuse_hate])
-    primary: str | None = None  # its val macro-F1 picks the epoch; null: abuse_hate if learned, else the first
-    head_weights: dict[str, float] = field(default_factory=dict)  # field -> loss weight (default 1)
-    target_group_level: str = "name"  # target_group head over the taxonomy's names | category
+    tasks: Tasks = knob(  # read as a list of field names, resolved in __post_init__
+        help="label fields learned, one head each; the first one's val macro-F1 picks the best epoch",
+        factory=lambda: ["abuse_hate"])
+    head_weights: dict[str, float] = knob(help="field -> weight of its loss (default 1), e.g. {target_group: 0.5}",
+                                          factory=dict)
+    target_group_level: str = knob("name", "target_group head over the taxonomy's group names | their category",
+                                   choices=heads.TARGET_GROUP_LEVELS)
     label_taxonomy: str = field(  # head layouts of the fields (multi-head only)
         default="Step_3/label_taxonomy.json", metadata={"group": "split"})
-    epochs: int = field(default=4, metadata={"min": 1})  # passes over the train split
-    batch_size: int = field(default=16, metadata={"min": 1})  # per process
-    learning_rate: float = field(  # an expert's own learning_rate, when set, wins; in (0, 1]
-        default=5e-5, metadata=LEARNING_RATE_LIMITS)
-    warmup_ratio: float = field(  # share of all steps with a linear warmup, in [0, 1)
-        default=0.1, metadata={"min": 0.0, "below": 1.0})
-    weight_decay: float = field(  # AdamW weight decay, in [0, 1]
-        default=0.01, metadata={"min": 0.0, "max": 1.0})
-    seed: int = 0                  # model init, data order and augmentation
-    class_weighting: bool = True   # cross-entropy weighted by inverse train class frequency
-    num_workers: int = field(  # DataLoader workers per process (the batch order does not depend on it)
-        default=0, metadata={"min": 0})
+    epochs: int = knob(4, "passes over the train split", min=1)
+    batch_size: int = knob(16, "per process", min=1)
+    learning_rate: float = knob(5e-5, "an expert's own learning_rate, when set, wins; in (0, 1]",
+                                **LEARNING_RATE_LIMITS)
+    warmup_ratio: float = knob(0.1, "share of all steps with a linear warmup, in [0, 1)", min=0.0, below=1.0)
+    weight_decay: float = knob(0.01, "AdamW weight decay, in [0, 1]", min=0.0, max=1.0)
+    seed: int = knob(0, "model init, data order and augmentation")
+    class_weighting: bool = knob(True, "cross-entropy weighted by inverse train class frequency")
+    num_workers: int = knob(0, "DataLoader workers per process (the batch order does not depend on it)", min=0)
 
     def __post_init__(self):
         check_fields(self, "train")
-        self.resolve_tasks()   # field names are checked against the taxonomy when its layout is read
-
-    def resolve_tasks(self) -> None:
-        """tasks from `tasks` or the `task` shortcut (both given: they must agree), then primary."""
-        tasks = None if self.tasks is None else tuple(self.tasks)
-        if tasks is not None and self.task is not None and tasks != (self.task,):
-            raise TrainingInputError(f"train.task={self.task!r} and train.tasks={list(tasks)} disagree: "
-                                     "set only train.tasks")
-        tasks = tasks or (self.task or "abuse_hate",)
-        if len(set(tasks)) != len(tasks) or not all(isinstance(name, str) for name in tasks):
-            raise TrainingInputError(f"train.tasks: {list(tasks)} must be distinct field names")
-        primary = self.primary or ("abuse_hate" if "abuse_hate" in tasks else tasks[0])
-        if primary not in tasks:
-            raise TrainingInputError(f"train.primary: {primary!r} is not among train.tasks {list(tasks)}")
-        unknown = sorted(set(self.head_weights) - set(tasks))
-        if unknown or any(not isinstance(w, (int, float)) or not 0 <= w < math.inf for w in self.head_weights.values()):
-            raise TrainingInputError(f"train.head_weights: {dict(self.head_weights)} must map fields of train.tasks "
-                                     f"to weights >= 0 (not learned: {', '.join(unknown) or '-'})")
-        if self.target_group_level not in heads.TARGET_GROUP_LEVELS:
-            raise TrainingInputError(f"train.target_group_level: {self.target_group_level!r} is not one of "
-                                     f"{', '.join(heads.TARGET_GROUP_LEVELS)}")
-        object.__setattr__(self, "tasks", tasks)
-        object.__setattr__(self, "primary", primary)
-        object.__setattr__(self, "task", tasks[0] if len(tasks) == 1 else None)
-
-    @property
-    def multi_head(self) -> bool:
-        """Several fields, or one that is not a unified binary field: the multi-head path (stages/heads.py).
-        One binary field keeps the plain 2-class expert and today's metrics layout."""
-        return len(self.tasks) > 1 or self.tasks[0] not in binary_fields(self.label_taxonomy)
-
-    def layout(self) -> heads.HeadLayout:
-        try:
-            return heads.head_layout(self.tasks, self.label_taxonomy, self.target_group_level)
-        except (OSError, ValueError) as err:
-            raise TrainingInputError(str(err)) from err
-
-    def target(self):
-        """What the shards' json is read for: the task name (single task) or the head layout."""
-        return self.layout() if self.multi_head else self.task
-
-    def heads_layout(self) -> heads.HeadLayout | None:
-        """The head layout on the multi-head path; None for a plain binary expert."""
-        return self.layout() if self.multi_head else None
+        object.__setattr__(self, "tasks", Tasks.read(self.tasks, self.head_weights, self.label_taxonomy,
+                                                     self.target_group_level))
 
 
 @dataclass(frozen=True)
@@ -118,23 +158,13 @@ def stage_parts(name: str, config_cls) -> tuple[Part, ...]:
     return Part("train", TrainConfig), Part(name, config_cls), Part(name, ExpertPaths)
 
 
-def binary_fields(taxonomy_path: str) -> tuple[str, ...]:
-    """The taxonomy's binary unified fields (one of them alone is learned by a plain 2-class expert)."""
-    try:
-        return Taxonomy.load(taxonomy_path).fields_of_type("binary")
-    except OSError as err:
-        raise TrainingInputError(f"train: label taxonomy {taxonomy_path}: {err.strerror or err}") from err
-
-
 def label_names(task: str) -> tuple[str, str]:
     return (f"not_{task}", task)
 
 
-def label_maps(task: str | TrainConfig) -> tuple[dict[int, str], dict[str, int]]:
-    """The classifier's output names: a task's two classes, or every head's `<field>=<class>`."""
-    if isinstance(task, TrainConfig):
-        task = task.layout() if task.multi_head else task.task
-    id2label = task.id2label() if isinstance(task, heads.HeadLayout) else dict(enumerate(label_names(task)))
+def label_maps(tasks: Tasks) -> tuple[dict[int, str], dict[str, int]]:
+    """(id2label, label2id) of the classifier's outputs."""
+    id2label = tasks.id2label()
     return id2label, {name: i for i, name in id2label.items()}
 
 
@@ -187,7 +217,8 @@ def hub_local_only(spec: str, key: str) -> bool:
 
 @dataclass
 class Expert:
-    """What differs between the text and the vision expert; `trainer.run_expert` does the rest."""
+    """What differs between the text and the vision expert, built by its stage and handed to
+    `trainer.train_expert`, which does the rest."""
     model: PreTrainedModel
     processor: Any                             # tokenizer / image processor, saved beside the model
     fields_wanted: tuple[str, ...]             # shard members read: ("txt",) or IMAGE_FIELDS
@@ -199,4 +230,3 @@ class Expert:
     learning_rate: float
     stage: str                                 # its stage name: marks its output folders and names its scratch run
     bucket_by_length: bool = False
-    before_save: Callable[[Any], None] | None = None   # model -> None, run once before save_pretrained

@@ -28,7 +28,7 @@ from torch.utils.data import IterableDataset
 from stages import heads
 from stages.records import DIAGNOSTIC_SPLIT, SPLITS
 from stages.shards import INDEX, KINDS, shard_files
-from stages.training.config import TrainingInputError
+from stages.training.config import Tasks, TrainingInputError
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,28 @@ class SplitInfo:
         return sorted(self.by_dataset if self.head_counts is None else self.head_counts.by_dataset)
 
 
+@dataclass(frozen=True)
+class ExpertData:
+    """What an expert trains and is scored on: train/val/test, and the diagnostic split it can score
+    (None: none, or `diagnostic_skipped` says why it cannot)."""
+    splits: dict[str, SplitInfo]
+    diagnostic: SplitInfo | None
+    diagnostic_skipped: str | None
+
+
+def read_data(shards_dir: Path, kinds: tuple[str, ...], tasks: Tasks) -> ExpertData:
+    """Every split of `kinds` counted (JSON members only) and checked against pack's index."""
+    return ExpertData(read_splits(shards_dir, kinds, tasks), *read_diagnostic(shards_dir, kinds, tasks))
+
+
 def majority_class(counts: tuple[int, int]) -> int:
     return int(counts[1] > counts[0])
+
+
+def class_weights(counts: tuple[int, int]) -> list[float]:
+    """Inverse class frequency, N / (2 * n_c); a class absent from train gets 1 (it never occurs)."""
+    total = sum(counts)
+    return [round(total / (2 * n), 6) if n else 1.0 for n in counts]
 
 
 def member_key_ext(name: str) -> tuple[str, str]:
@@ -71,36 +91,14 @@ def member_key_ext(name: str) -> tuple[str, str]:
     return key, ext.lower()
 
 
-def read_target(meta: dict[str, Any], task: str, where: str) -> int | None:
-    labels = meta.get("labels")
-    if not isinstance(labels, dict) or task not in labels:
-        raise TrainingInputError(f"{where}: json has no 'labels.{task}'")
-    value = labels[task]
-    if value is None:
-        return None
-    if isinstance(value, (bool, int)) and value in (0, 1):
-        return int(value)
-    raise TrainingInputError(f"{where}: labels.{task} = {value!r}, expected 0, 1 or null")
-
-
-def example_target(meta: dict[str, Any], task, where: str):
-    """A single task's 0/1 (or None), or a head layout's target vector (or None)."""
-    if isinstance(task, str):
-        return read_target(meta, task, where)
-    try:
-        return task.encode(meta, where)
-    except heads.HeadLayoutError as err:
-        raise TrainingInputError(str(err)) from err
-
-
-def read_split(shards_dir: Path, split: str, kinds: tuple[str, ...], task) -> SplitInfo:
+def read_split(shards_dir: Path, split: str, kinds: tuple[str, ...], tasks: Tasks) -> SplitInfo:
     """Count one split from the JSON members only (tarfile seeks past the image bytes).
     kinds: ("image", "textonly") = shard-*.tar and textonly-*.tar, ("image",) = shard-*.tar."""
     shards = tuple(shard_files(shards_dir, split, kinds))
     labeled = skipped = 0
     counts = [0, 0]
     by_dataset: dict[str, list[int]] = {}
-    head_counts = None if isinstance(task, str) else heads.HeadCounts(task)
+    head_counts = None if tasks.layout is None else heads.HeadCounts(tasks.layout)
     shard_labeled, shard_examples = [], []
     for shard in shards:
         labeled_before, examples_before = labeled, labeled + skipped
@@ -111,7 +109,7 @@ def read_split(shards_dir: Path, split: str, kinds: tuple[str, ...], task) -> Sp
                     if not member.isfile() or ext != "json":
                         continue
                     meta = json.loads(tar.extractfile(member).read())
-                    target = example_target(meta, task, f"{shard}: {key}")
+                    target = tasks.encode(meta, f"{shard}: {key}")
                     if target is None:
                         skipped += 1
                         continue
@@ -130,8 +128,8 @@ def read_split(shards_dir: Path, split: str, kinds: tuple[str, ...], task) -> Sp
                      tuple(shard_labeled), tuple(shard_examples))
 
 
-def read_splits(shards_dir: Path, kinds: tuple[str, ...], task) -> dict[str, SplitInfo]:
-    splits = {split: read_split(shards_dir, split, kinds, task) for split in SPLITS}
+def read_splits(shards_dir: Path, kinds: tuple[str, ...], tasks: Tasks) -> dict[str, SplitInfo]:
+    splits = {split: read_split(shards_dir, split, kinds, tasks) for split in SPLITS}
     check_index(shards_dir, splits.values(), kinds)
     for info in splits.values():
         if not info.shards:
@@ -139,7 +137,7 @@ def read_splits(shards_dir: Path, kinds: tuple[str, ...], task) -> dict[str, Spl
                                      "(run the pack stage first: dvc repro pack)")
         if info.labeled == 0:
             raise TrainingInputError(
-                f"{Path(shards_dir) / info.name}: no labeled examples for task '{task_name(task)}' in its "
+                f"{Path(shards_dir) / info.name}: no labeled examples for task '{', '.join(tasks.names)}' in its "
                 f"{' + '.join(kinds)} shards ({len(info.shards)} file(s), {info.skipped_null} with a null target)")
     return splits
 
@@ -175,22 +173,18 @@ def check_index(shards_dir: Path, infos: Iterable[SplitInfo], kinds: tuple[str, 
             raise TrainingInputError(f"{shard}: {problem} re-run pack (dvc repro pack)")
 
 
-def task_name(task) -> str:
-    return task if isinstance(task, str) else ", ".join(task.names)
-
-
-def read_diagnostic(shards_dir: Path, kinds: tuple[str, ...], task) -> tuple[SplitInfo | None, str | None]:
+def read_diagnostic(shards_dir: Path, kinds: tuple[str, ...], tasks: Tasks) -> tuple[SplitInfo | None, str | None]:
     """The evaluation-only split this expert can score, or (None, why it cannot); (None, None)
     when there is no diagnostic split. Never trained on, never used to pick the epoch."""
-    every = read_split(shards_dir, DIAGNOSTIC_SPLIT, ("image", "textonly"), task)
+    every = read_split(shards_dir, DIAGNOSTIC_SPLIT, ("image", "textonly"), tasks)
     check_index(shards_dir, [every], ("image", "textonly"))
     if not every.shards:
         return None, None
-    info = read_split(shards_dir, DIAGNOSTIC_SPLIT, kinds, task)
+    info = read_split(shards_dir, DIAGNOSTIC_SPLIT, kinds, tasks)
     if info.labeled:
         return info, None
     if info.skipped_null:
-        why = f"no {DIAGNOSTIC_SPLIT} example has a '{task_name(task)}' label ({info.skipped_null} null)"
+        why = f"no {DIAGNOSTIC_SPLIT} example has a '{', '.join(tasks.names)}' label ({info.skipped_null} null)"
     else:
         why = (f"text-only suite(s) ({', '.join(every.datasets) or 'no labeled examples'}): this expert reads "
                f"{' + '.join(kinds)} shards only")
@@ -198,7 +192,7 @@ def read_diagnostic(shards_dir: Path, kinds: tuple[str, ...], task) -> tuple[Spl
     return None, why
 
 
-def raw_examples(shards: Iterable[str], task, wanted: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+def raw_examples(shards: Iterable[str], tasks: Tasks, wanted: tuple[str, ...]) -> Iterator[dict[str, Any]]:
     """Labeled examples in shard order, undecoded: {id, dataset, label, <field>: bytes}."""
     def keep(name: str) -> bool:
         return member_key_ext(name)[1] in wanted + ("json",)
@@ -209,7 +203,7 @@ def raw_examples(shards: Iterable[str], task, wanted: tuple[str, ...]) -> Iterat
         if "json" not in sample:
             raise TrainingInputError(f"{where}: example without a .json member")
         meta = json.loads(sample["json"])
-        target = example_target(meta, task, where)
+        target = tasks.encode(meta, where)
         if target is None:
             continue
         example = {"id": meta.get("id", sample["__key__"]), "dataset": str(meta.get("dataset")),
@@ -285,11 +279,11 @@ class ShardStream(IterableDataset):
     distributed=False reads the whole split whatever the launcher (the final metrics pass).
     """
 
-    def __init__(self, split: SplitInfo, task, fields_wanted: tuple[str, ...],
+    def __init__(self, split: SplitInfo, tasks: Tasks, fields_wanted: tuple[str, ...],
                  decode: Callable[[dict, int], dict], batch_size: int, *, shuffle_seed: int | None = None,
                  bucket_by_length: bool = False, distributed: bool = True, trace_dir: Path | None = None):
         super().__init__()
-        self.split, self.task, self.fields_wanted, self.decode = split, task, fields_wanted, decode
+        self.split, self.tasks, self.fields_wanted, self.decode = split, tasks, fields_wanted, decode
         self.batch_size, self.shuffle_seed, self.bucket_by_length = batch_size, shuffle_seed, bucket_by_length
         self.distributed, self.trace_dir = distributed, trace_dir
         self.epoch = 0
@@ -310,9 +304,9 @@ class ShardStream(IterableDataset):
         """The undecoded example stream every reader of this epoch sees, before any split."""
         shards = list(self.split.shards)
         if self.shuffle_seed is None:
-            return raw_examples(shards, self.task, self.fields_wanted)
+            return raw_examples(shards, self.tasks, self.fields_wanted)
         rng = random.Random(self.shuffle_seed * 1_000_003 + self.epoch)
-        sources = [raw_examples([shard], self.task, self.fields_wanted) for shard in shards]
+        sources = [raw_examples([shard], self.tasks, self.fields_wanted) for shard in shards]
         examples = wds.shuffle(SHUFFLE_BUFFER, initial=SHUFFLE_BUFFER, rng=rng)(
             interleaved(sources, list(self.split.shard_labeled), rng, str(Path(shards[0]).parent)))
         if self.bucket_by_length:

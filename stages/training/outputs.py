@@ -17,8 +17,8 @@ from stages import diagnostic, heads
 from stages.common import atomic_dir, atomic_file, write_json
 from stages.console import summary
 from stages.records import DIAGNOSTIC_SPLIT, SPLITS
-from stages.training.config import Expert, ExpertPaths, TrainConfig, label_names
-from stages.training.data import ModelCollator, ShardStream, SplitInfo
+from stages.training.config import Expert, ExpertPaths, Tasks, TrainConfig, label_names
+from stages.training.data import ExpertData, ModelCollator, ShardStream, SplitInfo
 from stages.training.metrics import ECE_BINS, Predictions, head_rows, predicted_class, rounded, split_metrics
 
 if TYPE_CHECKING:
@@ -71,31 +71,30 @@ def head_probabilities(layout: heads.HeadLayout, probs: np.ndarray) -> dict[str,
     return out
 
 
-def final_pass(model, expert: Expert, splits: dict[str, SplitInfo],
-               diagnostic_split: tuple[SplitInfo | None, str | None], paths: ExpertPaths, cfg: TrainConfig, live) -> tuple[list[Predictions], dict[str, Any] | None]:
-    """The chosen model's predictions of val and test (+ the diagnostic split), the test plots and the
-    diagnostic section of the metrics."""
-    layout = cfg.heads_layout()
-    preds = [predict_split(model, splits[split], expert, cfg) for split in ("val", "test")]
-    log_test_plots(live, primary_view(preds[1], layout, cfg.primary))
-    report = diagnostic_report(model, expert, *diagnostic_split, paths, cfg, live, preds)
-    return preds, report
+def final_pass(model, expert: Expert, data: ExpertData, paths: ExpertPaths, train: TrainConfig,
+               live) -> tuple[list[Predictions], dict[str, Any] | None]:
+    """The chosen model's predictions of val and test (+ the diagnostic split), each read whole in
+    shard order by this process alone; the test plots and the diagnostic section of the metrics."""
+    infos = [data.splits["val"], data.splits["test"]] + ([data.diagnostic] if data.diagnostic else [])
+    preds = [predict(model, eval_stream(info, expert, train), expert.collate, train.batch_size, train.num_workers,
+                     train.tasks.layout) for info in infos]
+    log_test_plots(live, primary_view(preds[1], train.tasks.layout, train.tasks.primary))
+    diagnostic_pred = preds[2] if data.diagnostic else None
+    return preds, diagnostic_report(diagnostic_pred, data.diagnostic_skipped, paths, train.tasks, live)
 
 
-def predict_split(model, info: SplitInfo, expert: Expert, cfg: TrainConfig) -> Predictions:
-    """`predict` over a whole split, read in shard order by this process alone."""
-    stream = ShardStream(info, cfg.target(), expert.fields_wanted, expert.decode_eval, cfg.batch_size,
-                         distributed=False)
-    return predict(model, stream, expert.collate, cfg.batch_size, cfg.num_workers, cfg.heads_layout())
+def eval_stream(info: SplitInfo, expert: Expert, train: TrainConfig) -> ShardStream:
+    return ShardStream(info, train.tasks, expert.fields_wanted, expert.decode_eval, train.batch_size,
+                       distributed=False)
 
 
 def metrics_record(expert: Expert, cfg: TrainConfig, splits: dict[str, SplitInfo], weights,
                    epochs: tuple[int, int | None], preds: list[Predictions],
                    report: dict[str, Any] | None) -> dict[str, Any]:
     """The metrics file: model, task(s), epochs, example counts, then per split (and head) its metrics."""
-    layout = cfg.heads_layout()
-    head = ({"task": cfg.task} if layout is None else
-            {"tasks": list(cfg.tasks), "primary": cfg.primary, "head_weights": dict(cfg.head_weights),
+    layout = cfg.tasks.layout
+    head = ({"task": cfg.tasks.single} if layout is None else
+            {"tasks": list(cfg.tasks.names), "head_weights": dict(cfg.tasks.head_weights),
              "target_group_level": cfg.target_group_level,
              "head_examples": {name: {head: info.head_counts.labeled(head) for head in layout.names}
                                for name, info in splits.items()}})
@@ -131,7 +130,7 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
     for split in (s for s in SPLITS if s in metrics):
         section = metrics[split]
         if "tasks" in metrics:
-            out[split] = {head: scores(values, False) if head == metrics["primary"] else main_metric(values)
+            out[split] = {head: scores(values, False) if head == metrics["tasks"][0] else main_metric(values)
                           for head, values in section.items()}
         else:
             out[split] = scores(section, split == "test")
@@ -155,17 +154,14 @@ def primary_view(pred: Predictions, layout: heads.HeadLayout | None, name: str) 
                        [d for d, keep in zip(pred.datasets, rows) if keep], gold, probs)
 
 
-def diagnostic_report(model, expert: Expert, info: SplitInfo | None, skipped: str | None, paths: ExpertPaths,
-                      cfg: TrainConfig, live, preds: list[Predictions]) -> dict[str, Any] | None:
-    """Score the diagnostic split with the chosen model (its predictions join `preds`), log the
-    per-functionality bar plot; the metrics section, or None when there is no diagnostic split."""
-    if info is None:
+def diagnostic_report(pred: Predictions | None, skipped: str | None, paths: ExpertPaths, tasks: Tasks,
+                      live) -> dict[str, Any] | None:
+    """The diagnostic split's section of the metrics from the chosen model's predictions of it, and
+    the per-functionality bar plot; None when there is no diagnostic split."""
+    if pred is None:
         return {"skipped": skipped} if skipped else None
-    layout = cfg.heads_layout()
-    pred = predict_split(model, info, expert, cfg)
-    preds.append(pred)
-    task = cfg.task if layout is None else "abuse_hate"   # the suites test hate detection
-    scored = primary_view(pred, layout, task)
+    task = tasks.single or "abuse_hate"   # the suites test hate detection
+    scored = primary_view(pred, tasks.layout, task)
     if scored is None:
         return {"skipped": f"no {task} head with labeled {DIAGNOSTIC_SPLIT} examples"}
     section = diagnostic.report(scored.ids, scored.labels, predicted_class(scored.probs),
@@ -197,8 +193,6 @@ def write_outputs(expert: Expert, metrics: dict, rows: list[dict], live_work: Pa
         if paths.report is not None:
             write_json(stack.enter_context(atomic_file(paths.report, inputs)), metrics)
         model_dir = stack.enter_context(atomic_dir(paths.out_model, expert.stage, inputs))
-        if expert.before_save:
-            expert.before_save(expert.model)
         save_model(expert, model_dir)
         live_dir = stack.enter_context(atomic_dir(paths.live_dir, expert.stage, inputs))
         shutil.copytree(live_work, live_dir, dirs_exist_ok=True)
@@ -214,9 +208,11 @@ DOWNLOAD_KWARGS = ("local_files_only", "cache_dir", "force_download", "proxies",
 
 def save_model(expert: Expert, folder: Path) -> None:
     """The model and its processor, the same bytes whatever the environment variables."""
-    expert.model.save_pretrained(folder)
     if type(expert.processor).__name__ == "TimmWrapperImageProcessor":
+        plain_batch_norms(expert.model)
+        expert.model.save_pretrained(folder)
         return   # a timm wrapper keeps its data config in config.json
+    expert.model.save_pretrained(folder)
     init_kwargs = getattr(expert.processor, "init_kwargs", None)
     if isinstance(init_kwargs, dict):
         for key in DOWNLOAD_KWARGS:
@@ -224,11 +220,21 @@ def save_model(expert: Expert, folder: Path) -> None:
     expert.processor.save_pretrained(folder)
 
 
+def plain_batch_norms(model) -> None:
+    """timm's frozen batch norms (vision.trainable_groups) back to plain ones with the same values, so
+    the saved state dict has the architecture's own keys and reloads without missing entries."""
+    frozen = [name for name, module in model.timm_model.named_modules() if "Frozen" in type(module).__name__]
+    if frozen:
+        import timm
+
+        timm.utils.unfreeze(model.timm_model, frozen)
+
+
 def print_summary(metrics: dict[str, Any], title: str) -> None:
     """One row per split (multi-head: per split and head), each followed by one per dataset."""
     epochs = f"best epoch {metrics['best_epoch']}/{metrics['epochs_run']}"
     if "tasks" in metrics:
-        heading = f"tasks={','.join(metrics['tasks'])}  primary={metrics['primary']}  {epochs}"
+        heading = f"tasks={','.join(metrics['tasks'])}  {epochs}"
         columns, labels = ("split / head / dataset", "metric", "model", "baseline", "support"), 2
         cells = head_cells
         sections = [(f"[bold]{split}[/] {head}", values) for split in ("val", "test")

@@ -1,39 +1,23 @@
-"""The shell both expert stages share: `train_expert` (config in, metrics out) and `stage_main`
-(params + command line -> `train_expert` -> summary), so train_text / train_vision hold only what
-is particular to their model."""
+"""The shell both expert stages share, so that train_text / train_vision hold only what is
+particular to their model and read top-down:
+
+    main()          parse_stage: params + command line -> configs; stopped_note: Ctrl-C -> Interrupted
+      train_<expert>(paths, train, cfg)    read_data, ready_torch, build its Expert
+        trainer.train_expert(expert, data, paths, train)    -> Trainer.train, outputs.final_pass
+"""
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Any, Iterator
 
-import torch
-
-from stages import heads
 from stages.console import setup_logging
 from stages.config import parse, unless_given
 from stages.errors import Interrupted
 from stages.threads import pin_torch_threads
-from stages.training.config import ExpertPaths, TrainConfig, hub_local_only, stage_parts
-from stages.training.data import read_diagnostic, read_splits
-from stages.training.outputs import print_summary
-from stages.training.trainer import last_checkpoint, run_expert
-
-
-def train_expert(build_expert: Callable, shard_kinds: tuple[str, ...], paths: ExpertPaths, train: TrainConfig,
-                 expert_cfg, resume: bool = False) -> dict | None:
-    """A training stage: count splits, build the expert, train, write outputs (metrics on rank 0)."""
-    target = train.target()
-    splits = read_splits(paths.shards, shard_kinds, target)
-    pin_torch_threads()
-    diagnostic_info, skipped = read_diagnostic(paths.shards, shard_kinds, target)
-    seed_everything(train.seed)
-    expert = build_expert(expert_cfg, train)
-    if train.multi_head:
-        setattr(expert.model.config, heads.CONFIG_KEY, target.to_config())   # saved in config.json
-    return run_expert(expert, splits, paths, train, resume=resume,
-                      diagnostic_split=diagnostic_info, diagnostic_skipped=skipped)
+from stages.training.config import ExpertPaths, TrainConfig, stage_parts
 
 
 def add_resume_flag(parser) -> None:
@@ -41,31 +25,39 @@ def add_resume_flag(parser) -> None:
                         help="continue from the last scratch checkpoint (default: start over, as dvc repro does)")
 
 
-def stage_main(name: str, config_cls, train_fn: Callable, description: str, argv=None) -> None:
-    """The `main()` of both stages: params groups `train` + `name`, then `train_fn(paths, train, cfg)`."""
+def parse_stage(name: str, config_cls, description: str, argv=None) -> tuple[TrainConfig, Any, ExpertPaths, bool]:
+    """(train, the expert's own config, its paths, --resume) from params groups `train` + `name` and
+    the command line; logging set up."""
     (train, expert_cfg, paths), args = parse(f"train_{name}", description, stage_parts(name, config_cls), argv,
                                              extra=add_resume_flag)
-    paths = unless_given(paths, args, name, "metrics", "report")
     setup_logging(args.verbose)
     quiet_libraries(args.verbose)
+    return train, expert_cfg, unless_given(paths, args, name, "metrics", "report"), args.resume
+
+
+@contextlib.contextmanager
+def stopped_note(paths: ExpertPaths, stage: str) -> Iterator[None]:
+    """Ctrl-C -> Interrupted, saying which checkpoint --resume would continue from (stages.cli.run prints it)."""
     try:
-        hub_local_only(expert_cfg.model, f"{name}.model")   # a missing hub model fails here, at once
-        metrics = train_fn(paths, train, expert_cfg, resume=args.resume)
-    except KeyboardInterrupt:   # stages.cli.run prints it, with what was kept
-        raise Interrupted(resume_note(paths.run_dir(f"train_{name}") / "checkpoints")) from None
-    if metrics is not None:
-        print_summary(metrics, f"{name} expert")
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(resume_note(paths.run_dir(stage) / "checkpoints")) from None
 
 
 def resume_note(checkpoints: Path) -> str:
+    from stages.training.trainer import last_checkpoint
+
     found = last_checkpoint(checkpoints)
     return f"; checkpoint kept for --resume: {found}" if found else f"; no checkpoint yet in {checkpoints}"
 
 
-def seed_everything(seed: int) -> None:
-    """Seeds before any model is built (heads are initialised from the global RNG)."""
+def ready_torch(seed: int) -> None:
+    """torch's thread count pinned to the policy's, then the seeds: before any model is built (heads
+    are initialised from the global RNG)."""
+    import torch
     from transformers import enable_full_determinism, set_seed
 
+    pin_torch_threads()
     if torch.cuda.is_available():
         set_seed(seed)
     else:
@@ -84,4 +76,3 @@ def quiet_libraries(verbose: bool) -> None:
     logging.getLogger("dvclive").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
-

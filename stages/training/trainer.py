@@ -1,7 +1,8 @@
-"""Training: Hugging Face Trainer, one explicit DVCLiveCallback, val macro-F1 chooses the best epoch,
-weighted cross-entropy when `class_weighting`. Several `train.tasks` (or one non-binary field): one
-head per field on the shared backbone (stages/heads.py), a masked per-head loss, and the `primary`
-head's val macro-F1 picks the epoch. Final val/test metrics and predictions come from one
+"""Training: `train_expert` runs the Hugging Face Trainer with one explicit DVCLiveCallback, val
+macro-F1 chooses the best epoch, weighted cross-entropy when `class_weighting`. Several
+`train.tasks` (or one non-binary field): one head per field on the shared backbone
+(stages/heads.py), a masked per-head loss weighted by train.tasks, and the first field's val
+macro-F1 picks the epoch. Final val/test metrics and predictions come from one
 single-process pass over the complete splits on rank 0 with the best model, which then also scores
 the evaluation-only diagnostic split when there is one (stages/diagnostic.py; never trained on).
 """
@@ -24,18 +25,12 @@ from stages.common import OUTPUT_MARKER, check_owned, output_errors
 from stages.console import Progress
 from stages.training import outputs
 from stages.training.config import Expert, ExpertPaths, TrainConfig
-from stages.training.data import ModelCollator, ShardStream, SplitInfo
-from stages.training.metrics import HeadEpochMetrics, epoch_metrics, rounded
+from stages.training.data import ExpertData, ModelCollator, ShardStream, SplitInfo, class_weights
+from stages.training.metrics import HeadEpochMetrics, epoch_metrics
 
 log = logging.getLogger(__name__)
 
 TIMING_SUFFIXES = ("runtime", "_per_second")   # Trainer log keys that measure wall-clock time
-
-
-def class_weights(counts: tuple[int, int]) -> list[float]:
-    """Inverse class frequency, N / (2 * n_c); a class absent from train gets 1 (it never occurs)."""
-    total = sum(counts)
-    return [rounded(total / (2 * n)) if n else 1.0 for n in counts]
 
 
 class ExpertTrainer(Trainer):
@@ -148,34 +143,35 @@ def last_checkpoint(output_dir: Path) -> str | None:
     return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
 
 
-def run_expert(expert: Expert, splits: dict[str, SplitInfo], paths: ExpertPaths, cfg: TrainConfig,
-               resume: bool = False, diagnostic_split: SplitInfo | None = None,
-               diagnostic_skipped: str | None = None) -> dict[str, Any] | None:
-    """Train, pick the best epoch on val macro-F1, then (main process) write model, metrics,
-    predictions and live dir atomically. Returns the metrics on the main process, else None."""
+def train_expert(expert: Expert, data: ExpertData, paths: ExpertPaths, train: TrainConfig,
+                 resume: bool = False) -> dict[str, Any] | None:
+    """Train, pick the best epoch on val macro-F1 (of the first of train.tasks), then (main process)
+    write model, metrics, predictions and live dir atomically. Returns the metrics on the main
+    process, else None."""
     from dvclive import Live
 
+    tasks, splits = train.tasks, data.splits
     run_dir = paths.run_dir(expert.stage)
     live_work = run_dir / "live"
-    args = training_arguments(cfg, expert, run_dir / "checkpoints")   # also sets up torch.distributed
+    args = training_arguments(train, expert, run_dir / "checkpoints")   # also sets up torch.distributed
     main = args.process_index == 0
     resume_from = fresh_scratch(run_dir, expert.stage, args, resume)
-    layout = cfg.heads_layout()
-    weights = train_class_weights(splits["train"], layout) if cfg.class_weighting else None
-    if layout and resume_from is None:
-        heads.init_label_priors(expert.model, layout, splits["train"].head_counts, weights)
+    weights = train_class_weights(splits["train"], tasks.layout) if train.class_weighting else None
+    if tasks.layout:
+        setattr(expert.model.config, heads.CONFIG_KEY, tasks.layout.to_config())   # saved in config.json
+        if resume_from is None:
+            heads.init_label_priors(expert.model, tasks.layout, splits["train"].head_counts, weights)
     with contextlib.ExitStack() as stack:
         live = stack.enter_context(Live(str(live_work), dvcyaml=False, save_dvc_exp=False,
                                         resume=resume_from is not None)) if main else None
-        trainer = expert_trainer(expert, splits, paths, cfg, args, live, weights)
+        trainer = expert_trainer(expert, splits, paths, train, args, live, weights)
         trainer.train(resume_from_checkpoint=resume_from)
         if main:
-            preds, report = outputs.final_pass(trainer.model, expert, splits, (diagnostic_split, diagnostic_skipped),
-                                               paths, cfg, live)
+            preds, report = outputs.final_pass(trainer.model, expert, data, paths, train, live)
     metrics = None
     if main:
-        metrics = outputs.metrics_record(expert, cfg, splits, weights, epoch_summary(trainer.state), preds, report)
-        outputs.write_outputs(expert, metrics, outputs.prediction_rows(preds, layout), live_work, paths)
+        metrics = outputs.metrics_record(expert, train, splits, weights, epoch_summary(trainer.state), preds, report)
+        outputs.write_outputs(expert, metrics, outputs.prediction_rows(preds, tasks.layout), live_work, paths)
     trainer.accelerator.wait_for_everyone()
     if main:
         shutil.rmtree(run_dir, ignore_errors=True)   # done: checkpoints are no longer needed
@@ -202,19 +198,18 @@ def fresh_scratch(run_dir: Path, stage: str, args: TrainingArguments, resume: bo
 def expert_trainer(expert: Expert, splits: dict[str, SplitInfo], paths: ExpertPaths, cfg: TrainConfig,
                    args: TrainingArguments, live, weights) -> ExpertTrainer:
     """The Trainer over the train and val streams; progress and DVCLive callbacks on the main process."""
-    task, bs = cfg.target(), cfg.batch_size
-    layout = task if cfg.multi_head else None
-    train_stream = ShardStream(splits["train"], task, expert.fields_wanted, expert.decode_train, bs,
+    tasks, layout, bs = cfg.tasks, cfg.tasks.layout, cfg.batch_size
+    train_stream = ShardStream(splits["train"], tasks, expert.fields_wanted, expert.decode_train, bs,
                                shuffle_seed=cfg.seed, bucket_by_length=expert.bucket_by_length,
                                trace_dir=paths.trace_ids)
-    val_stream = ShardStream(splits["val"], task, expert.fields_wanted, expert.decode_eval, bs)
+    val_stream = ShardStream(splits["val"], tasks, expert.fields_wanted, expert.decode_eval, bs)
     main = args.process_index == 0
     callbacks = [ReproducibleDVCLive(live=live), ProgressCallback(bs * args.world_size)] if main else []
     trainer = ExpertTrainer(model=expert.model, args=args, train_dataset=train_stream,
                             eval_dataset=val_stream, data_collator=ModelCollator(expert.collate),
-                            compute_metrics=HeadEpochMetrics(layout, cfg.primary) if layout else epoch_metrics,
+                            compute_metrics=HeadEpochMetrics(layout, tasks.primary) if layout else epoch_metrics,
                             callbacks=callbacks, class_weights=None if layout else weights,
-                            head_loss=heads.MultiHeadLoss(layout, weights, dict(cfg.head_weights)) if layout else None)
+                            head_loss=heads.MultiHeadLoss(layout, weights, tasks.head_weights) if layout else None)
     trainer.remove_callback(PrinterCallback)   # ProgressCallback reports instead
     return trainer
 
