@@ -5,11 +5,12 @@ read by several dataclasses, e.g. `split` = SplitConfig + SplitPaths). Every fie
 group and a command-line flag (`image_size` -> `--image-size`):
   - the default lives only in the dataclass; a field without one (an output path) must be set in
     params.yaml or on the command line;
-  - its help text is the field's trailing comment (or metadata["help"]);
-  - metadata may add `min`, `max` (inclusive), `above`, `below` (exclusive), `choices`; `group`/`key`
-    to read another group's key (pack's `manifest` is `ingest.manifest`); `key` alone to rename
-    (ImageSpec.size is `pack.image_size`); `cli_only` for a flag that is no params key; `flag` to name
-    the flag (False: none);
+  - its help text sits beside it: `config.knob(default, "help", **limits)` (metadata["help"]; a trailing
+    comment still works for the dataclasses not yet converted);
+  - metadata may add `min`, `max` (inclusive), `above`, `below` (exclusive), `choices`; `cli_only`
+    for a flag that is no params key (an input another stage writes: dvc.yaml's `cmd` passes it from
+    that stage's group, so no stage reads another stage's group); `group` to read a group shared by
+    several stages (SHARED_GROUPS, never another stage's own); `flag` to name the flag (False: none);
   - a field whose type is a dataclass is flattened: its fields are keys of the same group.
 Values are converted to the field's type (YAML and `dvc exp run -S` may give "5e-5" as a string;
 a flag's text is read as YAML); an unknown key, a wrong type, a number that is not finite (NaN,
@@ -38,6 +39,7 @@ from stages.common import load_params
 
 DEFAULT_PARAMS = "params.yaml"
 MAX_IMAGE_SIZE = 4096   # ceiling of pack.image_size and vision.image_size: 16 images of 4096² RGB are 3 GB as floats
+SHARED_GROUPS = ("releases",)   # params groups several stages read (split and pack): facts about the releases
 
 
 class ConfigError(errors.ConfigError):
@@ -55,7 +57,7 @@ class Key:
     """One configurable leaf: `group.key`, the field it fills and its flag."""
     part: int                      # index of its Part
     path: tuple[str, ...]          # field names from the Part's dataclass down (nested dataclasses)
-    group: str                     # where the value is read (may be another stage's group)
+    group: str                     # where the value is read: its Part's group or a SHARED_GROUPS one
     key: str
     type: Any
     default: Any                   # dataclasses.MISSING when none
@@ -118,7 +120,7 @@ def _keys(cls: type, part: int, group: str, prefix: tuple[str, ...]) -> Iterator
             yield from _keys(hints[f.name], part, group, prefix + (f.name,))
             continue
         meta = dict(f.metadata)
-        yield Key(part=part, path=prefix + (f.name,), group=meta.get("group", group), key=meta.get("key", f.name),
+        yield Key(part=part, path=prefix + (f.name,), group=meta.get("group", group), key=f.name,
                   type=hints[f.name], default=field_default(f), help=meta.get("help", comments.get(f.name, "")),
                   meta=meta)
 
@@ -238,16 +240,23 @@ def build(parts: Sequence[Part], params: dict[str, Any], overrides: dict[str, An
         elif key.default is not dataclasses.MISSING:
             raw = key.default
         else:
-            hint = f" or give {flags[key.name]}" if key.name in flags else ""
-            raise ConfigError(f"{key.name} is not set: set it in params.yaml{hint}")
+            raise ConfigError(missing(key, flags))
         value = convert(raw, key.type, key.name)
         check(value, key)
         _nest(values[key.part], key.path, value)
     return [_instantiate(part.cls, v, part.group) for part, v in zip(parts, values)]
 
 
+def missing(key: Key, flags: dict[str, str]) -> str:
+    """The one line for a value nobody gave: an input another stage writes comes only as a flag."""
+    flag = flags.get(key.name)
+    if key.meta.get("cli_only"):
+        return f"{flag or key.key} is not given: {key.help or key.key} (dvc.yaml's cmd passes it)"
+    return f"{key.name} is not set: set it in params.yaml" + (f" or give {flag}" if flag else "")
+
+
 def check_unknown(parts: Sequence[Part], keys: list[Key], params: dict[str, Any]) -> None:
-    for group in dict.fromkeys(part.group for part in parts):
+    for group in dict.fromkeys([part.group for part in parts] + [key.group for key in keys]):
         values = params.get(group)
         if values is None:
             continue
@@ -300,7 +309,7 @@ def shown_default(key: Key, params: dict[str, Any], params_file: str) -> str:
         shown = _plain(group[key.key])
         return f"{shown} from {params_file}" if len(shown) <= 80 else f"the value in {params_file}"
     if key.default is dataclasses.MISSING:
-        return f"none: set {key.name} in {params_file}"
+        return "none: required" if key.meta.get("cli_only") else f"none: set {key.name} in {params_file}"
     return f"{_plain(key.default)}"
 
 
@@ -401,6 +410,6 @@ def check_fields(obj: Any, group: str) -> None:
     for f in dataclasses.fields(obj):
         meta = f.metadata
         if {"choices", *BOUNDS} & set(meta):
-            key = Key(part=0, path=(f.name,), group=meta.get("group", group), key=meta.get("key", f.name),
+            key = Key(part=0, path=(f.name,), group=meta.get("group", group), key=f.name,
                       type=f.type, default=None, help="", meta=dict(meta))
             check(getattr(obj, f.name), key)

@@ -184,7 +184,8 @@ def torchrun_text(shards_dir: Path, params: Path, out: Path, trace: Path) -> sub
            "-m", "stages.train_text", "--shards", str(shards_dir), "--out-model", str(out / "text_expert"),
            "--metrics", str(out / "text.json"), "--live-dir", str(out / "live"),
            "--predictions", str(out / "text.jsonl"), "--scratch", str(out / "scratch"),
-           "--report", str(out / "report.json"), "--params", str(params), "--trace-ids", str(trace)]
+           "--report", str(out / "report.json"), "--params", str(params), "--trace-ids", str(trace),
+           "--label-taxonomy", str(REPO / "Step_3/label_taxonomy.json")]   # as dvc.yaml's cmd gives it
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

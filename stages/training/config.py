@@ -31,8 +31,8 @@ class TrainConfig:
     primary: str | None = None  # its val macro-F1 picks the epoch; null: abuse_hate if learned, else the first
     head_weights: dict[str, float] = field(default_factory=dict)  # field -> loss weight (default 1)
     target_group_level: str = "name"  # target_group head over the taxonomy's names | category
-    label_taxonomy: str = field(  # head layouts of the fields (multi-head only)
-        default="Step_3/label_taxonomy.json", metadata={"group": "split"})
+    label_taxonomy: str | None = field(  # head layouts of the fields (multi-head only; dvc.yaml's cmd passes it)
+        default=None, metadata={"cli_only": True})
     epochs: int = field(default=4, metadata={"min": 1})  # passes over the train split
     batch_size: int = field(default=16, metadata={"min": 1})  # per process
     learning_rate: float = field(  # an expert's own learning_rate, when set, wins; in (0, 1]
@@ -80,6 +80,8 @@ class TrainConfig:
         return len(self.tasks) > 1 or self.tasks[0] not in TASKS
 
     def layout(self) -> heads.HeadLayout:
+        if self.label_taxonomy is None:
+            raise TrainingInputError("--label-taxonomy is not given: a multi-head expert reads its heads from it")
         try:
             return heads.head_layout(self.tasks, self.label_taxonomy, self.target_group_level)
         except (OSError, ValueError) as err:
@@ -97,8 +99,8 @@ class TrainConfig:
 @dataclass(frozen=True)
 class ExpertPaths:
     """Where an expert stage reads and writes: keys of its own params group (`text` / `vision`)."""
-    shards: Path = field(  # packed shards (train/ val/ test/)
-        metadata={"group": "pack", "key": "output_dir", "flag": "shards"})
+    shards: Path = field(  # packed shards (train/ val/ test/): pack's output_dir, dvc.yaml's cmd passes it
+        metadata={"cli_only": True})
     out_model: Path       # the saved expert (save_pretrained)
     metrics: Path         # headline metrics JSON (the DVC metric: epochs, val/test scores)
     live_dir: Path        # DVCLive dir (curves for `dvc plots`)
