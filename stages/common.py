@@ -55,9 +55,10 @@ def load_params(group: str | None = None, path: str | Path = "params.yaml") -> d
 INTERPOLATION = re.compile(r"\$\{\s*([\w.-]+)\s*\}")   # DVC's `${group.key}` in dvc.yaml
 
 
-def dvc_yaml(root: Path = REPO_ROOT, params_file: Path | None = None) -> dict[str, Any]:
+def dvc_yaml(root: Path | None = None, params_file: Path | None = None) -> dict[str, Any]:
     """`root`'s dvc.yaml with each `${group.key}` replaced by its value in `params_file` (default: root's
     params.yaml), as DVC resolves it (tests/test_dvc_yaml.py checks that the two agree); {} without dvc.yaml."""
+    root = root or REPO_ROOT
     try:
         with open(root / "dvc.yaml", encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
@@ -68,7 +69,7 @@ def dvc_yaml(root: Path = REPO_ROOT, params_file: Path | None = None) -> dict[st
     return _interpolated(data, params)
 
 
-def stage_command(name: str, params_file: Path, root: Path = REPO_ROOT) -> list[str]:
+def stage_command(name: str, params_file: Path, root: Path | None = None) -> list[str]:
     """Stage `name`'s command as dvc.yaml gives it, its paths taken from `params_file`, plus `--params
     params_file`: a stage run by hand on another params file (benchmarks, tests) with the pipeline's flags."""
     return [sys.executable, *shlex.split(dvc_yaml(root, params_file)["stages"][name]["cmd"])[1:],

@@ -223,7 +223,8 @@ def test_cli_user_errors_exit_with_one_clear_message(shards, tmp_path):
     # checked against the taxonomy (an input) when training starts, hence InputError, not ConfigError
     with pytest.raises(InputError, match=r"^train.tasks: 'hate' is neither a unified field "
                                          r"\(abuse_hate, offensive, target_group, target_type\) nor an aux label"):
-        main(["--params", str(params), "--shards", str(shards[0])])
+        main(["--params", str(params), "--shards", str(shards[0]), "--label-taxonomy",
+              str(REPO / "Step_3/label_taxonomy.json")])
     params.write_text("train: {}\ntext:\n  max_len: 64\n")
     with pytest.raises(ConfigError, match=r"^params group 'text': unknown key max_len$"):
         main(["--params", str(params), "--shards", str(shards[0])])
