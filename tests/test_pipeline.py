@@ -248,7 +248,8 @@ def assert_pilot_fusion(repo: Path) -> None:
             for row in lines))
     run([sys.executable, "-m", "stages.fuse", "--text-predictions", "flipped/text.jsonl", "--vision-predictions",
          "flipped/vision.jsonl", "--fuse-predictions", "flipped/fusion.jsonl", "--metrics", "flipped/metrics.json",
-         "--fuse-report", "flipped/report.json"], repo)
+         "--fuse-report", "flipped/report.json", "--text-report", "Step_4/reports/text.json", "--vision-report",
+         "Step_4/reports/vision.json"], repo)   # the reports name the field; dvc.yaml's cmd passes them too
     flipped_report = json.loads((flipped / "report.json").read_text())
     shutil.rmtree(flipped)
     assert flipped_report["model"] == report["model"]
