@@ -156,8 +156,9 @@ def floor_run(files: list[Path], draft: bool, spec: ImageSpec = ImageSpec()) -> 
     for path in files:
         with Image.open(path) as im:
             if draft:
-                im.draft("RGB", (spec.size, spec.size))
-            im = ImageOps.exif_transpose(im).convert("RGB").resize((spec.size, spec.size), Image.Resampling.BICUBIC)
+                im.draft("RGB", (spec.image_size, spec.image_size))
+            side = spec.image_size
+            im = ImageOps.exif_transpose(im).convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
             im.save(io.BytesIO(), "JPEG", quality=spec.jpeg_quality)
 
 

@@ -25,7 +25,7 @@ the tables give the mean (and the seeds' spread); --resume adds seeds or experts
 A dataset's folder is `<data>/<name>_official` when present (memotion1_official: the official
 labels.csv), else `<data>/<name>`. Only text files are copied, except a release whose images
 are used (IN_PLACE: Memotion 1's memotion_dataset_7k/ with labels.csv + images/), which ingest
-and pack read where it is (its folder is added to pack.image_dirs; no copy, no symlink); other
+and pack read where it is (its folder is added to releases.image_dirs; no copy, no symlink); other
 examples are packed text-only. Files that must not reach a run are left out: Hateful Memes dev_unseen (400 of its
 memes are dev_seen's), test_seen/test_unseen (gold not public), Memotion 1's unlabeled
 2000_testdata.csv. Splits: a release's labelled official test file is the test split (OLID test,
@@ -62,6 +62,7 @@ import yaml  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from benchmarks import real_data_tables as scores  # noqa: E402
+from stages.common import stage_command  # noqa: E402
 from stages.releases import DATASETS  # noqa: E402
 from stages.taxonomy import Taxonomy  # noqa: E402
 
@@ -120,10 +121,10 @@ def data_params(repo_params: dict, work: Path, datasets: list[str], limit: int |
     params["ingest"].update(datasets={name: in_place.get(name, f"release/{name}") for name in datasets},
                             step2_manifest=None, step2_ocr=None)
     params["split"]["label_taxonomy"] = "label_taxonomy.json"
-    params["split"]["official"].update({k: v for k, v in SPLIT_MAPPING.items() if k in datasets})
+    params["releases"]["official"].update({k: v for k, v in SPLIT_MAPPING.items() if k in datasets})
+    params["releases"]["image_dirs"] = [str(work / "release"), *in_place.values()]
     params["split"]["diagnostic_datasets"] = [name for name in DIAGNOSTIC if name in datasets]
-    params["pack"].update(require_images=False, examples_limit=limit,
-                          image_dirs=[str(work / "release"), *in_place.values()])
+    params["pack"].update(require_images=False, examples_limit=limit)
     return params
 
 
@@ -180,7 +181,7 @@ def run_stages(work: Path, names: list[str], console: Console, params_file: str 
     seconds = {}
     for name in names:
         console.rule(f"[bold]{name} ({params_file})")
-        command = [sys.executable, "-m", f"stages.{name}", "--params", params_file]
+        command = stage_command(name, work / params_file)   # with dvc.yaml's flags (the inputs' paths)
         start = time.perf_counter()
         done = subprocess.run(command, cwd=work, env=env)
         seconds[name] = round(time.perf_counter() - start, 1)

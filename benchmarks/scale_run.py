@@ -5,7 +5,7 @@
 
 WORK_DIR must lie outside the repo (the stages then store absolute image paths, as for real data
 kept elsewhere). For every size (examples per dataset; every dataset of stages/releases) the stages run as
-`python -m stages.<name> --params WORK_DIR/n<size>/params.yaml ...` with every path explicit, and
+`python -m stages.<name> ... --params WORK_DIR/n<size>/params.yaml` (dvc.yaml's command, every path explicit), and
 each stage run records:
   wall time and examples/s (pilot: examples written; ingest/split: manifest records; pack: records
     processed),
@@ -40,6 +40,7 @@ if __name__ == "__main__":   # an entry point: the CPU thread policy before nump
 import psutil  # noqa: E402
 import yaml  # noqa: E402
 
+from stages.common import stage_command  # noqa: E402
 from stages.releases import DATASETS  # noqa: E402  the pilot writes every one, ingest reads every one
 
 STAGES = ("pilot", "ingest", "split", "pack")
@@ -108,8 +109,8 @@ def write_params(folder: Path, size: int) -> Path:
                             manifest=str(folder / "Step_2/data_manifest.jsonl"), ocr=str(folder / "Step_2/ocr.jsonl"))
     params["split"].update(label_taxonomy=str(REPO_ROOT / "Step_3/label_taxonomy.json"),
                            splits=str(folder / "Step_3/splits.json"), report=str(folder / "Step_3/split_report.json"))
-    params["pack"].update(output_dir=str(folder / "Step_3/shards"), stats=str(folder / "Step_3/stats.json"),
-                          image_dirs=[str(pilot)])
+    params["pack"].update(output_dir=str(folder / "Step_3/shards"), stats=str(folder / "Step_3/stats.json"))
+    params["releases"]["image_dirs"] = [str(pilot)]
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     return path
@@ -125,13 +126,8 @@ def run_size(work_dir: Path, size: int, workers: int) -> dict:
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "logs").mkdir(parents=True)
     params = write_params(folder, size)
-    py = [sys.executable, "-m"]
-    commands = {
-        "pilot": py + ["stages.pilot", "--params", str(params)],
-        "ingest": py + ["stages.ingest", "--params", str(params)],
-        "split": py + ["stages.split", "--params", str(params), "--workers", str(workers)],
-        "pack": py + ["stages.pack", "--params", str(params), "--workers", str(workers)],
-    }
+    commands = {stage: stage_command(stage, params) for stage in ("pilot", "ingest")}   # dvc.yaml's flags
+    commands.update({stage: stage_command(stage, params) + ["--workers", str(workers)] for stage in ("split", "pack")})
     result = {}
     for stage in STAGES:
         print(f"  n={size}: {stage} ...", flush=True)
@@ -204,7 +200,7 @@ def split_workers(work_dir: Path, size: int) -> dict:
                                  str(workers)], folder, log)
         hashing = json.loads(log.read_text(encoding="utf-8").strip().splitlines()[-1])
         splits = folder / f"Step_3/splits_w{workers}.json"
-        stage = run_measured([sys.executable, "-m", "stages.split", "--params", str(params), "--workers", str(workers),
+        stage = run_measured([*stage_command("split", params), "--workers", str(workers),
                               "--splits", str(splits), "--report", str(folder / f"Step_3/report_w{workers}.json")],
                              folder, folder / "logs" / f"split_w{workers}.log")
         out[f"workers_{workers}"] = {"hash": {**hashing, "peak_tree_rss_mb": measured["peak_tree_rss_mb"],

@@ -17,6 +17,8 @@ from stages.records import SPLITS
 
 POOL_KINDS = ("carve", "create")
 TOLERANCE_LIMITS = {"min": 0.0, "max": 1.0}   # split.balance_tolerance: a difference of class shares
+# split.balance_tolerance and balance_min_examples when unset (pack's too, run by hand without the flags)
+DEFAULT_TOLERANCE, DEFAULT_MIN_EXAMPLES = 0.05, 20
 NOT_JUDGED = ("unlabeled", "label_error")  # strata outside the check
 
 
@@ -34,7 +36,7 @@ def stratum(labeled: bool | None, abuse_hate: int | None, offensive: int | None)
 
 
 def pool_target(dataset: str, orig_split: str | None, official: dict[str, dict[str, str]]) -> str | None:
-    """What `split.official` does with an original split (a null one is always `create`)."""
+    """What `releases.official` does with an original split (a null one is always `create`)."""
     return "create" if orig_split is None else official.get(dataset, {}).get(orig_split)
 
 

@@ -5,7 +5,10 @@ import contextlib
 import errno
 import json
 import os
+import re
+import shlex
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -47,6 +50,49 @@ def load_params(group: str | None = None, path: str | Path = "params.yaml") -> d
         finally:
             loader.dispose()
     return params if group is None else dict(params.get(group) or {})
+
+
+INTERPOLATION = re.compile(r"\$\{\s*([\w.-]+)\s*\}")   # DVC's `${group.key}` in dvc.yaml
+
+
+def dvc_yaml(root: Path | None = None, params_file: Path | None = None) -> dict[str, Any]:
+    """`root`'s dvc.yaml with each `${group.key}` replaced by its value in `params_file` (default: root's
+    params.yaml), as DVC resolves it (tests/test_dvc_yaml.py checks that the two agree); {} without dvc.yaml."""
+    root = root or REPO_ROOT
+    try:
+        with open(root / "dvc.yaml", encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        return {}
+    params_file = params_file or root / "params.yaml"
+    params = load_params(None, params_file) if Path(params_file).is_file() else {}
+    return _interpolated(data, params)
+
+
+def stage_command(name: str, params_file: Path, root: Path | None = None) -> list[str]:
+    """Stage `name`'s command as dvc.yaml gives it, its paths taken from `params_file`, plus `--params
+    params_file`: a stage run by hand on another params file (benchmarks, tests) with the pipeline's flags."""
+    return [sys.executable, *shlex.split(dvc_yaml(root, params_file)["stages"][name]["cmd"])[1:],
+            "--params", str(params_file)]
+
+
+def _interpolated(node: Any, params: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        return {_interpolated(k, params): _interpolated(v, params) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolated(item, params) for item in node]
+    if isinstance(node, str):
+        return INTERPOLATION.sub(lambda match: _param_text(params, match), node)
+    return node
+
+
+def _param_text(params: dict[str, Any], match: re.Match) -> str:
+    value: Any = params
+    for part in match.group(1).split("."):
+        if not isinstance(value, dict) or part not in value:
+            return match.group(0)   # left as written: DVC reports it
+        value = value[part]
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def resolve_workers(workers: int) -> int:
@@ -171,8 +217,7 @@ def _dvc_outs_of(stage: str, path: Path, entries: list[Path]) -> bool:
     """`path`, or every entry of it (but the .gitignore DVC writes beside outs), is an out of `stage` in
     the repo's dvc.yaml."""
     try:
-        with open(REPO_ROOT / "dvc.yaml", encoding="utf-8") as f:
-            declared = (yaml.safe_load(f) or {}).get("stages", {}).get(stage) or {}
+        declared = dvc_yaml().get("stages", {}).get(stage) or {}
     except (OSError, yaml.YAMLError, AttributeError):
         return False
     outs = [next(iter(out)) if isinstance(out, dict) else out

@@ -5,11 +5,11 @@ read by several dataclasses, e.g. `split` = SplitConfig + SplitPaths). Every fie
 group and a command-line flag (`image_size` -> `--image-size`):
   - the default lives only in the dataclass; a field without one (an output path) must be set in
     params.yaml or on the command line;
-  - its help text is the field's trailing comment (or metadata["help"]);
-  - metadata may add `min`, `max` (inclusive), `above`, `below` (exclusive), `choices`; `group`/`key`
-    to read another group's key (pack's `manifest` is `ingest.manifest`); `key` alone to rename
-    (ImageSpec.size is `pack.image_size`); `cli_only` for a flag that is no params key; `flag` to name
-    the flag (False: none);
+  - its help text sits beside it: `config.knob(default, "help", **limits)` (metadata["help"]);
+  - metadata may add `min`, `max` (inclusive), `above`, `below` (exclusive), `choices`; `cli_only`
+    for a flag that is no params key (an input another stage writes: dvc.yaml's `cmd` passes it from
+    that stage's group, so no stage reads another stage's group); `group` to read a group shared by
+    several stages (SHARED_GROUPS, never another stage's own); `flag` to name the flag (False: none);
   - a field whose type is a dataclass is flattened: its fields are keys of the same group.
 Values are converted to the field's type (YAML and `dvc exp run -S` may give "5e-5" as a string;
 a flag's text is read as YAML); an unknown key, a wrong type, a number that is not finite (NaN,
@@ -20,11 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import functools
-import inspect
-import io
 import math
-import tokenize
 import types
 import typing
 from dataclasses import dataclass
@@ -38,6 +34,7 @@ from stages.common import load_params
 
 DEFAULT_PARAMS = "params.yaml"
 MAX_IMAGE_SIZE = 4096   # ceiling of pack.image_size and vision.image_size: 16 images of 4096² RGB are 3 GB as floats
+SHARED_GROUPS = ("releases",)   # params groups several stages read (split and pack): facts about the releases
 
 
 class ConfigError(errors.ConfigError):
@@ -55,7 +52,7 @@ class Key:
     """One configurable leaf: `group.key`, the field it fills and its flag."""
     part: int                      # index of its Part
     path: tuple[str, ...]          # field names from the Part's dataclass down (nested dataclasses)
-    group: str                     # where the value is read (may be another stage's group)
+    group: str                     # where the value is read: its Part's group or a SHARED_GROUPS one
     key: str
     type: Any
     default: Any                   # dataclasses.MISSING when none
@@ -68,26 +65,6 @@ class Key:
 
 
 # ---------------------------------------------------------------- describing a dataclass
-
-@functools.cache
-def field_comments(cls: type) -> dict[str, str]:
-    """The `# comment` on each field's line(s) in a dataclass's source."""
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return {}
-    comments: dict[str, str] = {}
-    current = None   # the field whose statement the tokens belong to
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type == tokenize.NAME and token.start[1] == 4 and token.string in cls.__dataclass_fields__ \
-                and token.line[4:].split(":")[0].strip() == token.string:
-            current = token.string
-        elif token.type == tokenize.COMMENT and current and current not in comments:
-            comments[current] = token.string.lstrip("#").strip()
-        elif token.type == tokenize.NEWLINE:
-            current = None
-    return comments
-
 
 def knob(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING,
          **meta: Any) -> Any:
@@ -112,14 +89,13 @@ def keys_of(parts: Sequence[Part]) -> list[Key]:
 
 def _keys(cls: type, part: int, group: str, prefix: tuple[str, ...]) -> Iterator[Key]:
     hints = typing.get_type_hints(cls)
-    comments = field_comments(cls)
     for f in dataclasses.fields(cls):
         if dataclasses.is_dataclass(hints[f.name]):
             yield from _keys(hints[f.name], part, group, prefix + (f.name,))
             continue
         meta = dict(f.metadata)
-        yield Key(part=part, path=prefix + (f.name,), group=meta.get("group", group), key=meta.get("key", f.name),
-                  type=hints[f.name], default=field_default(f), help=meta.get("help", comments.get(f.name, "")),
+        yield Key(part=part, path=prefix + (f.name,), group=meta.get("group", group), key=f.name,
+                  type=hints[f.name], default=field_default(f), help=meta.get("help", ""),
                   meta=meta)
 
 
@@ -238,16 +214,23 @@ def build(parts: Sequence[Part], params: dict[str, Any], overrides: dict[str, An
         elif key.default is not dataclasses.MISSING:
             raw = key.default
         else:
-            hint = f" or give {flags[key.name]}" if key.name in flags else ""
-            raise ConfigError(f"{key.name} is not set: set it in params.yaml{hint}")
+            raise ConfigError(missing(key, flags))
         value = convert(raw, key.type, key.name)
         check(value, key)
         _nest(values[key.part], key.path, value)
     return [_instantiate(part.cls, v, part.group) for part, v in zip(parts, values)]
 
 
+def missing(key: Key, flags: dict[str, str]) -> str:
+    """The one line for a value nobody gave: an input another stage writes comes only as a flag."""
+    flag = flags.get(key.name)
+    if key.meta.get("cli_only"):
+        return f"{flag or key.key} is not given: {key.help or key.key} (dvc.yaml's cmd passes it)"
+    return f"{key.name} is not set: set it in params.yaml" + (f" or give {flag}" if flag else "")
+
+
 def check_unknown(parts: Sequence[Part], keys: list[Key], params: dict[str, Any]) -> None:
-    for group in dict.fromkeys(part.group for part in parts):
+    for group in dict.fromkeys([part.group for part in parts] + [key.group for key in keys]):
         values = params.get(group)
         if values is None:
             continue
@@ -300,7 +283,7 @@ def shown_default(key: Key, params: dict[str, Any], params_file: str) -> str:
         shown = _plain(group[key.key])
         return f"{shown} from {params_file}" if len(shown) <= 80 else f"the value in {params_file}"
     if key.default is dataclasses.MISSING:
-        return f"none: set {key.name} in {params_file}"
+        return "none: required" if key.meta.get("cli_only") else f"none: set {key.name} in {params_file}"
     return f"{_plain(key.default)}"
 
 
@@ -401,6 +384,6 @@ def check_fields(obj: Any, group: str) -> None:
     for f in dataclasses.fields(obj):
         meta = f.metadata
         if {"choices", *BOUNDS} & set(meta):
-            key = Key(part=0, path=(f.name,), group=meta.get("group", group), key=meta.get("key", f.name),
+            key = Key(part=0, path=(f.name,), group=meta.get("group", group), key=f.name,
                       type=f.type, default=None, help="", meta=dict(meta))
             check(getattr(obj, f.name), key)

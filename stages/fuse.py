@@ -27,7 +27,8 @@ above chance.
 
 The functions up to `fuse` are pure (rows in, rows and plain data out); `main` reads and writes.
 
-    python -m stages.fuse [--text-predictions P] [--vision-predictions P] [--C 1.0] [--folds 5]
+    python -m stages.fuse --text-predictions P --vision-predictions P --text-report R --vision-report R
+        [--C 1.0] [--folds 5]
         [--fuse-predictions Step_4/predictions/fusion.jsonl] [--metrics Step_4/metrics/fusion.json]
         [--fuse-report Step_4/reports/fusion.json] [--params params.yaml] [--verbose]
 """
@@ -40,14 +41,14 @@ if __name__ == "__main__":   # an entry point: the CPU thread policy before nump
 import contextlib
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
 from stages.common import atomic_file, json_text, write_json
-from stages.config import Part, check_fields, parse
+from stages.config import Part, check_fields, knob, parse
 from stages.console import setup_logging, summary
 from stages.predictions import (FuseError, PredictionRow, binary_fields, expert_task, is_binary_prob,
                                 read_predictions)
@@ -88,11 +89,11 @@ class FusionModel:
 @dataclass(frozen=True)
 class FuseConfig:
     """The `fuse` params group: how the fusion is fitted."""
-    fields: tuple[str, ...] | None = None   # binary fields to fuse; null: every binary field both experts predict
-    C: float = field(default=1.0, metadata={"min": 1e-6})   # inverse L2 strength of the LR (sklearn's C)
-    folds: int = field(default=5, metadata={"min": 2})   # cross-fitting folds on val (fewer when a class is rarer)
-    class_weighting: bool = True   # balanced class weights, as the experts' training
-    seed: int = 0                  # fold assignment
+    fields: tuple[str, ...] | None = knob(None, "binary fields to fuse; null: every binary field both experts predict")
+    C: float = knob(1.0, "inverse L2 strength of the LR (sklearn's C)", min=1e-6)
+    folds: int = knob(5, "cross-fitting folds on val (fewer when a class is rarer)", min=2)
+    class_weighting: bool = knob(True, "balanced class weights, as the experts' training")
+    seed: int = knob(0, "fold assignment")
 
     def __post_init__(self):
         check_fields(self, "fuse")
@@ -100,18 +101,14 @@ class FuseConfig:
 
 @dataclass(frozen=True)
 class FusePaths:
-    """What fuse reads (the experts' outputs, named in their own groups) and writes (the `fuse` group)."""
-    text_predictions: Path = field(  # the text expert's predictions
-        metadata={"group": "text", "key": "predictions"})
-    vision_predictions: Path = field(  # the image expert's predictions
-        metadata={"group": "vision", "key": "predictions"})
-    text_report: Path = field(  # the text expert's full report: names a single-task expert's field
-        metadata={"group": "text", "key": "report"})
-    vision_report: Path = field(  # the image expert's full report
-        metadata={"group": "vision", "key": "report"})
-    predictions: Path     # fused predictions per example (Step 5's first input)
-    metrics: Path         # headline numbers (a DVC metric)
-    report: Path          # full detail: weights, every metric per split and dataset, counts
+    """What fuse reads (the experts' outputs: flags, dvc.yaml's cmd passes them) and writes (the `fuse` group)."""
+    text_predictions: Path = knob(help="the text expert's predictions", cli_only=True)
+    vision_predictions: Path = knob(help="the image expert's predictions", cli_only=True)
+    text_report: Path = knob(help="the text expert's full report: names a single-task expert's field", cli_only=True)
+    vision_report: Path = knob(help="the image expert's full report", cli_only=True)
+    predictions: Path = knob(help="fused predictions per example (Step 5's first input)", flag="fuse_predictions")
+    metrics: Path = knob(help="headline numbers (a DVC metric)")
+    report: Path = knob(help="full detail: weights, every metric per split and dataset, counts", flag="fuse_report")
 
 
 # ---------------------------------------------------------------- fitting

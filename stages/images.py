@@ -13,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from stages.config import MAX_IMAGE_SIZE, check_fields
+from stages.config import MAX_IMAGE_SIZE, check_fields, knob
 from stages.records import outside_roots
 
 RESIZE_MODES = ("squash", "pad")
@@ -41,14 +41,12 @@ class ImageError(Exception):
 @dataclass(frozen=True)
 class ImageSpec:
     """How pack prepares images; its fields are keys of the `pack` params group."""
-    size: int = field(  # side of the square output image (at most 4096)
-        default=384, metadata={"key": "image_size", "min": 1, "max": MAX_IMAGE_SIZE})
-    resize: str = field(default="squash", metadata={"choices": RESIZE_MODES})  # squash (SigLIP) | pad (letterbox)
-    format: str = field(  # jpg | png (lossless, slower and larger)
-        default="jpg", metadata={"key": "image_format", "choices": tuple(FORMATS)})
-    jpeg_quality: int = field(default=95, metadata={"min": 1, "max": 100})  # JPEG quality
-    max_pixels: int = field(  # decompression-bomb limit (width x height), checked before decoding
-        default=100_000_000, metadata={"key": "max_image_pixels", "min": 1})
+    image_size: int = knob(384, "side of the square output image (at most 4096)", min=1, max=MAX_IMAGE_SIZE)
+    resize: str = knob("squash", "squash (SigLIP) | pad (letterbox)", choices=RESIZE_MODES)
+    image_format: str = knob("jpg", "jpg | png (lossless, slower and larger)", choices=tuple(FORMATS))
+    jpeg_quality: int = knob(95, "JPEG quality", min=1, max=100)
+    max_image_pixels: int = knob(100_000_000, "decompression-bomb limit (width x height), checked before decoding",
+                                 min=1)
 
     def __post_init__(self):
         check_fields(self, "pack")
@@ -70,7 +68,7 @@ def load_image(path: Path, spec: ImageSpec, image_dirs: list[Path] | None = None
     """
     problem = image_dirs is not None and outside_roots(path, image_dirs)
     if problem:
-        raise ImageError("unsafe_path", f"{problem} (add its folder to pack.image_dirs if you trust it)")
+        raise ImageError("unsafe_path", f"{problem} (add its folder to releases.image_dirs if you trust it)")
     if not path.exists():
         raise ImageError("missing_image", "file does not exist")
     if not path.is_file():
@@ -86,7 +84,7 @@ def load_image(path: Path, spec: ImageSpec, image_dirs: list[Path] | None = None
 def _decode(f, spec: ImageSpec) -> tuple[Image.Image, str]:
     try:
         with warnings.catch_warnings():
-            # Pillow warns above its own limit; ours (spec.max_pixels) is checked just below.
+            # Pillow warns above its own limit; ours (spec.max_image_pixels) is checked just below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(f)  # reads the header only
     except Image.DecompressionBombError as e:
@@ -96,13 +94,13 @@ def _decode(f, spec: ImageSpec) -> tuple[Image.Image, str]:
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageError("undecodable_image", f"{type(e).__name__}: {e}") from None
     width, height = im.size
-    if width * height > spec.max_pixels:
-        raise ImageError("image_too_large", f"{width}x{height} = {width * height} pixels > {spec.max_pixels}")
+    if width * height > spec.max_image_pixels:
+        raise ImageError("image_too_large", f"{width}x{height} = {width * height} pixels > {spec.max_image_pixels}")
     if width == 0 or height == 0:
         raise ImageError("undecodable_image", f"empty image {width}x{height}")
     try:
         if im.format == "JPEG":
-            im.draft("RGB", (spec.size, spec.size))
+            im.draft("RGB", (spec.image_size, spec.image_size))
         im.load()  # first frame only for GIF/APNG/TIFF
         source_mode = im.mode
         ImageOps.exif_transpose(im, in_place=True)  # in place: no copy when there is nothing to turn
@@ -127,7 +125,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 
 def resize(im: Image.Image, spec: ImageSpec) -> Image.Image:
-    target = (spec.size, spec.size)
+    target = (spec.image_size, spec.image_size)
     if spec.resize == "pad":
         return ImageOps.pad(im, target, method=Image.Resampling.BICUBIC, color=PAD_COLOR)
     return im.resize(target, Image.Resampling.BICUBIC)
@@ -135,7 +133,7 @@ def resize(im: Image.Image, spec: ImageSpec) -> Image.Image:
 
 def encode(im: Image.Image, spec: ImageSpec) -> bytes:
     out = io.BytesIO()
-    if spec.format == "jpg":
+    if spec.image_format == "jpg":
         im.save(out, "JPEG", quality=spec.jpeg_quality)
     else:
         im.save(out, "PNG")

@@ -34,7 +34,7 @@ from rich.console import Console
 
 from stages import records
 from stages.common import REPO_ROOT, atomic_file, json_text
-from stages.config import ConfigError, Part, given, parse, unless_given
+from stages.config import ConfigError, Part, given, knob, parse, unless_given
 from stages.console import Progress, setup_logging, summary
 from stages.records import ContractError, ManifestRecord, OcrRecord
 from stages import releases
@@ -53,14 +53,15 @@ class IngestError(ConfigError):
 @dataclass(frozen=True)
 class IngestConfig:
     """The `ingest` params group."""
-    manifest: Path  # output Step 2 manifest
-    ocr: Path  # output Step 2 OCR file
-    report: Path | None = None  # output report: counts and every skipped row (file:line); null: beside the manifest
-    metrics: Path | None = None  # output headline counts (a DVC metric: a few numbers per dataset); null: none
-    datasets: dict[str, Path] = field(  # the releases: name -> folder (on the command line: --dataset NAME=DIR)
-        default_factory=dict, metadata={"flag": False})
-    step2_manifest: Path | None = None  # your own Step 2 manifest, validated and copied instead of the releases
-    step2_ocr: Path | None = None  # your own Step 2 OCR file (give both or neither)
+    manifest: Path = knob(help="output Step 2 manifest")
+    ocr: Path = knob(help="output Step 2 OCR file")
+    report: Path | None = knob(None, "output report: counts and every skipped row (file:line); null: beside the "
+                                       "manifest")
+    metrics: Path | None = knob(None, "output headline counts (a DVC metric: a few numbers per dataset); null: none")
+    datasets: dict[str, Path] = knob(factory=dict, help="the releases: name -> folder (on the command line: "
+                                     "--dataset NAME=DIR)", flag=False)
+    step2_manifest: Path | None = knob(None, "your own Step 2 manifest, validated and copied instead of the releases")
+    step2_ocr: Path | None = knob(None, "your own Step 2 OCR file (give both or neither)")
 
 
 @dataclass

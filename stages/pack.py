@@ -1,6 +1,7 @@
 """Stage `pack` (Step 3 §6-7): manifest + OCR + taxonomy + splits -> WebDataset shards + stats.
 
-    python -m stages.pack                      # defaults from params.yaml (ingest, split, pack)
+    python -m stages.pack --manifest Step_2/data_manifest.jsonl --ocr Step_2/ocr.jsonl \
+        --label-taxonomy Step_3/label_taxonomy.json --splits Step_3/splits.json   # the rest from params.yaml
     python Step_3/pack_examples.py --manifest Step_2/data_manifest.jsonl --ocr Step_2/ocr.jsonl \
         --output-dir Step_3/shards --label-taxonomy Step_3/label_taxonomy.json \
         --splits Step_3/splits.json --examples-limit 5000
@@ -27,13 +28,13 @@ import random
 import signal
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from stages import balance
 from stages.common import REPO_ROOT, atomic_dir, atomic_file, json_text, resolve_workers
-from stages.config import Part, check_fields, parse, unless_given
+from stages.config import Part, check_fields, knob, parse, unless_given
 from stages.console import Progress, setup_logging
 from stages.errors import GateError, InputError, Interrupted
 from stages.images import ImageError, ImageSpec, PreparedImage, prepare_image
@@ -60,37 +61,36 @@ class PackFailed(GateError):
 
 @dataclass(frozen=True)
 class PackConfig:
-    """The `pack` params group, plus the inputs other stages' groups name."""
-    manifest: Path = field(metadata={"group": "ingest"})  # Step 2 manifest (JSONL)
-    ocr: Path = field(metadata={"group": "ingest"})  # Step 2 OCR file (JSONL)
-    output_dir: Path  # shard dir (replaced as a whole on success, when absent, empty or pack's own)
-    stats: Path  # where to write the stats JSON (every count, failure and check)
-    label_taxonomy: Path = field(metadata={"group": "split"})  # the label taxonomy JSON
-    splits: Path = field(metadata={"group": "split"})  # splits.json ({id: train|val|test})
-    image: ImageSpec = field(default_factory=ImageSpec)
-    examples_per_shard: int = field(default=5000, metadata={"min": 1})  # examples per tar
-    ocr_min_conf: float = field(  # OCR lines below this confidence are dropped
-        default=0.5, metadata={"min": 0.0, "max": 1.0})
-    lang: str = "en"  # language tag for records without one
-    require_images: bool = True  # false: an example whose image file is missing is packed text-only
-    max_failure_rate: float = field(  # the stage fails (writing nothing) above this failure rate, in [0, 1)
-        default=0.005, metadata={"min": 0.0, "below": 1.0})
-    examples_limit: int | None = field(  # quick runs: pack only N manifest records, evenly spaced (null: all)
-        default=None, metadata={"min": 1})
-    seed: int = 0  # the seeded shuffle of the example order (every split's shards mix the datasets)
-    workers: int = field(default=0, metadata={"min": 0})  # image worker processes; 0 = all cores
-    balance_tolerance: float = field(  # per-class share difference the balance check allows
-        default=0.05, metadata={"group": "split", **balance.TOLERANCE_LIMITS})
-    image_root: Path = field(  # relative manifest image paths are relative to this
-        default=REPO_ROOT, metadata={"cli_only": True})
-    balance_min_examples: int = field(  # a created/carved pool part smaller than this is reported, not judged
-        default=20, metadata={"group": "split", "min": 0})
-    official: dict[str, dict[str, str]] = field(  # which val/test files are the releases' own, which parts created/carved
-        default_factory=dict, metadata={"group": "split"})
-    image_dirs: tuple[Path, ...] | None = None  # images are read only from under these, symlinks resolved (None: image_root)
-    max_text_chars: int | None = field(  # the OCR part and the caption are each cut to this many characters
-        default=2000, metadata={"min": 1})
-    metrics: Path | None = None  # the headline counts (the DVC metric); null: none
+    """The `pack` params group; the inputs other stages write come as flags (dvc.yaml's cmd)."""
+    manifest: Path = knob(help="the Step 2 manifest (JSONL)", cli_only=True)
+    ocr: Path = knob(help="the Step 2 OCR file (JSONL)", cli_only=True)
+    output_dir: Path = knob(help="shard dir (replaced as a whole on success, when absent, empty or pack's own)")
+    stats: Path = knob(help="where to write the stats JSON (every count, failure and check)")
+    label_taxonomy: Path = knob(help="the label taxonomy JSON", cli_only=True)
+    splits: Path = knob(help="splits.json ({id: train|val|test})", cli_only=True)
+    image: ImageSpec = knob(factory=ImageSpec, help="how images are prepared (its fields are `pack` keys)")
+    examples_per_shard: int = knob(5000, "examples per tar", min=1)
+    ocr_min_conf: float = knob(0.5, "OCR lines below this confidence are dropped", min=0.0, max=1.0)
+    lang: str = knob("en", "language tag for records without one")
+    require_images: bool = knob(True, "false: an example whose image file is missing is packed text-only")
+    max_failure_rate: float = knob(0.005, "the stage fails (writing nothing) above this failure rate, in [0, 1)",
+                                   min=0.0, below=1.0)
+    examples_limit: int | None = knob(None, "quick runs: pack only N manifest records, evenly spaced (null: all)",
+                                      min=1)
+    seed: int = knob(0, "the seeded shuffle of the example order (every split's shards mix the datasets)")
+    workers: int = knob(0, "image worker processes; 0 = all cores", min=0)
+    balance_tolerance: float = knob(balance.DEFAULT_TOLERANCE, "per-class share difference the balance check allows "
+                                    "(split.balance_tolerance)", cli_only=True, **balance.TOLERANCE_LIMITS)
+    image_root: Path = knob(REPO_ROOT, "relative manifest image paths are relative to this", cli_only=True)
+    balance_min_examples: int = knob(balance.DEFAULT_MIN_EXAMPLES, "a created/carved pool part smaller than this "
+                                     "is reported, not judged (split.balance_min_examples)", cli_only=True, min=0)
+    official: dict[str, dict[str, str]] = knob(
+        factory=dict, help="which val/test files are the releases' own, which parts created/carved", group="releases")
+    image_dirs: tuple[Path, ...] | None = knob(
+        None, "images are read only from under these, symlinks resolved (None: image_root)", group="releases")
+    max_text_chars: int | None = knob(2000, "the OCR part and the caption are each cut to this many characters",
+                                      min=1)
+    metrics: Path | None = knob(None, "the headline counts (the DVC metric); null: none")
 
     def __post_init__(self):
         check_fields(self, "pack")
@@ -297,7 +297,7 @@ def pack(config: PackConfig, advance: Callable[[], None] | None = None) -> dict[
                 if outcome.task.abort:
                     raise PackError(outcome.task.abort)
                 if outcome.packed:
-                    _write(writer, outcome, config.image.format)
+                    _write(writer, outcome, config.image.image_format)
                 stats.add(outcome)
                 if advance:
                     advance()

@@ -108,7 +108,7 @@ def resolve_image_path(image_path: str, root: Path) -> Path:
 
 
 def image_folders(image_dirs: Iterable[str | Path] | None, root: Path) -> list[Path]:
-    """`pack.image_dirs` resolved against the image root (None: the root itself): the folders split
+    """`releases.image_dirs` resolved against the image root (None: the root itself): the folders split
     and pack read images from."""
     return [resolve_image_path(str(d), root) for d in image_dirs or (root,)]
 
@@ -119,7 +119,7 @@ EVAL_SPLITS = ("val", "test")  # the splits scores are reported on
 
 
 def official_split(official: dict[str, dict[str, str]], dataset: str, orig_split: str | None) -> str | None:
-    """The split a release's own split file goes to as a whole (params `split.official`), or None
+    """The split a release's own split file goes to as a whole (params `releases.official`), or None
     when it is carved, created, or the record has no original split."""
     target = official.get(dataset, {}).get(orig_split) if orig_split is not None else None
     return target if target in SPLITS else None

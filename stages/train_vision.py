@@ -10,7 +10,7 @@ bicubic, mean/std 0.5 from its image processor). A timm model is wrapped in tran
 TimmWrapperForImageClassification, so both kinds train, save (safetensors + config.json with
 architecture, label names and data config) and reload through AutoModelForImageClassification.
 
-    python -m stages.train_vision [--shards Step_3/shards] [--out-model Step_4/models/vision_expert]
+    python -m stages.train_vision --shards Step_3/shards [--out-model Step_4/models/vision_expert]
         [--metrics Step_4/metrics/vision.json] [--live-dir Step_4/live/vision]
         [--predictions Step_4/predictions/vision.jsonl] [--params params.yaml] [--resume] [--verbose]
 """

@@ -5,17 +5,19 @@ key, a non-zero exit code and nothing written; `--help` documents every option w
 the training stages take command-line overrides like the others."""
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
 from stages import config, training
-from stages.common import REPO_ROOT
+from stages.common import REPO_ROOT, stage_command
 from stages.config import ConfigError, Part, build, parse
 from stages.pack import PackConfig
 from stages.train_text import TextConfig
@@ -27,6 +29,10 @@ OUTPUT_KEYS = {"pilot": ["out"], "ingest": ["manifest", "ocr"], "split": ["split
                "text": ["out_model", "metrics", "live_dir", "predictions", "scratch"],
                "vision": ["out_model", "metrics", "live_dir", "predictions", "scratch"],
                "fuse": ["predictions", "metrics", "report"]}
+
+# The inputs pack reads from other stages: flags (dvc.yaml's cmd), never params.yaml keys.
+PACK_INPUTS = {"pack.manifest": "m.jsonl", "pack.ocr": "o.jsonl", "pack.label_taxonomy": "t.json",
+               "pack.splits": "s.json"}
 
 MISSPELLED = [   # stage, group, misspelled key
     ("pilot", "pilot", "exmples_per_dataset"),
@@ -68,10 +74,12 @@ def params_into(folder: Path, group: str, key: str, value) -> Path:
     return path
 
 
-def run_stage(stage: str, params: Path, *args: str) -> subprocess.CompletedProcess:
+def run_stage(stage: str, params: Path, *args: str, flags: bool = True) -> subprocess.CompletedProcess:
+    """The stage as dvc.yaml runs it (its input flags from `params`), or by hand with `--params` alone."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", f"stages.{stage}", "--params", str(params), *args], cwd=REPO_ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
+    by_hand = [sys.executable, "-m", f"stages.{stage}", "--params", str(params)]
+    command = stage_command(stage, params) if flags else by_hand
+    return subprocess.run([*command, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 def assert_fails_with(result: subprocess.CompletedProcess, line: str, folder: Path) -> None:
@@ -102,7 +110,7 @@ def test_a_bad_flag_value_is_reported_like_a_bad_param(tmp_path):
 
 
 def test_a_missing_params_file_named_on_the_command_line_is_an_error(tmp_path):
-    result = run_stage("split", tmp_path / "nope.yaml")
+    result = run_stage("split", tmp_path / "nope.yaml", flags=False)
     assert result.returncode == ConfigError.exit_code
     assert result.stderr.splitlines() == [f"split: params file not found: {tmp_path / 'nope.yaml'}"]
 
@@ -173,21 +181,22 @@ def test_values_are_converted_to_the_field_types():
     params = repo_params()
     params["train"].update(learning_rate="5e-5", epochs="3")   # as `dvc exp run -S` / quoted YAML may give them
     params["text"]["learning_rate"] = None
-    train, text, paths = build(training.stage_parts("text", TextConfig), params)
+    train, text, paths = build(training.stage_parts("text", TextConfig), params, {"text.shards": "shards"})
     assert (train.learning_rate, train.epochs, text.learning_rate) == (5e-5, 3, None)
     assert isinstance(paths.metrics, Path)
-    (pack,) = build((Part("pack", PackConfig),), params, {"pack.examples_limit": None, "pack.image_size": 64})
-    assert pack.examples_limit is None and pack.image.size == 64 and pack.image.max_pixels == 100_000_000
+    (pack,) = build((Part("pack", PackConfig),), params,
+                    {"pack.examples_limit": None, "pack.image_size": 64, **PACK_INPUTS})
+    assert pack.examples_limit is None and pack.image.image_size == 64 and pack.image.max_image_pixels == 100_000_000
 
 
 def test_defaults_live_in_the_dataclass_and_output_paths_must_be_set():
     params = repo_params()
     del params["pack"]["jpeg_quality"]
-    (pack,) = build((Part("pack", PackConfig),), params)
+    (pack,) = build((Part("pack", PackConfig),), params, PACK_INPUTS)
     assert pack.image.jpeg_quality == 95
     del params["pack"]["output_dir"]
     with pytest.raises(ConfigError, match=r"^pack.output_dir is not set: set it in params.yaml or give --output-dir$"):
-        build((Part("pack", PackConfig),), params, flags={"pack.output_dir": "--output-dir"})
+        build((Part("pack", PackConfig),), params, PACK_INPUTS, flags={"pack.output_dir": "--output-dir"})
 
 
 def test_direct_construction_checks_the_same_limits():
@@ -205,9 +214,68 @@ def test_an_output_named_alone_on_the_command_line_keeps_its_companion_unwritten
     from stages.split import PARTS as SPLIT_PARTS
 
     def metrics_after(argv):
-        (_, paths), args = parse("split", "", SPLIT_PARTS, ["--params", str(REPO_ROOT / "params.yaml"), *argv])
+        argv = ["--params", str(REPO_ROOT / "params.yaml"), "--manifest", "m", "--ocr", "o", *argv]
+        (_, paths), args = parse("split", "", SPLIT_PARTS, argv)
         return unless_given(paths, args, "split", "report", "metrics").metrics
 
     assert metrics_after(["--report", "r.json"]) is None
     assert metrics_after(["--report", "r.json", "--metrics", "m.json"]) == Path("m.json")
     assert metrics_after([]) == Path("Step_3/metrics/split.json")
+
+
+# ---------------------------------------------------------------- one home per key, help beside each field
+
+def stage_parts() -> dict[str, list[Part]]:
+    from stages import fuse, ingest, pack, pilot, split
+    from stages.train_vision import VisionConfig
+    return {"pilot": [Part("pilot", pilot.PilotConfig)], "ingest": [Part("ingest", ingest.IngestConfig)],
+            "split": list(split.PARTS), "pack": list(pack.PARTS),
+            "train_text": list(training.stage_parts("text", TextConfig)),
+            "train_vision": list(training.stage_parts("vision", VisionConfig)),
+            "fuse": [Part("fuse", fuse.FuseConfig), Part("fuse", fuse.FusePaths)]}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_no_stage_reads_another_stages_group(stage):
+    """Keys come from the stage's own groups or a shared one (`releases`); what another stage writes
+    comes as a flag (dvc.yaml's cmd), so no config reads another stage's group."""
+    parts = stage_parts()[stage]
+    own = {part.group for part in parts}
+    assert [key.name for key in config.keys_of(parts) if key.group not in own | set(config.SHARED_GROUPS)] == []
+
+
+CONVERTED = ("pilot", "ingest", "split", "pack", "train_text", "train_vision", "fuse")   # every stage
+
+
+def config_fields(cls: type) -> list[dataclasses.Field]:
+    """Every field of a config dataclass, nested dataclasses (flattened into the group) included."""
+    hints = typing.get_type_hints(cls)
+    return [leaf for f in dataclasses.fields(cls)
+            for leaf in ([f, *config_fields(hints[f.name])] if dataclasses.is_dataclass(hints[f.name]) else [f])]
+
+
+@pytest.mark.parametrize("stage", CONVERTED)
+def test_every_config_field_has_its_help_text_beside_it(stage):
+    """config.knob(default, "help", **limits): the help is the field's metadata, not a trailing comment."""
+    fields = [f for part in stage_parts()[stage] for f in config_fields(part.cls)]
+    assert fields and [f.name for f in fields if len(f.metadata.get("help", "")) < 4] == []
+
+
+def test_an_input_another_stage_writes_is_a_flag_not_a_params_key(tmp_path):
+    """`python -m stages.pack` by hand without --manifest: one line naming the flag; the same path in
+    params.yaml's pack group would be its second home, so it is an unknown key."""
+    params = params_into(tmp_path, "pack", "workers", 1)
+    assert_fails_with(run_stage("pack", params, flags=False),
+                      "pack: --manifest is not given: the Step 2 manifest (JSONL) (dvc.yaml's cmd passes it)", tmp_path)
+    with_manifest = repo_params()
+    with_manifest["pack"]["manifest"] = "Step_2/data_manifest.jsonl"
+    with pytest.raises(ConfigError, match=r"^params group 'pack': unknown key manifest$"):
+        build((Part("pack", PackConfig),), with_manifest, PACK_INPUTS)
+
+
+@pytest.mark.parametrize(("stage", "flag"), [("split", "--manifest"), ("train_text", "--shards"),
+                                             ("train_vision", "--shards"), ("fuse", "--text-predictions")])
+def test_each_stage_run_by_hand_names_the_input_flag_it_needs(stage, flag, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    with pytest.raises(ConfigError, match=rf"^{flag} is not given: .*\(dvc.yaml's cmd passes it\)$"):
+        importlib.import_module(f"stages.{stage}").main([])

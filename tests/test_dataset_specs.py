@@ -53,17 +53,17 @@ def test_spec_agrees_with_its_module_and_params(name):
     recipe = pilot.RECIPES[name]
     assert set(recipe.split_slots) <= {*spec.splits, "none"}  # "none": in no original split
     assert sum(recipe.split_slots.values()) == 20  # a block of the pilot
-    params = {group: load_params(group, REPO_ROOT / "params.yaml") for group in ("ingest", "split")}
-    split_params = params["split"]
+    params = {group: load_params(group, REPO_ROOT / "params.yaml") for group in ("ingest", "split", "releases")}
+    official = params["releases"]["official"]
     assert name in params["ingest"]["datasets"]
-    if name in split_params["diagnostic_datasets"]:
-        assert name not in split_params["official"]
+    if name in params["split"]["diagnostic_datasets"]:
+        assert name not in official
     else:
-        assert set(spec.splits) <= set(split_params["official"][name])  # every original split is mapped
+        assert set(spec.splits) <= set(official[name])  # every original split is mapped
 
 
 def test_params_name_only_registered_datasets():
-    for group, key in (("ingest", "datasets"), ("split", "official")):
+    for group, key in (("ingest", "datasets"), ("releases", "official")):
         assert set(load_params(group, REPO_ROOT / "params.yaml")[key]) <= set(DATASETS), f"{group}.{key}"
 
 
@@ -151,7 +151,7 @@ def test_a_new_dataset_is_one_spec_plus_its_taxonomy_entry(toy_registered, tmp_p
     (work / "splits.json").write_text(json.dumps(result.splits), encoding="utf-8")
     pack(PackConfig(manifest=work / "m.jsonl", ocr=work / "o.jsonl", output_dir=work / "shards",
                     stats=work / "stats.json", label_taxonomy=toy_registered, splits=work / "splits.json",
-                    image=ImageSpec(size=32), official=official, workers=1, image_root=tmp_path))
+                    image=ImageSpec(image_size=32), official=official, workers=1, image_root=tmp_path))
     verdicts = {r.id: r.labels_raw["verdict"] for r in records if r.dataset == "toy"}
     packed = [ex.meta for split in ("train", "val", "test") for ex in iter_examples(work / "shards", split, False)
               if ex.meta["dataset"] == "toy"]

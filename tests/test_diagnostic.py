@@ -38,7 +38,8 @@ def packed(tmp_path_factory) -> Path:
     pilot = write_pilot(PilotConfig(out=root / "pilot", examples_per_dataset=60, datasets=DATASETS))
     manifest, ocr = root / "m.jsonl", root / "o.jsonl"
     ingest({name: pilot.out / name for name in DATASETS}, manifest, ocr, root=root)
-    config, _ = build(PARTS, load_params(None, REPO_ROOT / "params.yaml"), overrides={"split.workers": 1})
+    config, _ = build(PARTS, load_params(None, REPO_ROOT / "params.yaml"),
+                      overrides={"split.workers": 1, "split.manifest": manifest, "split.ocr": ocr})
     assert config.diagnostic_datasets == ("hatecheck",)   # the default params
     result = make_splits(list(read_manifest(manifest)), load_ocr_index(ocr), Taxonomy.load(TAXONOMY), config)
     write_json(root / "splits.json", result.splits)

@@ -1,4 +1,5 @@
-"""dvc.yaml declares exactly what each stage reads: its code (import closure) and params keys."""
+"""dvc.yaml declares exactly what each stage reads: its code (import closure) and params keys; every path
+in it comes from params.yaml (one home), and DVC resolves it to the files each stage writes."""
 from __future__ import annotations
 
 import ast
@@ -8,10 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.common import REPO_ROOT, load_params
+from stages.common import REPO_ROOT, dvc_yaml, load_params
 
-DVC_YAML = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
+WRITTEN = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())   # as written: paths are ${group.key}
+DVC_YAML = dvc_yaml()   # resolved against params.yaml
 STAGES = DVC_YAML["stages"]
+PARAMS = load_params(None, REPO_ROOT / "params.yaml")
 
 
 def module_file(module: str) -> Path | None:
@@ -108,3 +111,90 @@ def test_ingest_does_not_depend_on_the_pilot():
     assert pilot_code / "olid.py" in declared_code(STAGES["pilot"])
     assert not [path for path in declared_code(STAGES["ingest"]) if pilot_code in path.parents]
     assert not [path for path in stage_imports("stages.ingest") if pilot_code in path.parents]
+
+
+# ---------------------------------------------------------------- one home per path
+
+# The files each stage writes, as params.yaml keys (a folder key covers the files under it).
+WRITES = {"pilot": ["pilot.out"], "ingest": ["ingest.manifest", "ingest.ocr", "ingest.report", "ingest.metrics"],
+          "split": ["split.splits", "split.report", "split.metrics"],
+          "pack": ["pack.output_dir", "pack.stats", "pack.metrics"],
+          **{f"train_{e}": [f"{e}.{k}" for k in ("out_model", "predictions", "report", "metrics", "live_dir")]
+             for e in ("text", "vision")},
+          "fuse": ["fuse.predictions", "fuse.report", "fuse.metrics"]}
+RELEASES_FOLDER = "Datasets"   # where releases go (`dvc add Datasets/<name>`): a convention, no stage's output
+
+
+def entry_path(entry: str | dict) -> str:
+    return next(iter(entry)) if isinstance(entry, dict) else entry
+
+
+def param(key: str):
+    node = PARAMS
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+@pytest.fixture(scope="module")
+def dvc_resolved() -> dict:
+    """dvc.yaml as DVC itself resolves it (its `${...}` from params.yaml)."""
+    from dvc.dvcfile import load_file
+    from dvc.repo import Repo
+
+    with Repo(str(REPO_ROOT)) as repo:
+        dvcfile = load_file(repo, "dvc.yaml")
+        return {"stages": dvcfile.resolver.resolve()["stages"], "plots": dvcfile.plots}
+
+
+@pytest.mark.parametrize("name", sorted(WRITTEN["stages"]))
+def test_no_data_path_is_written_literally(name):
+    """A data path in dvc.yaml is a `${group.key}` of params.yaml, never a copy that could drift."""
+    stage = WRITTEN["stages"][name]
+    literal = [path for kind in ("deps", "outs", "metrics") for path in map(entry_path, stage.get(kind, []))
+               if not path.startswith("stages/") and "${" not in path and path != RELEASES_FOLDER]
+    assert literal == []
+    assert not re.search(r"\b(Step_\d|data)/", stage["cmd"]), stage["cmd"]
+
+
+def test_no_plot_path_is_written_literally():
+    for entry in WRITTEN["plots"]:
+        (plot_id, props), = entry.items()
+        files = list(props["y"]) if isinstance(props.get("y"), dict) else [plot_id]
+        assert all(file.startswith("${") for file in files), files
+
+
+@pytest.mark.parametrize("name", sorted(WRITES))
+def test_dvc_resolves_each_stage_to_the_files_it_writes(name, dvc_resolved):
+    stage = dvc_resolved["stages"][name]
+    declared = [entry_path(e) for kind in ("outs", "metrics") for e in stage.get(kind, [])]
+    written = [param(key) for key in WRITES[name]]
+    assert all(any(inside(path, folder) for folder in written) for path in declared), (declared, written)
+    assert all(any(inside(path, folder) for path in declared) for folder in written), (declared, written)
+
+
+@pytest.mark.parametrize("name", sorted(WRITES))
+def test_every_file_a_stage_gets_on_its_command_line_is_a_dep(name, dvc_resolved):
+    stage = dvc_resolved["stages"][name]
+    words = stage["cmd"].split()
+    given = [value for flag, value in zip(words, words[1:]) if flag.startswith("--") and "/" in value]
+    assert set(given) <= set(map(entry_path, stage["deps"])), given
+
+
+def test_the_stages_read_dvc_yaml_as_dvc_does(dvc_resolved):
+    """stages.common.dvc_yaml (check_owned, benchmarks, tests) resolves `${...}` exactly as DVC."""
+    for name, stage in dvc_resolved["stages"].items():
+        ours = STAGES[name]
+        assert {kind: ours.get(kind) for kind in stage} == stage, name
+    assert DVC_YAML["plots"] == dvc_resolved["plots"]
+
+
+def test_the_two_expert_stages_are_one_definition_but_for_their_name():
+    """train_text and train_vision stay two named stages (module, output markers, `dvc repro train_vision`),
+    so they must not drift apart: the same block with `text` for `vision`."""
+    text = repr(WRITTEN["stages"]["train_text"]).replace("train_text", "train_vision").replace("${text.", "${vision.")
+    assert text.replace("'text'", "'vision'") == repr(WRITTEN["stages"]["train_vision"])

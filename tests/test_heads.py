@@ -41,7 +41,7 @@ def test_params_yaml_default_stays_the_single_task_abuse_hate_expert():
     cfg = train_config(yaml.safe_load((REPO / "params.yaml").read_text()))
     assert (cfg.tasks.head_weights, cfg.tasks.primary, cfg.tasks.single, cfg.tasks.layout) == (
         {"abuse_hate": 1.0}, "abuse_hate", "abuse_hate", None)
-    assert cfg.label_taxonomy == yaml.safe_load((REPO / "params.yaml").read_text())["split"]["label_taxonomy"]
+    assert cfg.label_taxonomy is None   # split.label_taxonomy comes through dvc.yaml's cmd (--label-taxonomy)
 
 
 @pytest.mark.parametrize("text, weights, multi", [
@@ -374,7 +374,6 @@ def test_torchrun_two_processes_train_two_heads(shards, tiny_deberta, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({
         "train": {"tasks": ["abuse_hate", "offensive"], "epochs": 1, "batch_size": 4, "learning_rate": 1e-3},
-        "split": {"label_taxonomy": TAXONOMY},
         "text": {"model": str(tiny_deberta), "max_length": 32}}))
     out, trace = tmp_path / "out", tmp_path / "trace"
     result = torchrun_text(root, params, out, trace)
@@ -417,7 +416,7 @@ def test_multi_head_experts_score_the_diagnostic_split_with_the_abuse_hate_head(
 ])
 def test_dvc_exp_run_set_param_edits_give_a_valid_train_config(override, tasks, epochs, tmp_path):
     """`dvc exp run -S <override>` rewrites params.yaml with dvc.utils.hydra.apply_overrides; the
-    rewritten train group loads, with label_taxonomy from split.label_taxonomy."""
+    rewritten train group loads (label_taxonomy comes on the command line, from split.label_taxonomy)."""
     pytest.importorskip("hydra")
     from dvc.utils.hydra import apply_overrides
 
@@ -427,4 +426,4 @@ def test_dvc_exp_run_set_param_edits_give_a_valid_train_config(override, tasks, 
     groups = yaml.safe_load(params.read_text())
     cfg = train_config(groups)
     assert (cfg.tasks.names, cfg.epochs, cfg.tasks.primary) == (tasks, epochs, "abuse_hate")
-    assert cfg.label_taxonomy == groups["split"]["label_taxonomy"] == "Step_3/label_taxonomy.json"
+    assert cfg.label_taxonomy is None and groups["split"]["label_taxonomy"] == "Step_3/label_taxonomy.json"

@@ -103,7 +103,7 @@ def test_a_fifo_as_a_per_example_file_is_a_counted_skip(tmp_path):
 
 def test_split_hashes_only_regular_files_under_image_dirs(tmp_path):
     """A FIFO, /dev/zero (also behind a symlink) and /etc/passwd as manifest image paths: split hung on
-    the first ones and hashed the last; now special files are `not_a_file` even inside pack.image_dirs
+    the first ones and hashed the last; now special files are `not_a_file` even inside releases.image_dirs
     (here also /dev), and /etc/passwd, outside them, `unsafe_path` (never opened)."""
     images = tmp_path / "images"
     images.mkdir()

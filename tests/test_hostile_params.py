@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from stages import cli, ingest, pack, pilot, split, train_text, train_vision
-from stages.common import REPO_ROOT, load_params
+from stages.common import REPO_ROOT, load_params, stage_command
 from stages.errors import ConfigError
 
 STAGES = {"pilot": pilot.main, "ingest": ingest.main, "split": split.main, "pack": pack.main,
@@ -28,9 +28,11 @@ def params_with(tmp_path: Path, group: str, key: str, value) -> Path:
 
 
 def first_line_of_exit(stage: str, argv: list[str], capsys) -> str:
-    """What a user sees: the one line `stages.cli.run` prints for a ConfigError, which exits with 2."""
+    """What a user sees: the one line `stages.cli.run` prints for a ConfigError, which exits with 2. The stage
+    gets the input flags dvc.yaml's cmd passes it (stage_command without `python -m` and `--params`)."""
+    inputs = stage_command(stage, REPO_ROOT / "params.yaml")[3:-2]
     with pytest.raises(SystemExit) as exit_info:
-        cli.run(stage, STAGES[stage], argv)
+        cli.run(stage, STAGES[stage], [*inputs, *argv])
     assert exit_info.value.code == ConfigError.exit_code
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err

@@ -10,7 +10,7 @@ from PIL import Image, ImageFile
 from stages.images import ImageError, ImageSpec, load_image, prepare_image
 
 RED, BLUE, WHITE, GREY = (255, 0, 0), (0, 0, 255), (255, 255, 255), (128, 128, 128)
-SPEC = ImageSpec(size=32)
+SPEC = ImageSpec(image_size=32)
 
 
 # ------------------------------------------------------------------ writers of awkward files
@@ -97,14 +97,14 @@ def close_to(actual, expected, tol=12) -> bool:
 
 
 def test_plain_jpeg_is_squashed_to_the_target_size(tmp_path):
-    out = prepare_image(write_rgb(tmp_path / "a.jpg", size=(80, 20)), ImageSpec(size=384))
+    out = prepare_image(write_rgb(tmp_path / "a.jpg", size=(80, 20)), ImageSpec(image_size=384))
     im = Image.open(io.BytesIO(out.data))
     assert (im.format, im.size, im.mode) == ("JPEG", (384, 384), "RGB")
     assert close_to(im.getpixel((10, 10)), RED) and out.source_mode == "RGB"
 
 
 def test_png_output_and_letterbox_padding(tmp_path):
-    spec = ImageSpec(size=32, resize="pad", format="png")
+    spec = ImageSpec(image_size=32, resize="pad", image_format="png")
     out = prepare_image(write_rgb(tmp_path / "wide.png", size=(64, 32), fmt="PNG"), spec)
     im = Image.open(io.BytesIO(out.data))
     assert (im.format, im.size) == ("PNG", (32, 32))
@@ -171,7 +171,7 @@ def test_decompression_bomb_is_rejected_from_the_header(tmp_path, monkeypatch):
     assert err.value.reason == "image_too_large"
     # our own limit (below Pillow's) is read from the header as well
     with pytest.raises(ImageError) as err:
-        load_image(write_rgb(tmp_path / "big.png", size=(50, 40), fmt="PNG"), ImageSpec(max_pixels=1999))
+        load_image(write_rgb(tmp_path / "big.png", size=(50, 40), fmt="PNG"), ImageSpec(max_image_pixels=1999))
     assert err.value.reason == "image_too_large" and "50x40" in err.value.detail
 
 

@@ -22,7 +22,7 @@ from stages.text import comparison_key
 from tests.test_split import config, olid
 
 TAXONOMY = REPO_ROOT / "Step_3" / "label_taxonomy.json"
-OFFICIAL = load_params("split", REPO_ROOT / "params.yaml")["official"]   # the documented defaults
+OFFICIAL = load_params("releases", REPO_ROOT / "params.yaml")["official"]   # the documented defaults
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def run_stages(name: str, release: Path, work: Path, taxonomy: Taxonomy) -> tupl
     write_json(work / "splits.json", result.splits)
     shards = work / "shards"
     stats = pack(PackConfig(manifest=manifest, ocr=ocr, output_dir=shards, stats=work / "stats.json",
-                            label_taxonomy=TAXONOMY, splits=work / "splits.json", image=ImageSpec(size=32),
+                            label_taxonomy=TAXONOMY, splits=work / "splits.json", image=ImageSpec(image_size=32),
                             require_images=False, workers=1, image_root=work, image_dirs=(release,),
                             official=OFFICIAL))
     assert json.loads((work / "stats.json").read_text()) == stats

@@ -111,7 +111,7 @@ def corpus(tmp_path):
     paths = write_inputs(tmp_path, records, ocr, pack_split)
     config = PackConfig(manifest=paths["manifest"], ocr=paths["ocr"], output_dir=tmp_path / "out" / "shards",
                         stats=tmp_path / "out" / "stats.json", label_taxonomy=TAXONOMY, splits=paths["splits"],
-                        image=ImageSpec(size=32), examples_per_shard=4, max_failure_rate=0.99, workers=2,
+                        image=ImageSpec(image_size=32), examples_per_shard=4, max_failure_rate=0.99, workers=2,
                         image_root=tmp_path)
     return config, records, pack_split, expected
 
@@ -276,15 +276,15 @@ def test_defaults_come_from_params_and_flags_override(tmp_path):
     from stages.pack import PARTS
 
     params = tmp_path / "params.yaml"
-    params.write_text("ingest: {manifest: m.jsonl, ocr: o.jsonl}\n"
-                      "split: {label_taxonomy: t.json, splits: s.json, balance_tolerance: 0.1}\n"
-                      "pack: {image_size: 224, resize: pad, image_format: png, require_images: false,\n"
+    params.write_text("pack: {image_size: 224, resize: pad, image_format: png, require_images: false,\n"
                       "       examples_per_shard: 10, workers: 3, ocr_min_conf: 0.7}\n")
     params.write_text(params.read_text().replace("pack: {", "pack: {output_dir: out, stats: st.json, "))
-    (config,), _ = parse("pack", "", PARTS, ["--params", str(params), "--image-size", "64"])
+    inputs = ["--manifest", "m.jsonl", "--ocr", "o.jsonl", "--label-taxonomy", "t.json", "--splits", "s.json"]
+    (config,), _ = parse("pack", "", PARTS, ["--params", str(params), "--image-size", "64", *inputs,
+                                             "--balance-tolerance", "0.1"])   # as dvc.yaml's cmd gives them
     assert (config.manifest, config.ocr, config.label_taxonomy, config.splits) == (
         Path("m.jsonl"), Path("o.jsonl"), Path("t.json"), Path("s.json"))
-    assert (config.image.size, config.image.resize, config.image.format) == (64, "pad", "png")
+    assert (config.image.image_size, config.image.resize, config.image.image_format) == (64, "pad", "png")
     assert (config.require_images, config.examples_per_shard, config.workers, config.ocr_min_conf,
             config.balance_tolerance, config.max_failure_rate) == (False, 10, 3, 0.7, 0.1, 0.005)
 
@@ -333,14 +333,15 @@ def pilot_pack_inputs(tmp_path_factory) -> tuple[Path, PackConfig]:
     manifest, ocr = root / "manifest.jsonl", root / "ocr.jsonl"
     ingest({name: pilot.out / name for name in PILOT_DATASETS}, manifest, ocr, root=root,
            report_out=root / "ingest_report.json", metrics_out=root / "metrics" / "ingest.json")
-    split_config, _ = build(PARTS, load_params(None, REPO_ROOT / "params.yaml"), overrides={"split.workers": 1})
+    split_config, _ = build(PARTS, load_params(None, REPO_ROOT / "params.yaml"),
+                            overrides={"split.workers": 1, "split.manifest": manifest, "split.ocr": ocr})
     result = make_splits(list(read_manifest(manifest)), load_ocr_index(ocr), Taxonomy.load(TAXONOMY), split_config,
                          image_root=root)
     write_json(root / "splits.json", result.splits)
     write_json(root / "split_report.json", result.report)
     config = PackConfig(manifest=manifest, ocr=ocr, output_dir=root / "out" / "shards",
                         stats=root / "out" / "stats.json", label_taxonomy=TAXONOMY, splits=root / "splits.json",
-                        image=ImageSpec(size=32),
+                        image=ImageSpec(image_size=32),
                         examples_per_shard=16, workers=1, image_root=root)
     return root, config
 

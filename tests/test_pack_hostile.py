@@ -26,6 +26,8 @@ from tests.test_images import write_rgb
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TAXONOMY = REPO_ROOT / "Step_3" / "label_taxonomy.json"
 OLID_NOT = {"subtask_a": "NOT", "subtask_b": "NULL", "subtask_c": "NULL"}
+SPLIT_INPUTS = {"split.manifest": "m.jsonl", "split.ocr": "o.jsonl"}   # required flags; make_splits takes the records
+PACK_INPUTS = ["--manifest", "m.jsonl", "--ocr", "o.jsonl", "--label-taxonomy", "t.json", "--splits", "s.json"]
 
 
 def meme(example_id: str, image: str | None, text: str | None = None, split: str = "train") -> dict:
@@ -43,7 +45,7 @@ def config_for(root: Path, records: list[dict], **options) -> PackConfig:
     (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (root / "ocr.jsonl").write_text("")
     (root / "splits.json").write_text(json.dumps({r["id"]: "train" for r in records}))
-    options = {"image": ImageSpec(size=16), "workers": 1, "image_root": root, "max_failure_rate": 0.99, **options}
+    options = {"image": ImageSpec(image_size=16), "workers": 1, "image_root": root, "max_failure_rate": 0.99, **options}
     return PackConfig(manifest=root / "manifest.jsonl", ocr=root / "ocr.jsonl", output_dir=root / "out" / "shards",
                       stats=root / "out" / "stats.json", label_taxonomy=TAXONOMY, splits=root / "splits.json",
                       **options)
@@ -68,7 +70,7 @@ def test_images_resolving_outside_image_dirs_are_unsafe_path_failures(tmp_path):
     entry = stats["failures"]["unsafe_path"]
     assert entry["count"] == 4 and sorted(e["id"] for e in entry["examples"]) == ["absolute", "climb", "evil", "via_folder"]
     assert entry["examples"][0]["detail"] == (f"resolves to {secret}, outside {data} "
-                                              "(add its folder to pack.image_dirs if you trust it)")
+                                              "(add its folder to releases.image_dirs if you trust it)")
     with pytest.raises(PackFailed, match=r"unsafe_path: 4 e\.g\. \w+ \(resolves to "):
         pack(replace(config, max_failure_rate=0.5, output_dir=tmp_path / "gated", stats=tmp_path / "gated.json"))
     assert not (tmp_path / "gated").exists() and not (tmp_path / "gated.json").exists()
@@ -76,13 +78,14 @@ def test_images_resolving_outside_image_dirs_are_unsafe_path_failures(tmp_path):
 
 def test_image_dirs_come_from_params_relative_to_the_image_root(tmp_path):
     params = load_params(None, REPO_ROOT / "params.yaml")
-    params["pack"].update(image_dirs=["Datasets", "/srv/memes"], max_text_chars=50)
+    params["releases"]["image_dirs"] = ["Datasets", "/srv/memes"]
+    params["pack"]["max_text_chars"] = 50
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    (config,), _ = parse("pack", "", pack_stage.PARTS,
-                         ["--params", str(tmp_path / "params.yaml"), "--image-root", str(tmp_path)])
+    (config,), _ = parse("pack", "", pack_stage.PARTS, ["--params", str(tmp_path / "params.yaml"), "--image-root",
+                                                        str(tmp_path), *PACK_INPUTS])
     assert config.allowed_image_dirs == [tmp_path / "Datasets", Path("/srv/memes")]
     assert config.max_text_chars == 50
-    assert load_params("pack", REPO_ROOT / "params.yaml")["image_dirs"] == ["Datasets", "data/pilot"]
+    assert load_params("releases", REPO_ROOT / "params.yaml")["image_dirs"] == ["Datasets", "data/pilot"]
 
 
 # ---------------------------------------------------------------- text length cap
@@ -140,13 +143,14 @@ def test_split_and_pack_report_the_same_balance_check_on_the_pilot(tmp_path, cap
     pilot = write_pilot(PilotConfig(out=tmp_path / "pilot"))   # the default pilot (60 per dataset)
     ingest({name: pilot.out / name for name in pilot.counts}, tmp_path / "m.jsonl", tmp_path / "o.jsonl", tmp_path)
     params = load_params(None, REPO_ROOT / "params.yaml")
+    split_config = build(split_stage.PARTS, params, {"split.workers": 1, **SPLIT_INPUTS})[0]
     result = split_stage.make_splits(list(read_manifest(tmp_path / "m.jsonl")), load_ocr_index(tmp_path / "o.jsonl"),
-                                     Taxonomy.load(TAXONOMY), build(split_stage.PARTS, params, {"split.workers": 1})[0],
-                                     image_root=tmp_path)
+                                     Taxonomy.load(TAXONOMY), split_config, image_root=tmp_path)
     (tmp_path / "splits.json").write_text(json.dumps(result.splits))
     config = PackConfig(manifest=tmp_path / "m.jsonl", ocr=tmp_path / "o.jsonl", output_dir=tmp_path / "shards",
                         stats=tmp_path / "stats.json", label_taxonomy=TAXONOMY, splits=tmp_path / "splits.json",
-                        image=ImageSpec(size=16), workers=1, image_root=tmp_path, official=params["split"]["official"],
+                        image=ImageSpec(image_size=16), workers=1, image_root=tmp_path,
+                        official=params["releases"]["official"],
                         balance_tolerance=params["split"]["balance_tolerance"],
                         balance_min_examples=params["split"]["balance_min_examples"])
     stats = pack(config)
@@ -188,11 +192,12 @@ def test_real_hateful_memes_test_part_without_labels_is_warned_about(real_datase
     from stages.taxonomy import Taxonomy
 
     ingest({"hateful_memes": real_dataset("hateful_memes")}, tmp_path / "m.jsonl", tmp_path / "o.jsonl", tmp_path)
-    params = load_params(None, REPO_ROOT / "params.yaml")
+    split_config = build(split_stage.PARTS, load_params(None, REPO_ROOT / "params.yaml"),
+                         {"split.workers": 1, **SPLIT_INPUTS})[0]
     with caplog.at_level(logging.WARNING):
         result = split_stage.make_splits(list(read_manifest(tmp_path / "m.jsonl")),
                                          load_ocr_index(tmp_path / "o.jsonl"), Taxonomy.load(TAXONOMY),
-                                         build(split_stage.PARTS, params, {"split.workers": 1})[0], image_root=tmp_path)
+                                         split_config, image_root=tmp_path)
     coverage = result.report["eval_labeled"]
     # test = test_unseen (2000 memes, no labels); val = dev_seen + dev_unseen's own memes
     assert coverage["min_eval_labeled"] == 30

@@ -12,7 +12,7 @@ import json
 import pytest
 import yaml
 
-from stages.common import REPO_ROOT
+from stages.common import REPO_ROOT, dvc_yaml
 
 LOCK = yaml.safe_load((REPO_ROOT / "dvc.lock").read_text())
 METRICS = ["Step_2/metrics/ingest.json", "Step_3/metrics/split.json", "Step_3/metrics/pack.json",
@@ -65,7 +65,7 @@ def leaf_count(tree: dict) -> int:
     return sum(leaf_count(v) if isinstance(v, dict) else 1 for v in tree.values())
 
 
-DECLARED_METRICS = [next(iter(entry)) for stage in yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+DECLARED_METRICS = [next(iter(entry)) for stage in dvc_yaml()["stages"]
                     .values() for entry in stage.get("metrics", [])]
 
 

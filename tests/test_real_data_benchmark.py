@@ -224,8 +224,8 @@ def test_a_release_with_images_is_read_in_place_and_its_folder_allowed_for_pack(
     repo = yaml.safe_load((real_data.REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
     params = real_data.data_params(repo, tmp_path, ["memotion1", "olid"], None, {"memotion1": folder})
     assert params["ingest"]["datasets"] == {"memotion1": folder, "olid": "release/olid"}
-    assert params["pack"]["image_dirs"] == [str(tmp_path / "release"), folder]
-    assert params["split"]["official"]["memotion1"] == {"train": "carve"}     # val and test from imaged memes
+    assert params["releases"]["image_dirs"] == [str(tmp_path / "release"), folder]
+    assert params["releases"]["official"]["memotion1"] == {"train": "carve"}     # val and test from imaged memes
     tasks = real_data.image_tasks(["abuse_hate", "offensive", "target_type"], ["memotion1"])
     assert tasks[:2] == ["abuse_hate", "offensive"] and {"motivational", "sentiment", "humour"} <= set(tasks)
     assert "shaming" not in tasks                                             # MAMI's: no MAMI images here

@@ -2,7 +2,7 @@
 
 Uses ../shared/real_samples/memotion1_official/memotion_dataset_7k (labels.csv + images/, 128x128
 files under their official, sometimes misleading extensions); skips when it is absent. The release
-is configured in place (ingest.datasets + pack.image_dirs), no symlink. pack.image_size is 32 here:
+is configured in place (ingest.datasets + releases.image_dirs), no symlink. pack.image_size is 32 here:
 the accounting does not depend on the output size and 384 would cost ~45 s more of JPEG encoding
 on 2 cores (the benchmark packs at 384).
 """
@@ -12,13 +12,13 @@ import csv
 import json
 import os
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 import yaml
 
+from stages.common import stage_command
 from tests.conftest import REPO_ROOT
 
 RELEASE = ("memotion1_official", "memotion_dataset_7k")
@@ -37,8 +37,7 @@ def memotion_release() -> Path:
 
 def run_stage(work: Path, name: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    done = subprocess.run([sys.executable, "-m", f"stages.{name}", "--params", "params.yaml"], cwd=work, env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(stage_command(name, work / "params.yaml"), cwd=work, env=env, capture_output=True, text=True)
     assert done.returncode == 0, f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
 
 
@@ -46,8 +45,9 @@ def write_params(work: Path, release: Path) -> None:
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
     params["ingest"]["datasets"] = {"memotion1": str(release)}
     params["split"].update(label_taxonomy=str(REPO_ROOT / "Step_3" / "label_taxonomy.json"), diagnostic_datasets=[])
-    params["split"]["official"]["memotion1"] = {"train": "carve"}   # no test images: carve val and test
-    params["pack"].update(image_size=32, image_dirs=[str(release)])
+    params["releases"]["official"]["memotion1"] = {"train": "carve"}   # no test images: carve val and test
+    params["releases"]["image_dirs"] = [str(release)]
+    params["pack"]["image_size"] = 32
     (work / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
 
 

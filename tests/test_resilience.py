@@ -24,7 +24,7 @@ import torch
 import yaml
 
 from stages import training
-from stages.common import load_params, write_json
+from stages.common import dvc_yaml, load_params, write_json
 from stages.train_vision import SHARD_KINDS as VISION_KINDS
 from stages.training import IMAGE_FIELDS
 from tests.test_train_text import tiny_deberta  # noqa: F401 - module fixture: a tiny DeBERTa-v2 folder
@@ -84,7 +84,7 @@ def kill_when(proc: subprocess.Popen, ready, what: str) -> list[psutil.Process]:
 
 def dvc_paths() -> list[str]:
     """Every dep and out (incl. metrics/plots files) of every stage in the repo's dvc.yaml."""
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    stages = dvc_yaml(REPO)["stages"]
     paths = []
     for stage in stages.values():
         for key in ("deps", "outs", "metrics", "plots"):
@@ -120,7 +120,8 @@ def pilot_inputs(tmp_path_factory) -> Path:
     pilot = write_pilot(PilotConfig(out=root / "data" / "pilot", examples_per_dataset=60))
     manifest, ocr = root / "Step_2" / "data_manifest.jsonl", root / "Step_2" / "ocr.jsonl"
     ingest({name: pilot.out / name for name in pilot.counts}, manifest, ocr, root=root)
-    config, _ = build(PARTS, load_params(None, REPO / "params.yaml"), {"split.workers": 2})
+    config, _ = build(PARTS, load_params(None, REPO / "params.yaml"),
+                      {"split.workers": 2, "split.manifest": manifest, "split.ocr": ocr})
     result = make_splits(list(read_manifest(manifest)), load_ocr_index(ocr), Taxonomy.load(TAXONOMY), config,
                          image_root=root)
     write_json(root / "Step_3" / "splits.json", result.splits)

@@ -68,7 +68,7 @@ def hostile_shards(tmp_path_factory) -> tuple[Path, dict[str, bool]]:
     out.mkdir()
     stats = pack(PackConfig(manifest=root / "manifest.jsonl", ocr=root / "ocr.jsonl", output_dir=out / "shards",
                             stats=out / "stats.json", label_taxonomy=TAXONOMY, splits=root / "splits.json",
-                            image=ImageSpec(size=32), examples_per_shard=3, workers=1, max_failure_rate=0.0,
+                            image=ImageSpec(image_size=32), examples_per_shard=3, workers=1, max_failure_rate=0.0,
                             image_root=root))
     assert stats["packed_examples"] == len(HOSTILE_IDS) and stats["failed_examples"] == 0
     assert sorted(p.name for p in root.iterdir()) == ["manifest.jsonl", "meme.jpg", "ocr.jsonl", "out", "splits.json"]

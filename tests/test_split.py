@@ -265,7 +265,7 @@ def test_pilot_split_meets_balance_tolerance(tmp_path, taxonomy):
     datasets = {name: pilot.out / name for name in pilot.counts}
     ingest(datasets, tmp_path / "m.jsonl", tmp_path / "o.jsonl", root=tmp_path)
     from stages.common import load_params
-    params = load_params("split", REPO_ROOT / "params.yaml")
+    params = load_params("releases", REPO_ROOT / "params.yaml")
     cfg = SplitConfig(official=params["official"], workers=2)
     result = make_splits(list(read_manifest(tmp_path / "m.jsonl")), load_ocr_index(tmp_path / "o.jsonl"),
                          taxonomy, cfg, image_root=tmp_path)

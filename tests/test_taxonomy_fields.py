@@ -48,11 +48,12 @@ def toy_run(tmp_path_factory) -> dict:
     manifest, ocr = root / "manifest.jsonl", root / "ocr.jsonl"
     ingest({name: pilot.out / name for name in PILOT}, manifest, ocr, root=root,
            report_out=root / "ingest_report.json", metrics_out=root / "metrics" / "ingest.json")
-    split_config, _ = build(PARTS, load_params(None, REPO_ROOT / "params.yaml"), overrides={"split.workers": 1})
+    split_config, _ = build(PARTS, load_params(None, REPO_ROOT / "params.yaml"),
+                            overrides={"split.workers": 1, "split.manifest": manifest, "split.ocr": ocr})
     split(split_config, SplitPaths(manifest=manifest, ocr=ocr, label_taxonomy=taxonomy, splits=root / "splits.json",
                                    report=root / "split_report.json", image_root=root))
     stats = pack(PackConfig(manifest=manifest, ocr=ocr, output_dir=root / "shards", stats=root / "stats.json",
-                            label_taxonomy=taxonomy, splits=root / "splits.json", image=ImageSpec(size=32),
+                            label_taxonomy=taxonomy, splits=root / "splits.json", image=ImageSpec(image_size=32),
                             examples_per_shard=16, workers=1, image_root=root))
     raw = {json.loads(line)["id"]: json.loads(line)["labels_raw"] for line in manifest.read_text().splitlines()}
     return {"root": root, "taxonomy": taxonomy, "stats": stats, "raw": raw,

@@ -362,13 +362,13 @@ def test_train_text_with_an_unreachable_hub_stops_at_once_with_one_line(tmp_path
     """The stage as `dvc repro` runs it, without network: no minute of retries, no wall of warnings."""
     params = tmp_path / "params.yaml"
     outputs = {key: str(tmp_path / "out" / key) for key in ("out_model", "metrics", "live_dir", "predictions", "scratch")}
-    params.write_text(json.dumps({"train": {}, "text": {"model": HUB_ID, **outputs}, "pack": {"output_dir": "nowhere"}}))
+    params.write_text(json.dumps({"train": {}, "text": {"model": HUB_ID, **outputs}}))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_CACHE": str(tmp_path / "hub"),
            "HF_ENDPOINT": "http://127.0.0.1:9"}
     env.pop("HF_HUB_OFFLINE", None)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "stages.train_text", "--params", str(params)], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "stages.train_text", "--params", str(params), "--shards", "nowhere"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     seconds = time.perf_counter() - start
     assert done.returncode == InputError.exit_code   # a model source that cannot be read
     lines = done.stderr.splitlines()

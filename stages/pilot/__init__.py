@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Iterator
 
 from stages import releases
 from stages.common import atomic_dir
-from stages.config import Part, check_fields, parse
+from stages.config import Part, check_fields, knob, parse
 from stages.console import Progress, setup_logging, summary
 from stages.pilot import hatecheck, hateful_memes, hatexplain, mami, memotion1, memotion2, mmhs150k, olid
 from stages.pilot.kit import BLOCK, PilotExample, PilotImage, PilotRecipe, core_text
@@ -49,15 +49,13 @@ HAZARDS = {7: "same_image", 13: "near_duplicate", 17: "same_text"}
 @dataclass(frozen=True)
 class PilotConfig:
     """The `pilot` params group."""
-    out: Path  # output folder (replaced as a whole when it is absent, empty or a previous pilot)
-    seed: int = 0  # same seed and sizes -> byte-identical files
-    examples_per_dataset: int = field(  # distinct examples per dataset
-        default=60, metadata={"min": 1, "max": MAX_EXAMPLES})
-    text_noise: float = field(  # share of examples whose text comes from the other class's vocabulary
-        default=0.12, metadata={"min": 0.0, "max": 0.5})
-    image_noise: float = field(  # share of images whose colour cue is the other class's
-        default=0.12, metadata={"min": 0.0, "max": 0.5})
-    datasets: tuple[str, ...] = DATASETS  # the datasets to write
+    out: Path = knob(help="output folder (replaced as a whole when it is absent, empty or a previous pilot)")
+    seed: int = knob(0, "same seed and sizes -> byte-identical files")
+    examples_per_dataset: int = knob(60, "distinct examples per dataset", min=1, max=MAX_EXAMPLES)
+    text_noise: float = knob(0.12, "share of examples whose text comes from the other class's vocabulary",
+                             min=0.0, max=0.5)
+    image_noise: float = knob(0.12, "share of images whose colour cue is the other class's", min=0.0, max=0.5)
+    datasets: tuple[str, ...] = knob(DATASETS, "the datasets to write")
 
     def __post_init__(self):
         check_fields(self, "pilot")

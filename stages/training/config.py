@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
@@ -18,6 +18,7 @@ from stages.taxonomy import Taxonomy
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
+PROJECT_TAXONOMY = REPO_ROOT / "Step_3" / "label_taxonomy.json"   # when --label-taxonomy is not given
 LEARNING_RATE_LIMITS = {"above": 0.0, "max": 1.0}   # > 0; above 1 is a typo (5e5 for 5e-5), not a learning rate
 
 
@@ -50,7 +51,7 @@ class Tasks(NamedTuple):
             raise TrainingInputError(f"train.head_weights: {given} must map fields of train.tasks "
                                      f"to weights >= 0 (not learned: {', '.join(unknown) or '-'})")
         weights = {name: float(given.get(name, 1.0)) for name in names}
-        label_taxonomy = label_taxonomy or str(REPO_ROOT / "Step_3" / "label_taxonomy.json")
+        label_taxonomy = label_taxonomy or str(PROJECT_TAXONOMY)
         if len(names) == 1 and names[0] in binary_fields(label_taxonomy):
             return cls(weights, None)
         try:
@@ -116,8 +117,9 @@ class TrainConfig:
                                           factory=dict)
     target_group_level: str = knob("name", "target_group head over the taxonomy's group names | their category",
                                    choices=heads.TARGET_GROUP_LEVELS)
-    label_taxonomy: str = field(  # head layouts of the fields (multi-head only)
-        default="Step_3/label_taxonomy.json", metadata={"group": "split"})
+    label_taxonomy: str | None = knob(None, "the label taxonomy: which fields are binary, the heads' layout "
+                                      "(dvc.yaml's cmd passes split.label_taxonomy; null: the project's)",
+                                      cli_only=True)
     epochs: int = knob(4, "passes over the train split", min=1)
     batch_size: int = knob(16, "per process", min=1)
     learning_rate: float = knob(5e-5, "an expert's own learning_rate, when set, wins; in (0, 1]",
@@ -137,16 +139,16 @@ class TrainConfig:
 @dataclass(frozen=True)
 class ExpertPaths:
     """Where an expert stage reads and writes: keys of its own params group (`text` / `vision`)."""
-    shards: Path = field(  # packed shards (train/ val/ test/)
-        metadata={"group": "pack", "key": "output_dir", "flag": "shards"})
-    out_model: Path       # the saved expert (save_pretrained)
-    metrics: Path         # headline metrics JSON (the DVC metric: epochs, val/test scores)
-    live_dir: Path        # DVCLive dir (curves for `dvc plots`)
-    predictions: Path     # val/test predictions for Step 5
-    scratch: Path         # holds <stage>-run/: checkpoints + the live dir while training (removed after success)
-    trace_ids: Path | None = field(  # debug: write the train ids each rank/worker read, per epoch, to this folder
-        default=None, metadata={"cli_only": True})
-    report: Path | None = None  # the full metrics record (per dataset, head, functionality, group); null: none
+    shards: Path = knob(help="packed shards (train/ val/ test/): pack's output_dir, dvc.yaml's cmd passes it",
+                        cli_only=True)
+    out_model: Path = knob(help="the saved expert (save_pretrained)")
+    metrics: Path = knob(help="headline metrics JSON (the DVC metric: epochs, val/test scores)")
+    live_dir: Path = knob(help="DVCLive dir (curves for `dvc plots`)")
+    predictions: Path = knob(help="val/test predictions for Step 5")
+    scratch: Path = knob(help="holds <stage>-run/: checkpoints + the live dir while training (removed after success)")
+    trace_ids: Path | None = knob(None, "debug: write the train ids each rank/worker read, per epoch, to this folder",
+                                  cli_only=True)
+    report: Path | None = knob(None, "the full metrics record (per dataset, head, functionality, group); null: none")
 
     def run_dir(self, stage: str) -> Path:
         """The stage's own folder inside `scratch`: made fresh (unless --resume), removed alone."""
