@@ -134,8 +134,10 @@ def _check_nonempty(result: IngestResult, ordered: list[tuple[str, Path]]) -> No
         if not result.counts.get(name):
             skips = {key.split(": ", 1)[1]: n for key, n in result.skips.items() if key.startswith(f"{name}: ")}
             why = ", ".join(f"{reason} {n}" for reason, n in skips.items()) or "the release holds no rows"
-            first = next((rows[0]["where"] for key, rows in result.skip_rows.items() if key.startswith(f"{name}: ")), "")
-            raise ReleaseError(folder, None, f"{name}: no usable records ({why})" + (f", first at {first}" if first else ""))
+            first = next((rows[0]["where"] for key, rows in result.skip_rows.items()
+                          if key.startswith(f"{name}: ")), "")
+            raise ReleaseError(folder, None,
+                               f"{name}: no usable records ({why})" + (f", first at {first}" if first else ""))
 
 
 def _write_report(stack: ExitStack, result: IngestResult, report_out: Path | None, metrics_out: Path | None,
@@ -293,7 +295,8 @@ def print_summary(result: IngestResult) -> None:
     caption = (f"{NO_SPLIT}: no original split (e.g. HateXplain posts in no division); the split stage assigns one"
                if any(NO_SPLIT in splits for splits in result.counts.values()) else None)
     summary(f"Step 2: {result.examples} examples -> {result.manifest_path}, {result.ocr_path}",
-            ("dataset", "split", "examples", "labeled", "OCR records"), rows, labels=2, caption=caption, console=console)
+            ("dataset", "split", "examples", "labeled", "OCR records"), rows, labels=2, caption=caption,
+            console=console)
     if result.skips:
         print_skips(result, console)
 

@@ -219,7 +219,8 @@ def make_tasks(config: PackConfig, taxonomy: Taxonomy, ocr_index: dict, splits: 
     except UnicodeDecodeError as e:
         yield Task(id="", dataset="", abort=f"{config.manifest}: not valid UTF-8 at byte {e.start}")
     except Exception:
-        yield Task(id="", dataset="", abort=f"unexpected error while reading {config.manifest}:\n{traceback.format_exc()}")
+        yield Task(id="", dataset="",
+                   abort=f"unexpected error while reading {config.manifest}:\n{traceback.format_exc()}")
 
 
 def packing_order(config: PackConfig) -> list[tuple[int, int]]:

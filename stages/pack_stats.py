@@ -260,8 +260,10 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
 
 def _split_cells(s: dict[str, Any]) -> tuple:
     ah, off = s["classes"]["abuse_hate"], s["classes"]["offensive"]
-    return (s["examples"], s["with_image"], s["text_only"], f"{ah.get('0', 0)}/{ah.get('1', 0)}/{ah.get('unlabeled', 0)}",
-            f"{off.get('0', 0)}/{off.get('1', 0)}/{off.get('unlabeled', 0)}", f"{s['shards']['image']}+{s['shards']['textonly']}")
+    return (s["examples"], s["with_image"], s["text_only"],
+            f"{ah.get('0', 0)}/{ah.get('1', 0)}/{ah.get('unlabeled', 0)}",
+            f"{off.get('0', 0)}/{off.get('1', 0)}/{off.get('unlabeled', 0)}",
+            f"{s['shards']['image']}+{s['shards']['textonly']}")
 
 
 def describe_test_split(test: dict[str, Any]) -> str:

@@ -54,7 +54,6 @@ from stages.taxonomy import LabelError, Taxonomy, UnifiedLabels
 log = logging.getLogger(__name__)
 
 OFFICIAL_TARGETS = SPLITS + ("carve", "create")
-EXAMPLES = 5  # example ids kept per reported item
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,8 @@ class SplitConfig:
         if not 0 <= self.phash_threshold < 32:
             raise ValueError(f"split.phash_threshold must be in [0, 32), got {self.phash_threshold}")
         if isinstance(self.diagnostic_datasets, str) or not all(isinstance(d, str) for d in self.diagnostic_datasets):
-            raise ValueError(f"split.diagnostic_datasets must be a list of dataset names, got {self.diagnostic_datasets!r}")
+            raise ValueError("split.diagnostic_datasets must be a list of dataset names, "
+                             f"got {self.diagnostic_datasets!r}")
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,8 @@ def assign_splits(records: list[ManifestRecord], strata: list[str], groups: list
             choice = "train"  # its official twin sits in a split this pool cannot use: reported
         else:
             choice = max((s for s in SPLITS if s in allowed),
-                         key=lambda s: (_deficit(s, in_pool, records, pools, strata, targets, need, have), -SPLITS.index(s)))
+                         key=lambda s: (_deficit(s, in_pool, records, pools, strata, targets, need, have),
+                                        -SPLITS.index(s)))
         for i in in_pool:
             split_of[i] = choice
             have[(records[i].dataset, pools[i]), strata[i], choice] += 1
@@ -360,7 +361,8 @@ def print_summary(result: SplitResult) -> None:
                   f"duplicate groups: {report['groups']['multi_member']}   cross-split groups: "
                   f"{report['cross_split_duplicates']['groups']}   dropped exact duplicates: "
                   f"{report['totals']['dropped_exact_duplicates']}   kept copies in official val/test files: "
-                  f"{report['exact_duplicates']['kept_in_official_files']['count']}   warnings: {len(report['warnings'])}")
+                  f"{report['exact_duplicates']['kept_in_official_files']['count']}   "
+                  f"warnings: {len(report['warnings'])}")
     console.print(balance.balance_line(checks["balance"]), soft_wrap=True)
     if report["eval_labeled"]["below"]:
         console.print(f"[bold yellow]evaluation parts under {report['eval_labeled']['min_eval_labeled']} labelled "

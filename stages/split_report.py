@@ -130,7 +130,8 @@ def _cross_split_duplicates(state: SplitState) -> dict[str, Any]:
     crossing, dropped = state.duplicates.crossing, state.duplicates.cross_dropped
     official = state.duplicates.official_in_later_split
     return {"groups": len(crossing),
-            "by_splits": dict(sorted(Counter("|".join(sorted(s, key=SPLITS.index)) for s in crossing.values()).items())),
+            "by_splits": dict(sorted(Counter("|".join(sorted(s, key=SPLITS.index))
+                                             for s in crossing.values()).items())),
             "dropped_from_later_split": len(dropped),
             "dropped_examples": sorted(state.records[i].id for i in dropped)[:EXAMPLES],
             "official_kept_in_later_split": {

@@ -65,7 +65,8 @@ def read_weights(spec: str) -> dict[str, torch.Tensor]:
         package = resolve_pip_package(spec)
         found = sorted(p for p in package.rglob("*") if p.suffix in WEIGHT_SUFFIXES)
         if len(found) != 1:
-            raise TrainingInputError(f"vision.weights {spec!r}: expected one weights file in {package}, found {len(found)}")
+            raise TrainingInputError(f"vision.weights {spec!r}: expected one weights file in {package}, "
+                                     f"found {len(found)}")
         path = found[0]
     if not path.is_file():
         raise TrainingInputError(f"vision.weights {spec!r}: no such file")
@@ -87,7 +88,8 @@ def load_weights_by_position(model: torch.nn.Module, source: dict[str, torch.Ten
     the class count differs. Returns the number of tensors loaded."""
     target = model.state_dict()
     if len(source) != len(target):
-        raise TrainingInputError(f"weights file has {len(source)} tensors, {type(model).__name__} expects {len(target)}")
+        raise TrainingInputError(f"weights file has {len(source)} tensors, "
+                                 f"{type(model).__name__} expects {len(target)}")
     loaded = {}
     for index, ((src_key, src), (dst_key, dst)) in enumerate(zip(source.items(), target.items())):
         if src.shape == dst.shape:

@@ -73,4 +73,5 @@ def style_pilot(core: str, rng: random.Random) -> str:
     return " ".join(tokens)
 
 
-RECIPE = PilotRecipe(split_slots={"train": 15, "val": 2, "test": 2, "none": 1}, abusive_share=0.55, write=write_pilot, style=style_pilot)
+RECIPE = PilotRecipe(split_slots={"train": 15, "val": 2, "test": 2, "none": 1}, abusive_share=0.55,
+                     write=write_pilot, style=style_pilot)

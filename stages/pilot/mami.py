@@ -53,4 +53,5 @@ def style_pilot(core: str, rng: random.Random) -> str:
     return maybe_append(text, rng, 0.25, WATERMARKS)
 
 
-RECIPE = PilotRecipe(split_slots={"training": 16, "test": 4}, abusive_share=0.5, write=write_pilot, style=style_pilot, about_women=True)
+RECIPE = PilotRecipe(split_slots={"training": 16, "test": 4}, abusive_share=0.5, write=write_pilot,
+                     style=style_pilot, about_women=True)

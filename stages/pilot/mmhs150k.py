@@ -75,4 +75,5 @@ def pilot_caption(text: str, text_class: bool, rng: random.Random) -> str | None
     return None if rng.random() < 0.25 else core_text(text_class, False, rng).upper()
 
 
-RECIPE = PilotRecipe(split_slots={"train": 15, "val": 2, "test": 3}, abusive_share=0.35, write=write_pilot, style=style_pilot, caption=pilot_caption)
+RECIPE = PilotRecipe(split_slots={"train": 15, "val": 2, "test": 3}, abusive_share=0.35, write=write_pilot,
+                     style=style_pilot, caption=pilot_caption)

@@ -2,9 +2,10 @@
 
 A spec holds the dataset's reader, its original split names, whether it has images and the raw
 label values its reader lets through. Nothing here knows the built-in pilot: its writers live in
-stages/pilot/<name>.py, so ingest's code never changes with them. A reader `read(folder)` streams `Example`s (a manifest record plus,
-for memes, the transcription shipped with the release as an OCR record) and `Skip`s (a row it
-could not use, with file, line and reason) in file order. Readers never need the image files.
+stages/pilot/<name>.py, so ingest's code never changes with them. A reader `read(folder)` streams
+`Example`s (a manifest record plus, for memes, the transcription shipped with the release as an
+OCR record) and `Skip`s (a row it could not use, with file, line and reason) in file order.
+Readers never need the image files.
 
 Files are located by name anywhere below the dataset folder (`ReleaseFiles`), so both the
 pilot's layout and an unzipped real release work.
@@ -122,7 +123,8 @@ class ReleaseFiles:
         return paths[0] if paths else default
 
     @classmethod
-    def per_split(cls, folder: Path, pattern: str, splits: Iterable[str]) -> tuple["ReleaseFiles", list[tuple[str, Path]]]:
+    def per_split(cls, folder: Path, pattern: str,
+                  splits: Iterable[str]) -> tuple["ReleaseFiles", list[tuple[str, Path]]]:
         """A release of one file per split, named by `pattern` ("{split}.jsonl"): the files and
         (split, path) of each present one, in the order of `splits`; none present -> error."""
         names = {split: pattern.format(split=split) for split in splits}
