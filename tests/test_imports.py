@@ -9,6 +9,7 @@ imports the module and reports the heavy libraries then in sys.modules: the same
 fresh `python -c "import stages.<module>"` per module, in a fifth of the time."""
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -73,3 +74,51 @@ def test_a_module_that_does_not_train_imports_no_transformers_or_timm(module, he
 def test_a_training_stage_does_load_transformers(heavy_loaded):
     """The check above can fail: the expert stages import the Trainer."""
     assert {"transformers", "torch"} <= set(heavy_loaded["stages.train_text"])
+
+
+def module_imports(path: Path) -> set[str]:
+    """The stages modules a file imports when it is imported: its top-level import statements, not
+    those under `if TYPE_CHECKING:` / `if __name__ == "__main__":` or inside functions."""
+    found = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("stages"):
+            found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("stages")}
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in (REPO / "stages").rglob("*.py")}
+    return {name: {m for m in module_imports(path) if m in files and m != name} for name, path in files.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every import cycle a depth-first walk meets, as the modules along it."""
+    state: dict[str, int] = {}   # 1: on the current path, 2: done
+    found: list[list[str]] = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for imported in sorted(graph[module]):
+            if state.get(imported) == 1:
+                found.append(path[path.index(imported):] + [module, imported])
+            elif imported not in state:
+                visit(imported, path + [module])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
+    return found
+
+
+def test_no_import_cycle_among_the_stages_modules():
+    graph = import_graph()
+    assert len(graph) > 40 and graph["stages.pack"] >= {"stages.pack_stats", "stages.images"}
+    assert cycles(graph) == []
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
