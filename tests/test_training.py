@@ -25,6 +25,7 @@ from stages import training
 from stages.common import REPO_ROOT
 from stages.errors import InputError
 from stages.records import safe_key
+from stages.scores import val_part
 from stages.shards import write_index
 
 HATE, OFFENSIVE = training.Tasks.read(["abuse_hate"]), training.Tasks.read(["offensive"])
@@ -160,6 +161,20 @@ def test_eval_stream_reads_every_labeled_example_once_in_shard_order(shards):
     ids = stream_ids(stream)
     assert len(ids) == len(stream) == 12 and set(ids) == labeled_ids(written["val"])
     assert ids == stream_ids(stream)   # fixed order
+
+
+def test_the_epoch_selection_stream_holds_exactly_vals_select_part(shards):
+    """The Trainer picks the best epoch on val's select part (scores.val_part); fuse fits on the rest."""
+    root, written = shards
+    data = training.read_data(root, ALL, HATE)
+    select = {i for i in labeled_ids(written["val"]) if val_part(i) == "select"}
+    assert 0 < len(select) < data.splits["val"].labeled == 12
+    assert data.selection.labeled == len(select) and data.selection.part == "select"
+    stream = training.ShardStream(data.selection, HATE, ("txt",), id_decoder, batch_size=4)
+    ids = stream_ids(stream)
+    assert len(ids) == len(stream) and set(ids) == select
+    assert set(stream_ids(training.ShardStream(data.splits["val"], HATE, ("txt",), id_decoder, 4))) == labeled_ids(
+        written["val"])   # the final pass still scores all of val
 
 
 def test_train_stream_shuffles_per_epoch_deterministically_and_buckets_by_length(shards):
