@@ -177,6 +177,19 @@ def test_the_epoch_selection_stream_holds_exactly_vals_select_part(shards):
         written["val"])   # the final pass still scores all of val
 
 
+def test_a_val_with_no_example_in_the_select_part_is_one_clear_error(tmp_path):
+    fit_ids = [i for i in (f"olid_{n}" for n in range(20)) if val_part(i) == "fit"][:3]
+    (tmp_path / "val").mkdir()
+    with wds.TarWriter(str(tmp_path / "val" / "textonly-00000.tar"), mtime=0) as sink:
+        for example_id in fit_ids:
+            meta = {"id": example_id, "dataset": "olid", "labels": {"abuse_hate": 1}}
+            sink.write({"__key__": example_id, "txt": b"some text", "json": json.dumps(meta).encode()})
+    val = training.read_split(tmp_path, "val", ALL, HATE)
+    assert val.labeled == 3
+    with pytest.raises(training.TrainingInputError, match=r"none of the 3 labeled val examples .*val is too small"):
+        training.data.read_selection(tmp_path, ALL, HATE, val)
+
+
 def test_train_stream_shuffles_per_epoch_deterministically_and_buckets_by_length(shards):
     root, written = shards
     info = training.read_split(root, "train", ALL, HATE)
