@@ -1,29 +1,35 @@
-"""Stage fuse: late fusion of the two experts' predictions, fitted on val only, scored on test.
+"""Stage fuse: late fusion of the two experts' predictions, fitted on val's fit part only, scored on test.
 
 Per binary label field, a logistic regression on the experts' logits (logit of their P(class 1)):
     fused logit = intercept + w_text * text logit + w_vision * vision logit
-fitted on the val examples that both experts scored. An example only one expert scored (a text-only
-dataset such as OLID, HateXplain or the diagnostic suite, or a meme packed without its image) keeps
-that expert's probability, counted per dataset and reason. Test labels are never read for fitting.
+fitted on the examples of val's `fit` part that both experts scored. An example only one expert scored
+(a text-only dataset such as OLID, HateXplain or the diagnostic suite, or a meme packed without its
+image) keeps that expert's probability, counted per dataset and reason. Test labels are never read
+for fitting.
 
-Why this fit (see "Late fusion on real memes" in the project notes): each expert picked its best
-epoch on this same val, so val flatters it -- the weaker image expert the most, and a plain fit on
-val gave it the larger weight and lost to the text expert on test. Hence:
-  - cross-fitting: the val scores of the fusion are out-of-fold (K stratified folds, each fold
+Why this fit (see "Late fusion on real memes" in the project notes): an expert's scores on the val
+examples it picked its best epoch on flatter it -- the weaker image expert the most, and a fit on
+those scores gave it the larger weight and lost to the text expert on test. Hence:
+  - fitted on data the experts did not select on: val is cut in two by a fixed hash of the example id
+    (`scores.val_part`, about half each, the same in every run and on every machine); the experts
+    pick their epoch on the `select` part only (stages/training), fusion fits only on the `fit` part
+    and leaves the `select` part out (the report counts both). Its val scores (`val_fit`) are over
+    the fit part;
+  - cross-fitting: those val scores of the fusion are out-of-fold (K stratified folds, each fold
     scored by a fit on the others), so fusion is judged on val without scoring its own fit; the
-    final weights are fitted on all of val. (This cannot undo the experts' own epoch selection.)
+    final weights are fitted on all of the fit part;
   - L2 shrinkage (`fuse.C`) toward weight 0, which keeps the weights (the fused probabilities'
     confidence) modest when val is small; it barely changes the ranking: on synthetic experts with
     100-400 val examples, C from 0.01 to 1 moved the fused test AUROC by < 0.004;
   - non-negative weights: an expert whose fitted weight is negative is dropped and the fit redone
     without it, so a near-chance expert never enters with a flipped sign (its weight is 0, the
-    other expert alone is recalibrated);
+    other expert alone is recalibrated); if neither keeps a positive weight, the expert with the
+    higher AUROC on the fit part alone;
   - class weighting (`fuse.class_weighting`) as the experts' training, so a fused P > 0.5 is a
     decision at the same balance as theirs.
-What no fit on val can see: a simulated image expert whose val signal overstates its test signal
-(logit signal 0.6 on val, 0.2 on test, text 0.8 on both) still leaves fusion ~0.02 test AUROC
-below the text expert alone, as on the real memes; fusion pays once the image expert is really
-above chance.
+What no fit can see: an image expert whose signal on val (even the part it did not select on)
+overstates its test signal; fusion pays once the image expert is really above chance. Halving val
+also halves what fusion fits on: on a small val the weights are noisier (the shrinkage above).
 
 The functions up to `fuse` are pure (rows in, rows and plain data out); `main` reads and writes.
 
@@ -52,10 +58,10 @@ from stages.config import Part, check_fields, knob, parse
 from stages.console import setup_logging, summary
 from stages.predictions import (FuseError, PredictionRow, binary_fields, expert_task, is_binary_prob,
                                 read_predictions)
-from stages.scores import binary_f1_macro, main_metric
+from stages.scores import binary_f1_macro, main_metric, val_part
 
 EXPERTS = ("text", "vision")
-EVALUATED_SPLITS = ("val", "test")
+EVALUATED_SPLITS = ("val_fit", "test")   # val_fit: val's fit part (scores.val_part), the only val fusion is fit on
 PROB_FLOOR = 1e-6        # the experts round probabilities to 6 decimals: 0 and 1 occur
 
 
@@ -65,7 +71,7 @@ class FieldWeights:
     intercept: float
     text: float
     vision: float
-    val_examples: int          # val examples with both experts and a label for the field
+    val_examples: int          # val examples (fit part) with both experts and a label for the field
     val_positives: int
 
 
@@ -136,14 +142,24 @@ def gold(text: PredictionRow | None, vision: PredictionRow | None, name: str) ->
     return labels[0]
 
 
-def paired_data(text_rows: dict[str, PredictionRow], vision_rows: dict[str, PredictionRow], name: str,
-                split: str) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(ids sorted, logits [n, 2] text|vision, gold 0/1) of the split's labeled examples both experts scored."""
+def in_split(row_split: str, example_id: str, split: str) -> bool:
+    """Whether an example of `row_split` is scored in `split` of EVALUATED_SPLITS ("val_fit": val's fit part)."""
+    if split == "val_fit":
+        return row_split == "val" and val_part(example_id) == "fit"
+    return row_split == split
+
+
+def paired_data(text_rows: dict[str, PredictionRow], vision_rows: dict[str, PredictionRow],
+                name: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(ids sorted, logits [n, 2] text|vision, gold 0/1) of val's fit part: its labeled examples both
+    experts scored (the other part, which the experts picked their epoch on, is never read)."""
     ids, logits, labels = [], [], []
     for example_id in sorted(set(text_rows) & set(vision_rows)):
         text, vision = text_rows[example_id], vision_rows[example_id]
+        if not in_split(text.split, example_id, "val_fit"):
+            continue
         label = gold(text, vision, name)
-        if text.split != split or label is None or not all(is_binary_prob(r.probs.get(name)) for r in (text, vision)):
+        if label is None or not all(is_binary_prob(r.probs.get(name)) for r in (text, vision)):
             continue
         ids.append(example_id)
         logits.append((to_logit(text.probs[name]), to_logit(vision.probs[name])))
@@ -171,8 +187,8 @@ def fit_nonnegative(logits: np.ndarray, labels: np.ndarray, settings: FuseConfig
 
 
 def better_expert_alone(logits: np.ndarray, labels: np.ndarray) -> tuple[float, list[float]]:
-    """Neither logit earns a positive weight on val: a constant (every meme 0.5) would throw away the
-    ranking both experts still give, so the fused score is the expert with the higher val AUROC,
+    """Neither logit earns a positive weight on val's fit part: a constant (every meme 0.5) would throw away the
+    ranking both experts still give, so the fused score is the expert with the higher AUROC there,
     unchanged (weight 1, intercept 0)."""
     from sklearn.metrics import roc_auc_score
 
@@ -183,10 +199,10 @@ def better_expert_alone(logits: np.ndarray, labels: np.ndarray) -> tuple[float, 
 
 
 def check_fittable(name: str, labels: np.ndarray) -> int:
-    """The number of folds the field's val allows (each class in every fold); an error below 2."""
+    """The number of folds the field's val fit part allows (each class in every fold); an error below 2."""
     rarest = int(min(labels.sum(), len(labels) - labels.sum())) if len(labels) else 0
     if rarest < 2:
-        raise FuseError(f"field {name!r} has {len(labels)} val examples both experts scored, "
+        raise FuseError(f"field {name!r} has {len(labels)} examples in val's fit part both experts scored, "
                         f"{int(labels.sum())} positive: fitting needs at least 2 of each class "
                         "(leave the field out with fuse.fields)")
     return rarest
@@ -200,21 +216,22 @@ def fit_field(name: str, logits: np.ndarray, labels: np.ndarray, settings: FuseC
 
 def fit_fusion(text_val: dict[str, PredictionRow], vision_val: dict[str, PredictionRow], fields: Iterable[str],
                seed: int = 0, settings: FuseConfig | None = None) -> FusionModel:
-    """Per field, the weights fitted on the val rows both experts scored (rows of other splits are ignored)."""
+    """Per field, the weights fitted on val's fit part, the rows both experts scored (others are ignored)."""
     settings = replace(settings or FuseConfig(), seed=seed)
     weights = {}
     for name in fields:
-        _, logits, labels = paired_data(text_val, vision_val, name, "val")
+        _, logits, labels = paired_data(text_val, vision_val, name)
         weights[name] = fit_field(name, logits, labels, settings)
     return FusionModel(weights, settings.C, settings.folds, settings.class_weighting, seed)
 
 
 def out_of_fold(text_val: dict[str, PredictionRow], vision_val: dict[str, PredictionRow], name: str,
                 settings: FuseConfig) -> dict[str, float]:
-    """Cross-fitting: each val example's fused P(class 1) from a fit on the other folds (stratified, seeded)."""
+    """Cross-fitting: each example of val's fit part gets its fused P(class 1) from a fit on the other
+    folds (stratified, seeded)."""
     from sklearn.model_selection import StratifiedKFold
 
-    ids, logits, labels = paired_data(text_val, vision_val, name, "val")
+    ids, logits, labels = paired_data(text_val, vision_val, name)
     folds = StratifiedKFold(n_splits=min(settings.folds, check_fittable(name, labels)), shuffle=True,
                             random_state=settings.seed)
     scores: dict[str, float] = {}
@@ -294,7 +311,8 @@ def score_rows(fused: list[dict[str, Any]], text_rows: dict[str, PredictionRow],
                dataset: str | None = None) -> dict[str, Any]:
     """On the labeled examples of a split (and dataset) that both experts scored: text alone,
     vision alone and fused, side by side; then fused over every labeled example (`fused_all`)."""
-    mine = [row for row in fused if row["split"] == split and (dataset is None or row["dataset"] == dataset)
+    mine = [row for row in fused if in_split(row["split"], row["id"], split)
+            and (dataset is None or row["dataset"] == dataset)
             and row["labels"].get(name) is not None and name in row["probs"]]
     both = [row for row in mine if len(contributors(text_rows.get(row["id"]), vision_rows.get(row["id"]), name)) == 2]
     out: dict[str, Any] = {}
@@ -319,9 +337,17 @@ def full_report(model: FusionModel, fused: list[dict[str, Any]], text_rows: dict
                                                                       dataset))}}
                      for split in EVALUATED_SPLITS}
               for name in model.fields}
-    return {"model": model.to_dict(), "examples": modality_counts(fused), "scores": scores,
-            "note": "val scores of `fused` are out-of-fold (cross-fitted); test scores use the weights fitted "
-                    "on all of val"}
+    return {"model": model.to_dict(), "examples": modality_counts(fused), "val_parts": val_part_counts(fused),
+            "scores": scores,
+            "note": "val_fit: val's fit part, the only val examples fusion fits on (the experts picked their epoch "
+                    "on the select part, left out); its `fused` scores are out-of-fold (cross-fitted); test "
+                    "scores use the weights fitted on all of the fit part"}
+
+
+def val_part_counts(fused: list[dict[str, Any]]) -> dict[str, int]:
+    """Val examples fusion fit on (`fit`) and left out because the experts picked their epoch on them."""
+    parts = [val_part(row["id"]) for row in fused if row["split"] == "val"]
+    return {"fit_on": parts.count("fit"), "left_out_selected_on": parts.count("select")}
 
 
 def headline_metrics(report: dict[str, Any]) -> dict[str, Any]:
@@ -329,7 +355,8 @@ def headline_metrics(report: dict[str, Any]) -> dict[str, Any]:
     fused on the examples both scored; per dataset of the first field the test main metric of each;
     examples fused and scored by one expert alone."""
     counts = report["examples"].values()
-    out: dict[str, Any] = {"examples": {reason: sum(c[reason] for c in counts) for reason in next(iter(counts))}}
+    out: dict[str, Any] = {"examples": {reason: sum(c[reason] for c in counts) for reason in next(iter(counts))},
+                           "val_parts": report["val_parts"]}
     for index, (name, weights) in enumerate(report["model"]["fields"].items()):
         section: dict[str, Any] = {"weights": {expert: weights[expert] for expert in EXPERTS}}
         for split, scores in report["scores"][name].items():
@@ -353,7 +380,7 @@ def dataset_main_metrics(by_dataset: dict[str, dict[str, Any]], name: str) -> di
 
 def fuse(text_rows: dict[str, PredictionRow], vision_rows: dict[str, PredictionRow],
          settings: FuseConfig) -> tuple[FusionModel, list[dict[str, Any]], dict[str, Any]]:
-    """(model fitted on val, fused rows of every split -- val rows out-of-fold --, full report)."""
+    """(model fitted on val's fit part, fused rows of every split -- that part's rows out-of-fold --, full report)."""
     fields = settings.fields or fusable_fields(text_rows, vision_rows)
     if not fields:
         raise FuseError("the experts share no binary field to fuse")
@@ -402,10 +429,11 @@ def print_summary(report: dict[str, Any]) -> None:
                      f"b={weights['intercept']:.3f}", ""))
     alone = {reason: ", ".join(f"{dataset} {c[reason]}" for dataset, c in report["examples"].items() if c[reason])
              for reason in ("text_alone_no_image", "vision_alone_no_text")}
-    fused = sum(c["fused"] for c in report["examples"].values())
+    fused, parts = sum(c["fused"] for c in report["examples"].values()), report["val_parts"]
     caption = (f"examples fused: {fused}; text alone (no image): {alone['text_alone_no_image'] or 0}; "
-               f"vision alone (no text): {alone['vision_alone_no_text'] or 0}")
-    summary("fuse: late fusion fitted on val (val fused: out-of-fold)",
+               f"vision alone (no text): {alone['vision_alone_no_text'] or 0}; val: fit on "
+               f"{parts['fit_on']}, left out {parts['left_out_selected_on']} (the experts picked their epoch on them)")
+    summary("fuse: late fusion fitted on val's fit part (val_fit fused: out-of-fold)",
             ("field split / dataset", "metric", "text", "vision", "fused", "fused (all)"), rows, labels=2,
             caption=caption)
 

@@ -2,11 +2,24 @@
 module: numpy and scikit-learn only, so a stage that scores predictions need not load torch."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 from sklearn.metrics import f1_score
 
 # Each dataset's main metric: the one its published results use (AUROC on Hateful Memes), else macro-F1.
 MAIN_METRIC = {("hateful_memes", "abuse_hate"): "auroc"}
+
+
+# Val is cut in two by example id: the experts pick their best epoch on `select`, fusion fits on `fit`,
+# so the fusion never trusts scores that epoch selection inflated. A fixed half, not a tunable: both
+# stages must agree on it and no stage reads another's params group.
+VAL_PARTS = ("select", "fit")
+
+
+def val_part(example_id: str) -> str:
+    """`select` or `fit`: the first byte of the id's SHA-256, even or odd (stable across runs and machines)."""
+    return VAL_PARTS[hashlib.sha256(str(example_id).encode("utf-8")).digest()[0] & 1]
 
 
 def main_metric(dataset: str, field: str) -> str:

@@ -1,4 +1,4 @@
-"""stages/fuse.py: late fusion of the two experts, fitted on val only.
+"""stages/fuse.py: late fusion of the two experts, fitted on val's fit part only (scores.val_part).
 
 The predictions are synthetic but shaped like the experts' (stages/training/outputs.py writes them;
 one test reads what that writer writes): memes of two datasets scored by both experts, a text-only
@@ -17,6 +17,7 @@ import pytest
 
 from stages import fuse, predictions
 from stages.errors import InputError
+from stages.scores import val_part
 
 IMAGE_DATASETS = ("hateful_memes", "mami")
 TEXT_DATASET = "olid"
@@ -62,11 +63,12 @@ def relabel(lines: list[str], label_of) -> list[str]:
     return [json.dumps({**row, "label": label_of(row)}, sort_keys=True) for row in map(json.loads, lines)]
 
 
-def flip_labels(lines: list[str], split: str, share: float = 1.0, seed: int = 1) -> list[str]:
-    """The gold label of (a seeded share of) one split's examples flipped; the same examples in both
-    experts' files for the same seed."""
+def flip_labels(lines: list[str], split: str, share: float = 1.0, seed: int = 1, part: str | None = None) -> list[str]:
+    """The gold label of (a seeded share of) one split's examples (`part`: of that val part only)
+    flipped; the same examples in both experts' files for the same seed."""
     def label_of(row):
         chosen = np.random.default_rng([seed, int(row["id"].rsplit("-", 1)[1])]).random() < share
+        chosen = chosen and (part is None or val_part(row["id"]) == part)
         return 1 - row["label"] if row["split"] == split and chosen else row["label"]
     return relabel(lines, label_of)
 
@@ -84,7 +86,7 @@ def test_cross_fitted_fusion_weighs_the_expert_that_carries_signal():
 
 def test_fusion_beats_the_better_expert_when_both_carry_independent_signal():
     _, _, report = run_fuse(synthetic_predictions(0.8, 0.6))
-    for split in ("val", "test"):   # val: out-of-fold scores
+    for split in ("val_fit", "test"):   # val_fit: out-of-fold scores
         scores = report["scores"][TASK][split]["all"]
         better = max(("text", "vision"), key=lambda expert: scores[expert]["auroc"])
         assert scores["fused"]["auroc"] > scores[better]["auroc"] + 0.02, (split, scores)
@@ -118,9 +120,40 @@ def test_changing_test_labels_changes_no_fusion_weight():
     # the flip reached the scoring (test only), and val labels do move the weights
     test_auroc = report["scores"][TASK]["test"]["all"]["fused"]["auroc"]
     assert flipped_report["scores"][TASK]["test"]["all"]["fused"]["auroc"] == pytest.approx(1 - test_auroc)
-    assert flipped_report["scores"][TASK]["val"] == report["scores"][TASK]["val"]
+    assert flipped_report["scores"][TASK]["val_fit"] == report["scores"][TASK]["val_fit"]
     noisy_val_model, _, _ = run_fuse((flip_labels(text, "val", 0.2), flip_labels(vision, "val", 0.2)))
     assert noisy_val_model.fields[TASK] != model.fields[TASK]
+
+
+def test_labels_of_the_val_part_the_experts_selected_on_change_no_fusion_weight():
+    """The experts picked their epoch on val's select part: fusion neither fits nor is scored on it."""
+    text, vision = synthetic_predictions(0.8, 0.6)
+    model, fused, report = run_fuse((text, vision))
+    flipped = [flip_labels(flip_labels(lines, "val", part="select"), "test") for lines in (text, vision)]
+    flipped_model, flipped_fused, flipped_report = run_fuse(flipped)
+    assert flipped_model.to_dict() == model.to_dict()
+    assert [row["probs"] for row in flipped_fused] == [row["probs"] for row in fused]
+    assert flipped_report["scores"][TASK]["val_fit"] == report["scores"][TASK]["val_fit"]
+    assert [row["labels"] for row in flipped_fused] != [row["labels"] for row in fused]   # the flip happened
+    val_ids = {json.loads(line)["id"] for line in text if json.loads(line)["split"] == "val"}
+    fit_ids = {i for i in val_ids if val_part(i) == "fit"}
+    assert report["val_parts"] == {"fit_on": len(fit_ids), "left_out_selected_on": len(val_ids - fit_ids)}
+    assert model.fields[TASK].val_examples == len(fit_ids & {json.loads(line)["id"] for line in vision})
+    assert report["scores"][TASK]["val_fit"]["all"]["fused_all"]["support"] == len(fit_ids)
+    noisy_fit_model, _, _ = run_fuse([flip_labels(lines, "val", 0.2, part="fit") for lines in (text, vision)])
+    assert noisy_fit_model.fields[TASK] != model.fields[TASK]   # the fit part's labels do move them
+
+
+def test_the_val_part_rule_is_pinned_and_splits_ids_near_half():
+    """A fixed id always falls in the same part (a SHA-256 of the id, not Python's salted hash());
+    ids shaped like the releases' split about half and half, per dataset too."""
+    assert [val_part(i) for i in ("memotion1_image_1", "hateful_memes_42953", "mami_10000", "olid_90194")] == [
+        "fit", "select", "select", "fit"]
+    # SHA-256 of "a" starts with byte 0xca (even: select), of "" with 0xe3 (odd: fit)
+    assert [val_part(i) for i in ("hateful_memes_dev_seen_04628", "a", "")] == ["fit", "select", "fit"]
+    for dataset in ("hateful_memes_dev_seen", "mami", "memotion1_image", "olid", "hatexplain"):
+        parts = [val_part(f"{dataset}_{n}") for n in range(4000)]
+        assert 0.46 < parts.count("fit") / len(parts) < 0.54, dataset
 
 
 def test_fit_fusion_reads_val_rows_only():
@@ -212,7 +245,7 @@ def test_bad_predictions_stop_the_stage_with_one_line(tmp_path):
     first_val = min(json.loads(line)["id"] for line in text if '"split": "val"' in line)
     def one_val_positive(row):
         return int(row["id"] == first_val) if row["split"] == "val" else row["label"]
-    with pytest.raises(InputError, match=r"^field 'abuse_hate' has \d+ val examples .*, [01] positive"):
+    with pytest.raises(InputError, match=r"^field 'abuse_hate' has \d+ examples in val's fit part .*, [01] positive"):
         fuse.main(stage_args(tmp_path, "out", (relabel(text, one_val_positive), relabel(vision, one_val_positive))))
     with pytest.raises(InputError, match=r"^fuse.fields: offensive not predicted"):
         fuse.main([*stage_args(tmp_path, "out", (text, vision)), "--fields", "[offensive]"])

@@ -17,6 +17,7 @@ import yaml
 
 from stages import training
 from stages.errors import ConfigError, InputError
+from stages.scores import val_part
 from stages.train_text import TextConfig, TextDecoder, train_text
 from stages.training import ExpertPaths, ShardStream, TrainConfig
 from tests.test_training import labeled_ids, write_shards
@@ -83,6 +84,8 @@ def test_tiny_deberta_trains_and_writes_every_output(first_run, shards):
     # null targets skipped and counted, per split
     assert metrics["skipped_null_labels"] == {"train": 3, "val": 3, "test": 3}
     assert metrics["examples"] == {"train": 32, "val": 12, "test": 12}
+    select = {i for i in labeled_ids(written["val"]) if val_part(i) == "select"}   # the best epoch's val
+    assert metrics["epoch_selection"] == {"part": "select", "val_examples": len(select)} and 0 < len(select) < 12
     for split in ("val", "test"):
         block = metrics[split]
         assert block["support"] == 12 and set(block["by_dataset"]) == {"hateful_memes", "mami", "olid"}

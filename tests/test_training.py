@@ -25,6 +25,7 @@ from stages import training
 from stages.common import REPO_ROOT
 from stages.errors import InputError
 from stages.records import safe_key
+from stages.scores import val_part
 from stages.shards import write_index
 
 HATE, OFFENSIVE = training.Tasks.read(["abuse_hate"]), training.Tasks.read(["offensive"])
@@ -160,6 +161,33 @@ def test_eval_stream_reads_every_labeled_example_once_in_shard_order(shards):
     ids = stream_ids(stream)
     assert len(ids) == len(stream) == 12 and set(ids) == labeled_ids(written["val"])
     assert ids == stream_ids(stream)   # fixed order
+
+
+def test_the_epoch_selection_stream_holds_exactly_vals_select_part(shards):
+    """The Trainer picks the best epoch on val's select part (scores.val_part); fuse fits on the rest."""
+    root, written = shards
+    data = training.read_data(root, ALL, HATE)
+    select = {i for i in labeled_ids(written["val"]) if val_part(i) == "select"}
+    assert 0 < len(select) < data.splits["val"].labeled == 12
+    assert data.selection.labeled == len(select) and data.selection.part == "select"
+    stream = training.ShardStream(data.selection, HATE, ("txt",), id_decoder, batch_size=4)
+    ids = stream_ids(stream)
+    assert len(ids) == len(stream) and set(ids) == select
+    assert set(stream_ids(training.ShardStream(data.splits["val"], HATE, ("txt",), id_decoder, 4))) == labeled_ids(
+        written["val"])   # the final pass still scores all of val
+
+
+def test_a_val_with_no_example_in_the_select_part_is_one_clear_error(tmp_path):
+    fit_ids = [i for i in (f"olid_{n}" for n in range(20)) if val_part(i) == "fit"][:3]
+    (tmp_path / "val").mkdir()
+    with wds.TarWriter(str(tmp_path / "val" / "textonly-00000.tar"), mtime=0) as sink:
+        for example_id in fit_ids:
+            meta = {"id": example_id, "dataset": "olid", "labels": {"abuse_hate": 1}}
+            sink.write({"__key__": example_id, "txt": b"some text", "json": json.dumps(meta).encode()})
+    val = training.read_split(tmp_path, "val", ALL, HATE)
+    assert val.labeled == 3
+    with pytest.raises(training.TrainingInputError, match=r"none of the 3 labeled val examples .*val is too small"):
+        training.data.read_selection(tmp_path, ALL, HATE, val)
 
 
 def test_train_stream_shuffles_per_epoch_deterministically_and_buckets_by_length(shards):

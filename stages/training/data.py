@@ -27,6 +27,7 @@ from torch.utils.data import IterableDataset
 
 from stages import heads
 from stages.records import DIAGNOSTIC_SPLIT, SPLITS
+from stages.scores import val_part
 from stages.shards import INDEX, KINDS, shard_files
 from stages.training.config import Tasks, TrainingInputError
 
@@ -50,6 +51,7 @@ class SplitInfo:
     head_counts: heads.HeadCounts | None = None    # multi-head: per dataset and head
     shard_labeled: tuple[int, ...] = ()            # labeled examples of each shard, in `shards` order
     shard_examples: tuple[int, ...] = ()           # all examples (labeled or not) of each shard
+    part: str | None = None                        # only the examples of this val part (scores.val_part)
 
     @property
     def majority(self) -> int:
@@ -63,16 +65,29 @@ class SplitInfo:
 
 @dataclass(frozen=True)
 class ExpertData:
-    """What an expert trains and is scored on: train/val/test, and the diagnostic split it can score
-    (None: none, or `diagnostic_skipped` says why it cannot)."""
+    """What an expert trains and is scored on: train/val/test, val's `select` part (the best epoch is
+    picked on it; fuse fits on the other part), and the diagnostic split it can score (None: none, or
+    `diagnostic_skipped` says why it cannot)."""
     splits: dict[str, SplitInfo]
+    selection: SplitInfo
     diagnostic: SplitInfo | None
     diagnostic_skipped: str | None
 
 
 def read_data(shards_dir: Path, kinds: tuple[str, ...], tasks: Tasks) -> ExpertData:
     """Every split of `kinds` counted (JSON members only) and checked against pack's index."""
-    return ExpertData(read_splits(shards_dir, kinds, tasks), *read_diagnostic(shards_dir, kinds, tasks))
+    splits = read_splits(shards_dir, kinds, tasks)
+    return ExpertData(splits, read_selection(shards_dir, kinds, tasks, splits["val"]),
+                      *read_diagnostic(shards_dir, kinds, tasks))
+
+
+def read_selection(shards_dir: Path, kinds: tuple[str, ...], tasks: Tasks, val: SplitInfo) -> SplitInfo:
+    """Val's `select` part, counted (the stage's summary prints it beside all of val)."""
+    selection = read_split(shards_dir, "val", kinds, tasks, part="select")
+    if selection.labeled == 0:
+        raise TrainingInputError(f"{Path(shards_dir) / 'val'}: none of the {val.labeled} labeled val examples "
+                                 "falls in the part epochs are selected on (scores.val_part); val is too small")
+    return selection
 
 
 def majority_class(counts: tuple[int, int]) -> int:
@@ -91,9 +106,11 @@ def member_key_ext(name: str) -> tuple[str, str]:
     return key, ext.lower()
 
 
-def read_split(shards_dir: Path, split: str, kinds: tuple[str, ...], tasks: Tasks) -> SplitInfo:
+def read_split(shards_dir: Path, split: str, kinds: tuple[str, ...], tasks: Tasks,
+               part: str | None = None) -> SplitInfo:
     """Count one split from the JSON members only (tarfile seeks past the image bytes).
-    kinds: ("image", "textonly") = shard-*.tar and textonly-*.tar, ("image",) = shard-*.tar."""
+    kinds: ("image", "textonly") = shard-*.tar and textonly-*.tar, ("image",) = shard-*.tar.
+    part: count only the examples of that val part (scores.val_part)."""
     shards = tuple(shard_files(shards_dir, split, kinds))
     labeled = skipped = 0
     counts = [0, 0]
@@ -109,6 +126,8 @@ def read_split(shards_dir: Path, split: str, kinds: tuple[str, ...], tasks: Task
                     if not member.isfile() or ext != "json":
                         continue
                     meta = json.loads(tar.extractfile(member).read())
+                    if part is not None and val_part(meta.get("id", key)) != part:
+                        continue
                     target = tasks.encode(meta, f"{shard}: {key}")
                     if target is None:
                         skipped += 1
@@ -125,7 +144,7 @@ def read_split(shards_dir: Path, split: str, kinds: tuple[str, ...], tasks: Task
         shard_examples.append(labeled + skipped - examples_before)
     return SplitInfo(split, shards, labeled, skipped, (counts[0], counts[1]),
                      {name: (c[0], c[1]) for name, c in sorted(by_dataset.items())}, head_counts,
-                     tuple(shard_labeled), tuple(shard_examples))
+                     tuple(shard_labeled), tuple(shard_examples), part)
 
 
 def read_splits(shards_dir: Path, kinds: tuple[str, ...], tasks: Tasks) -> dict[str, SplitInfo]:
@@ -192,8 +211,10 @@ def read_diagnostic(shards_dir: Path, kinds: tuple[str, ...], tasks: Tasks) -> t
     return None, why
 
 
-def raw_examples(shards: Iterable[str], tasks: Tasks, wanted: tuple[str, ...]) -> Iterator[dict[str, Any]]:
-    """Labeled examples in shard order, undecoded: {id, dataset, label, <field>: bytes}."""
+def raw_examples(shards: Iterable[str], tasks: Tasks, wanted: tuple[str, ...],
+                 part: str | None = None) -> Iterator[dict[str, Any]]:
+    """Labeled examples in shard order, undecoded: {id, dataset, label, <field>: bytes}; `part`: only
+    those of that val part (scores.val_part)."""
     def keep(name: str) -> bool:
         return member_key_ext(name)[1] in wanted + ("json",)
 
@@ -203,10 +224,13 @@ def raw_examples(shards: Iterable[str], tasks: Tasks, wanted: tuple[str, ...]) -
         if "json" not in sample:
             raise TrainingInputError(f"{where}: example without a .json member")
         meta = json.loads(sample["json"])
+        example_id = meta.get("id", sample["__key__"])
+        if part is not None and val_part(example_id) != part:
+            continue
         target = tasks.encode(meta, where)
         if target is None:
             continue
-        example = {"id": meta.get("id", sample["__key__"]), "dataset": str(meta.get("dataset")),
+        example = {"id": example_id, "dataset": str(meta.get("dataset")),
                    "label": target, "where": where}
         for name in wanted:
             if name in sample:
@@ -304,9 +328,9 @@ class ShardStream(IterableDataset):
         """The undecoded example stream every reader of this epoch sees, before any split."""
         shards = list(self.split.shards)
         if self.shuffle_seed is None:
-            return raw_examples(shards, self.tasks, self.fields_wanted)
+            return raw_examples(shards, self.tasks, self.fields_wanted, self.split.part)
         rng = random.Random(self.shuffle_seed * 1_000_003 + self.epoch)
-        sources = [raw_examples([shard], self.tasks, self.fields_wanted) for shard in shards]
+        sources = [raw_examples([shard], self.tasks, self.fields_wanted, self.split.part) for shard in shards]
         examples = wds.shuffle(SHUFFLE_BUFFER, initial=SHUFFLE_BUFFER, rng=rng)(
             interleaved(sources, list(self.split.shard_labeled), rng, str(Path(shards[0]).parent)))
         if self.bucket_by_length:

@@ -88,10 +88,11 @@ def eval_stream(info: SplitInfo, expert: Expert, train: TrainConfig) -> ShardStr
                        distributed=False)
 
 
-def metrics_record(expert: Expert, cfg: TrainConfig, splits: dict[str, SplitInfo], weights,
+def metrics_record(expert: Expert, cfg: TrainConfig, splits: dict[str, SplitInfo], selection: SplitInfo, weights,
                    epochs: tuple[int, int | None], preds: list[Predictions],
                    report: dict[str, Any] | None) -> dict[str, Any]:
-    """The metrics file: model, task(s), epochs, example counts, then per split (and head) its metrics."""
+    """The metrics file: model, task(s), epochs (and the val examples the best was picked on), example
+    counts, then per split (and head) its metrics."""
     layout = cfg.tasks.layout
     head = ({"task": cfg.tasks.single} if layout is None else
             {"tasks": list(cfg.tasks.names), "head_weights": dict(cfg.tasks.head_weights),
@@ -101,6 +102,7 @@ def metrics_record(expert: Expert, cfg: TrainConfig, splits: dict[str, SplitInfo
     return {
         "model": expert.model_id, "pretrained": expert.pretrained, **head,
         "epochs": cfg.epochs, "epochs_run": epochs[0], "best_epoch": epochs[1],
+        "epoch_selection": {"part": selection.part, "val_examples": selection.labeled},
         "examples": {name: info.labeled for name, info in splits.items()},
         "skipped_null_labels": {name: info.skipped_null for name, info in splits.items()},
         "class_weights": weights, "ece_bins": ECE_BINS,
@@ -232,7 +234,8 @@ def plain_batch_norms(model) -> None:
 
 def print_summary(metrics: dict[str, Any], title: str) -> None:
     """One row per split (multi-head: per split and head), each followed by one per dataset."""
-    epochs = f"best epoch {metrics['best_epoch']}/{metrics['epochs_run']}"
+    epochs = (f"best epoch {metrics['best_epoch']}/{metrics['epochs_run']} picked on "
+              f"{metrics['epoch_selection']['val_examples']}/{metrics['examples']['val']} val")
     if "tasks" in metrics:
         heading = f"tasks={','.join(metrics['tasks'])}  {epochs}"
         columns, labels = ("split / head / dataset", "metric", "model", "baseline", "support"), 2

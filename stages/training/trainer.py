@@ -164,13 +164,14 @@ def train_expert(expert: Expert, data: ExpertData, paths: ExpertPaths, train: Tr
     with contextlib.ExitStack() as stack:
         live = stack.enter_context(Live(str(live_work), dvcyaml=False, save_dvc_exp=False,
                                         resume=resume_from is not None)) if main else None
-        trainer = expert_trainer(expert, splits, paths, train, args, live, weights)
+        trainer = expert_trainer(expert, splits["train"], data.selection, paths, train, args, live, weights)
         trainer.train(resume_from_checkpoint=resume_from)
         if main:
             preds, report = outputs.final_pass(trainer.model, expert, data, paths, train, live)
     metrics = None
     if main:
-        metrics = outputs.metrics_record(expert, train, splits, weights, epoch_summary(trainer.state), preds, report)
+        metrics = outputs.metrics_record(expert, train, splits, data.selection, weights, epoch_summary(trainer.state),
+                                         preds, report)
         outputs.write_outputs(expert, metrics, outputs.prediction_rows(preds, tasks.layout), live_work, paths)
     trainer.accelerator.wait_for_everyone()
     if main:
@@ -195,18 +196,19 @@ def fresh_scratch(run_dir: Path, stage: str, args: TrainingArguments, resume: bo
     return resume_from
 
 
-def expert_trainer(expert: Expert, splits: dict[str, SplitInfo], paths: ExpertPaths, cfg: TrainConfig,
+def expert_trainer(expert: Expert, train: SplitInfo, selection: SplitInfo, paths: ExpertPaths, cfg: TrainConfig,
                    args: TrainingArguments, live, weights) -> ExpertTrainer:
-    """The Trainer over the train and val streams; progress and DVCLive callbacks on the main process."""
+    """The Trainer over the train stream and val's select part (the best epoch is picked on it, so fuse
+    can fit on the other part); progress and DVCLive callbacks on the main process."""
     tasks, layout, bs = cfg.tasks, cfg.tasks.layout, cfg.batch_size
-    train_stream = ShardStream(splits["train"], tasks, expert.fields_wanted, expert.decode_train, bs,
+    train_stream = ShardStream(train, tasks, expert.fields_wanted, expert.decode_train, bs,
                                shuffle_seed=cfg.seed, bucket_by_length=expert.bucket_by_length,
                                trace_dir=paths.trace_ids)
-    val_stream = ShardStream(splits["val"], tasks, expert.fields_wanted, expert.decode_eval, bs)
+    selection_stream = ShardStream(selection, tasks, expert.fields_wanted, expert.decode_eval, bs)
     main = args.process_index == 0
     callbacks = [ReproducibleDVCLive(live=live), ProgressCallback(bs * args.world_size)] if main else []
     trainer = ExpertTrainer(model=expert.model, args=args, train_dataset=train_stream,
-                            eval_dataset=val_stream, data_collator=ModelCollator(expert.collate),
+                            eval_dataset=selection_stream, data_collator=ModelCollator(expert.collate),
                             compute_metrics=HeadEpochMetrics(layout, tasks.primary) if layout else epoch_metrics,
                             callbacks=callbacks, class_weights=None if layout else weights,
                             head_loss=heads.MultiHeadLoss(layout, weights, tasks.head_weights) if layout else None)
