@@ -261,11 +261,15 @@ def main(argv: list[str] | None = None) -> None:
     plain, matched, one, every = rate["floor_full"], rate["floor"], rate["one"], rate["every"]
     speedup = every / one
     load_after = os.getloadavg()[0]
+    busy = "  (BUSY MACHINE: wall-clock figures are understated)" if load_before > 0.5 * cores else ""
     print(f"best of {args.rounds} interleaved rounds; 1-min load average before/after: {load_before:.2f} / "
-          f"{load_after:.2f}{'  (BUSY MACHINE: wall-clock figures are understated)' if load_before > 0.5 * cores else ''}")
-    print(f"(a) pack, {cores} workers:                  {every:7.1f} examples/s  ({cpu_ms['every']:.2f} CPU ms/example)")
-    print(f"(b) floor, plain Pillow loop, 1 core:    {plain:7.1f} images/s    ({cpu_ms['floor_full']:.2f} CPU ms/image)")
-    print(f"    same loop with pack's JPEG draft decode: {matched:5.1f} images/s    ({cpu_ms['floor']:.2f} CPU ms/image)")
+          f"{load_after:.2f}{busy}")
+    print(f"(a) pack, {cores} workers:                  {every:7.1f} examples/s  "
+          f"({cpu_ms['every']:.2f} CPU ms/example)")
+    print(f"(b) floor, plain Pillow loop, 1 core:    {plain:7.1f} images/s    "
+          f"({cpu_ms['floor_full']:.2f} CPU ms/image)")
+    print(f"    same loop with pack's JPEG draft decode: {matched:5.1f} images/s    "
+          f"({cpu_ms['floor']:.2f} CPU ms/image)")
     print(f"(c) pack / (plain floor x {cores} cores):     {every / (plain * cores):7.2f}   goal >= 0.9  "
           f"{verdict(every / (plain * cores) >= 0.9)}")
     print(f"    pack / (draft floor x {cores} cores):     {every / (matched * cores):7.2f}   (pack's overhead alone; "

@@ -329,7 +329,8 @@ def main(argv: list[str] | None = None) -> dict:
             run["seconds"][f"train {label} seed {seed}"] = seconds
             write_run(work, run)
     resumes = sum(key.startswith("total (resume") for key in run["seconds"])
-    run["seconds"][f"total (resume {resumes + 1})" if args.resume else "total"] = round(time.perf_counter() - started, 1)
+    total_key = f"total (resume {resumes + 1})" if args.resume else "total"
+    run["seconds"][total_key] = round(time.perf_counter() - started, 1)
     write_run(work, run)
     return report(work, console)
 
@@ -362,7 +363,8 @@ def prepare_data(work: Path, found: dict[str, Path], args, console: Console) -> 
     stats = json.loads((work / "Step_3" / "stats.json").read_text(encoding="utf-8"))
     image_datasets = [name for name in datasets if name in in_place]
     run = {"datasets": datasets, "left_out": left_out, "fields": trained_fields(stats),
-           "image_datasets": image_datasets, "packed": {split: v["examples"] for split, v in stats["splits"].items()}, "seconds": seconds}
+           "image_datasets": image_datasets, "packed": {split: v["examples"] for split, v in stats["splits"].items()},
+           "seconds": seconds}
     if image_datasets:
         run["speed"] = image_speed(work / "Step_3" / "shards", work / "params.yaml", console)
     return run

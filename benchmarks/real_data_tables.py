@@ -17,8 +17,8 @@ from sklearn.linear_model import LogisticRegression
 
 from stages import diagnostic as diagnostic_report
 from stages.console import summary
-from stages.shards import iter_examples
 from stages.scores import main_metric, predicted_class
+from stages.shards import iter_examples
 from stages.training import classification_metrics
 from stages.training.data import majority_class
 
@@ -27,7 +27,8 @@ CHANCE = "chance: guess at the train rate"
 BOOTSTRAP_RESAMPLES = 1000
 # Published test numbers (0-1 scale) on the same official test files; sources in the README, "Real data".
 PUBLISHED = {
-    ("hateful_memes", "abuse_hate"): [("Text BERT (Kiela et al. 2020), dev_seen", {"auroc": 0.6465, "accuracy": 0.5826})],
+    ("hateful_memes", "abuse_hate"): [("Text BERT (Kiela et al. 2020), dev_seen",
+                                       {"auroc": 0.6465, "accuracy": 0.5826})],
     ("olid", "offensive"): [("SVM (Zampieri et al. 2019)", {"f1_macro": 0.69}),
                             ("CNN (Zampieri et al. 2019)", {"f1_macro": 0.80}),
                             ("BERT (NULI, 1st of OffensEval 2019)", {"f1_macro": 0.829})],

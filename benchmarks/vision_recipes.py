@@ -41,10 +41,9 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from benchmarks.real_data_tables import field_label  # noqa: E402
 from stages.shards import shard_files  # noqa: E402
-from stages.training import binary_f1_macro  # noqa: E402
-from stages.training import Tasks  # noqa: E402
-from stages.training.data import IMAGE_FIELDS, raw_examples  # noqa: E402
 from stages.train_vision import VisionConfig, load_weights_by_position, read_weights  # noqa: E402
+from stages.training import Tasks, binary_f1_macro  # noqa: E402
+from stages.training.data import IMAGE_FIELDS, raw_examples  # noqa: E402
 
 FIELDS = ("offensive", "abuse_hate", "motivational")   # motivational: Memotion's binary aux field
 BATCH = 64

@@ -17,8 +17,7 @@ from stages.pack import PackConfig, pack
 from stages.pilot import PilotConfig, write_pilot
 from stages.pilot.kit import PilotExample, PilotRecipe
 from stages.records import ManifestRecord, load_ocr_index, make_id, read_manifest
-from stages.releases import (DATASETS, DatasetSpec, Example, ReleaseFiles, Skip, csv_table, header_index,
-                             table_rows)
+from stages.releases import DATASETS, DatasetSpec, Example, ReleaseFiles, Skip, csv_table, header_index, table_rows
 from stages.shards import iter_examples
 from stages.split import SplitConfig, make_splits
 from stages.taxonomy import Taxonomy, raw_key

@@ -28,10 +28,10 @@ GROUP = {"women": "women", "trans people": "lgbtq", "gay people": "lgbtq", "blac
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory) -> Path:
+    from stages.config import build
     from stages.ingest import ingest
     from stages.pack import PackConfig, pack
     from stages.pilot import PilotConfig, write_pilot
-    from stages.config import build
     from stages.split import PARTS, make_splits
 
     root = tmp_path_factory.mktemp("diagnostic")

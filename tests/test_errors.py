@@ -69,7 +69,8 @@ def test_a_bad_params_value_is_one_line_and_exit_2(tmp_path, capsys):
 def test_a_broken_input_file_is_one_line_and_exit_3(tmp_path, capsys):
     olid = tmp_path / "olid"
     olid.mkdir()
-    (olid / "olid-training-v1.0.tsv").write_bytes(b"id\ttweet\tsubtask_a\tsubtask_b\tsubtask_c\n2\tna\xefve\tNOT\tNULL\tNULL\n")
+    (olid / "olid-training-v1.0.tsv").write_bytes(
+        b"id\ttweet\tsubtask_a\tsubtask_b\tsubtask_c\n2\tna\xefve\tNOT\tNULL\tNULL\n")
     out = tmp_path / "out"
     code, err = run_stage("ingest", ingest.main, ["--dataset", f"olid={olid}", "--manifest", str(out / "m.jsonl"),
                                                   "--ocr", str(out / "o.jsonl")], capsys)

@@ -125,7 +125,8 @@ def test_non_utf8_tsv_stops_the_ingest_cli_with_one_line_and_writes_nothing(tmp_
     olid = tmp_path / "olid"
     olid.mkdir()
     (olid / "olid-training-v1.0.tsv").write_bytes(
-        b"id\ttweet\tsubtask_a\tsubtask_b\tsubtask_c\r\n1\tfine\tNOT\tNULL\tNULL\r\n2\tna\xefve \xff\tNOT\tNULL\tNULL\r\n")
+        b"id\ttweet\tsubtask_a\tsubtask_b\tsubtask_c\r\n1\tfine\tNOT\tNULL\tNULL\r\n"
+        b"2\tna\xefve \xff\tNOT\tNULL\tNULL\r\n")
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "stages.ingest", "--dataset", f"olid={olid}",
                              "--manifest", str(out / "m.jsonl"), "--ocr", str(out / "o.jsonl")],

@@ -10,7 +10,7 @@ import pytest
 
 from stages import records
 from stages.errors import ConfigError, InputError
-from stages.ingest import ingest, import_step2, main
+from stages.ingest import import_step2, ingest, main
 from stages.records import ContractError
 from stages.releases import DATASETS, ReleaseError
 
@@ -156,12 +156,14 @@ def test_cli_dataset_options_and_params(tmp_path, capsys):
 def test_cli_step2_files(tmp_path):
     ingest(small_releases(tmp_path), tmp_path / "m.jsonl", tmp_path / "o.jsonl", tmp_path)
     params = params_file(tmp_path, {"datasets": {}, "manifest": str(tmp_path / "out" / "m.jsonl"),
-                                    "ocr": str(tmp_path / "out" / "o.jsonl"), "step2_manifest": str(tmp_path / "m.jsonl"),
+                                    "ocr": str(tmp_path / "out" / "o.jsonl"),
+                                    "step2_manifest": str(tmp_path / "m.jsonl"),
                                     "step2_ocr": str(tmp_path / "o.jsonl")})
     result = main(["--params", str(params)])
     assert result.examples == 5 and (tmp_path / "out" / "o.jsonl").read_bytes() == (tmp_path / "o.jsonl").read_bytes()
     with pytest.raises(ConfigError, match="^give both Step 2 files"):
-        main(["--params", str(params_file(tmp_path, {"manifest": "m", "ocr": "o", "step2_manifest": str(tmp_path / "m.jsonl")}))])
+        one_file = params_file(tmp_path, {"manifest": "m", "ocr": "o", "step2_manifest": str(tmp_path / "m.jsonl")})
+        main(["--params", str(one_file)])
 
 
 def test_cli_help_runs_as_module():

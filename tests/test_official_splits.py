@@ -134,7 +134,8 @@ def test_real_olid_test_split_is_packed_whole_with_gold_labels(real_dataset, tax
     report, stats, shards = run_stages("olid", folder, tmp_path, taxonomy)
 
     def gold(level: str) -> dict[str, str]:
-        return {row["id"]: row["label"] for row in csv.DictReader(open(folder / f"labels-level{level}.csv", newline=""))}
+        rows = csv.DictReader(open(folder / f"labels-level{level}.csv", newline=""))
+        return {row["id"]: row["label"] for row in rows}
     level_a, level_c = gold("a"), gold("c")
     packed = {ex.id: ex.meta for ex in iter_examples(shards, "test", with_images=False)}
     assert len(level_a) == 860 and set(packed) == {f"olid_test_{i}" for i in level_a}
@@ -154,7 +155,8 @@ def test_real_olid_test_split_is_packed_whole_with_gold_labels(real_dataset, tax
     rows = list(read_manifest(tmp_path / "data_manifest.jsonl"))
 
     def copies(split: str) -> int:
-        mine = [(comparison_key(r.text_raw, compatibility=True), tuple(r.labels_raw.values())) for r in rows if r.split == split]
+        mine = [(comparison_key(r.text_raw, compatibility=True), tuple(r.labels_raw.values()))
+                for r in rows if r.split == split]
         return len(mine) - len(set(mine))
     assert copies("train") > 0 and copies("test") > 0
     exact = report["exact_duplicates"]
@@ -172,7 +174,8 @@ def test_real_hateful_memes_dev_seen_keeps_all_500_memes(real_dataset, taxonomy,
     val = {ex.id: ex.meta for ex in iter_examples(shards, "val", with_images=False)}
     assert len(dev_seen) == 500 and set(dev_seen) <= set(val)
     assert all(val[i]["labels"]["abuse_hate"] == label for i, label in dev_seen.items())
-    assert Counter("dev_unseen" if "_dev_unseen_" in i else "dev_seen" for i in val) == {"dev_seen": 500, "dev_unseen": 140}
+    file_counts = Counter("dev_unseen" if "_dev_unseen_" in i else "dev_seen" for i in val)
+    assert file_counts == {"dev_seen": 500, "dev_unseen": 140}
     files = stats["evaluation_splits"]["hateful_memes"]["val"]["files"]
     assert files["dev_seen"] == {"official_examples": 500, "packed": 500, "failed": 0, "excluded": 0,
                                  "packed_in_other_split": 0}

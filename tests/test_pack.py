@@ -21,17 +21,32 @@ from stages.pack import PackConfig, PackError, PackFailed, main, pack
 from stages.records import ManifestRecord, safe_key
 from stages.shards import INDEX, iter_examples
 from stages.taxonomy import Taxonomy
-from tests.test_images import (BLUE, GREY, RED, WHITE, close_to, make_dir, write_16bit_png, write_animated_gif,
-                               write_bytes, write_cmyk_jpeg, write_exif_rotated_jpeg, write_half_transparent_png,
-                               write_huge_png, write_palette_png_with_transparency, write_rgb,
-                               write_truncated_jpeg)
+from tests.test_images import (
+    BLUE,
+    GREY,
+    RED,
+    WHITE,
+    close_to,
+    make_dir,
+    write_16bit_png,
+    write_animated_gif,
+    write_bytes,
+    write_cmyk_jpeg,
+    write_exif_rotated_jpeg,
+    write_half_transparent_png,
+    write_huge_png,
+    write_palette_png_with_transparency,
+    write_rgb,
+    write_truncated_jpeg,
+)
 
 TAXONOMY = REPO_ROOT / "Step_3" / "label_taxonomy.json"
 OLID_OFF = {"subtask_a": "OFF", "subtask_b": "TIN", "subtask_c": "GRP"}
 OLID_NOT = {"subtask_a": "NOT", "subtask_b": "NULL", "subtask_c": "NULL"}
 LONG_CAPTION = ("all work and no play " * 5000)[:100_000]
 BAD_UTF8 = "caf\udce9 au lait"  # how undecodable bytes (0xE9 in Latin-1) reach a JSON manifest
-EMOJI_RTL = "\u05d6\u05d4 \u05dc\u05d0 \u05de\u05e6\u05d7\u05d9\u05e7 \U0001F602\U0001F469\u200d\U0001F4BB \u202bRTL\u202c"
+EMOJI_RTL = ("\u05d6\u05d4 \u05dc\u05d0 \u05de\u05e6\u05d7\u05d9\u05e7 "
+             "\U0001F602\U0001F469\u200d\U0001F4BB \u202bRTL\u202c")
 
 
 def hm(example_id, image, label=1, text=None, split="train", **extra):
@@ -179,7 +194,8 @@ def test_missing_image_can_be_packed_text_only(corpus):
     assert stats["missing_image_packed_text_only"]["examples"][0]["id"] == "hateful_memes_train_missing"
     text_only = {ex.id: ex for ex in iter_examples(config.output_dir, "train", with_images=False)
                  if not ex.meta["has_image"]}
-    assert text_only["hateful_memes_train_missing"].text == "[OCR] meme words [/OCR] [CAP] caption survives [/CAP] <lang=en>"
+    assert text_only["hateful_memes_train_missing"].text == ("[OCR] meme words [/OCR] [CAP] caption survives [/CAP] "
+                                                            "<lang=en>")
 
 
 def test_seed_snippet_reads_back_manifest_texts_and_labels(corpus):
@@ -220,7 +236,8 @@ def test_failure_gate_exits_nonzero_and_writes_nothing(corpus, capsys):
     config = corpus[0]
     argv = ["--manifest", str(config.manifest), "--ocr", str(config.ocr), "--output-dir", str(config.output_dir),
             "--label-taxonomy", str(config.label_taxonomy), "--splits", str(config.splits),
-            "--stats", str(config.stats), "--image-root", str(config.image_root), "--image-dirs", str(config.image_root),
+            "--stats", str(config.stats), "--image-root", str(config.image_root),
+            "--image-dirs", str(config.image_root),
             "--image-size", "32", "--workers", "1", "--max-failure-rate", "0.005"]
     with pytest.raises(GateError) as gate:
         main(argv)
@@ -258,7 +275,8 @@ def test_seed_command_line_and_limit(corpus, tmp_path):
     assert stats["total_examples"] == 5 and stats["examples_limit"] == 5
     assert stats["packed_examples"] == 4 and stats["failures"]["missing_image"]["examples"][0]["id"] == \
         "hateful_memes_train_missing"
-    seen = {name: sum(counts[k] for k in ("train", "val", "test", "failed")) for name, counts in stats["datasets"].items()}
+    seen = {name: sum(counts[k] for k in ("train", "val", "test", "failed"))
+            for name, counts in stats["datasets"].items()}
     assert seen == {"hateful_memes": 4, "olid": 1}
     assert "examples/s" in result.stderr
 

@@ -21,12 +21,10 @@ from sklearn.metrics import f1_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from stages import pilot
+from stages import pilot, releases
 from stages.errors import ConfigError
 from stages.pilot import PilotConfig, write_pilot
-from stages import releases
-from stages.releases import DATASETS
-from stages.releases import Skip, read_release
+from stages.releases import DATASETS, Skip, read_release
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WITH_IMAGES = [name for name in DATASETS if releases.SPECS[name].has_images]

@@ -574,7 +574,8 @@ def test_readme_real_data_walkthrough_reaches_trained_text_metrics(tmp_path):
     assert mami["skipped"] > 0 and mami["train"] == mami["val"] == mami["test"] == mami["failed"] == 0
     assert stats["skipped"]["no_text_no_image"]["count"] >= mami["skipped"]
     metrics = json.loads((repo / "Step_4/reports/text.json").read_text())
-    assert (metrics["epochs"], metrics["task"]) == (params["train"]["epochs"], *params["train"]["tasks"]) == (1, "offensive")
+    assert ((metrics["epochs"], metrics["task"]) == (params["train"]["epochs"], *params["train"]["tasks"])
+            == (1, "offensive"))
     for split in ("val", "test"):
         assert metrics[split]["support"] > 0 and 0 <= metrics[split]["f1_macro"] <= 1
 

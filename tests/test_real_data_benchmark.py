@@ -199,7 +199,8 @@ def test_resume_trains_only_the_expert_seed_pairs_without_metrics(tmp_path, monk
     real_data.main(["--work-dir", str(work), "--resume", "--only", "single abuse_hate", "--limit", "50"])
     assert trained == ["params_single_abuse_hate_seed0.yaml", "params_single_abuse_hate_seed1.yaml"]  # its seeds
     assert "ignored on --resume (the data are the earlier run's): --limit" in capsys.readouterr().out
-    assert {"total (resume 1)", "total (resume 2)"} <= set(json.loads((work / real_data.RUN_FILE).read_text())["seconds"])
+    run_seconds = json.loads((work / real_data.RUN_FILE).read_text())["seconds"]
+    assert {"total (resume 1)", "total (resume 2)"} <= set(run_seconds)
     with pytest.raises(SystemExit, match="earlier run has --epochs 2, not 3"):
         real_data.main(args + ["--epochs", "3"])           # seeds of one table share their settings
     with pytest.raises(SystemExit, match="run.json not found"):

@@ -5,8 +5,19 @@ import json
 
 import pytest
 
-from stages.records import (ContractError, ManifestRecord, OcrLine, OcrRecord, jsonl_line, make_id, read_manifest,
-                            read_ocr, relative_image_path, resolve_image_path, safe_key)
+from stages.records import (
+    ContractError,
+    ManifestRecord,
+    OcrLine,
+    OcrRecord,
+    jsonl_line,
+    make_id,
+    read_manifest,
+    read_ocr,
+    relative_image_path,
+    resolve_image_path,
+    safe_key,
+)
 
 GOOD = {"id": "olid_train_86426", "dataset": "olid", "split": "train", "image_path": None,
         "text_raw": "@USER She should ask", "labels_raw": {"subtask_a": "OFF"}}

@@ -109,10 +109,10 @@ def assert_invisible_to_dvc_and_git(relative: str) -> None:
 def pilot_inputs(tmp_path_factory) -> Path:
     """Step 2 files and splits.json of a 60-per-dataset pilot (420 examples, ~300 images),
     written by the real stage functions in a temp folder."""
+    from stages.config import build
     from stages.ingest import ingest
     from stages.pilot import PilotConfig, write_pilot
     from stages.records import load_ocr_index, read_manifest
-    from stages.config import build
     from stages.split import PARTS, make_splits
     from stages.taxonomy import Taxonomy
 
@@ -350,7 +350,8 @@ def test_train_text_interrupted_with_ctrl_c_names_the_checkpoint_kept_for_resume
                          "the second epoch (after the first checkpoint)")
     checkpoint = out / "scratch/text/train_text-run/checkpoints/checkpoint-20"
     assert "Traceback" not in output and "KeyboardInterrupt" not in output
-    assert output.splitlines()[-1] == f"train_text: interrupted; no outputs written; checkpoint kept for --resume: {checkpoint}"
+    assert output.splitlines()[-1] == ("train_text: interrupted; no outputs written; "
+                                       f"checkpoint kept for --resume: {checkpoint}")
     assert checkpoint.is_dir()
     for path in text_outputs(out).values():
         assert not path.exists(), f"an interrupted run left {path}"

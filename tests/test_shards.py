@@ -86,7 +86,8 @@ def test_text_only_readers_of_both_kinds(tmp_path):
 def test_bytes_are_reproducible(tmp_path):
     write_sample_set(tmp_path / "a")
     write_sample_set(tmp_path / "b")
-    for name in ("train/shard-00000.tar", "train/shard-00001.tar", "train/textonly-00000.tar", "val/textonly-00000.tar"):
+    names = ("train/shard-00000.tar", "train/shard-00001.tar", "train/textonly-00000.tar", "val/textonly-00000.tar")
+    for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 

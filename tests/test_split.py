@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from stages.common import REPO_ROOT
-from stages.records import ManifestRecord, OcrLine, OcrRecord
 from stages.dedupe import hash_image, near_phash_pairs
 from stages.errors import InputError
+from stages.records import ManifestRecord, OcrLine, OcrRecord
 from stages.split import SplitConfig, main, make_splits
 from stages.taxonomy import Taxonomy
 from stages.text import comparison_key
@@ -46,11 +46,13 @@ def smooth_image(seed: int, size: int = 96) -> Image.Image:
 def olid(i: int, split: str, offensive: bool, text: str | None = None) -> ManifestRecord:
     raw = {"subtask_a": "OFF", "subtask_b": "UNT", "subtask_c": "NULL"} if offensive else \
         {"subtask_a": "NOT", "subtask_b": "NULL", "subtask_c": "NULL"}
-    return ManifestRecord(f"olid_{split}_{i}", "olid", split, None, text or f"tweet number {i} about topic {i * 7}", raw)
+    return ManifestRecord(f"olid_{split}_{i}", "olid", split, None,
+                          text or f"tweet number {i} about topic {i * 7}", raw)
 
 
 def mami(i: int, split: str, misogynous: bool, image_path: str, text: str) -> tuple[ManifestRecord, OcrRecord]:
-    raw = {"misogynous": str(int(misogynous)), "shaming": "0", "stereotype": "0", "objectification": "0", "violence": "0"}
+    raw = {"misogynous": str(int(misogynous)), "shaming": "0", "stereotype": "0", "objectification": "0",
+           "violence": "0"}
     record = ManifestRecord(f"mami_{split}_{i}", "mami", split, image_path, None, raw)
     return record, OcrRecord(record.id, "mami", split, image_path, (OcrLine(text),), "dataset_transcription")
 
@@ -64,7 +66,8 @@ def planted(tmp_path: Path):
     for i in range(90):
         path = img / f"{i}.png"
         smooth_image(i).save(path)
-        record, line = mami(i, "training" if i < 75 else "test", rng.random() < 0.5, f"img/{i}.png", f"meme caption {i} z{i * 13}")
+        record, line = mami(i, "training" if i < 75 else "test", rng.random() < 0.5, f"img/{i}.png",
+                            f"meme caption {i} z{i * 13}")
         records.append(record)
         ocr[record.id] = line
     (img / "copy_of_3.png").write_bytes((img / "3.png").read_bytes())            # same bytes, other id
@@ -73,7 +76,8 @@ def planted(tmp_path: Path):
         record, line = mami(100 + i, "training", True, path, text)
         records.append(record)
         ocr[record.id] = line
-    records += [olid(i, "train", i % 3 == 0) for i in range(120)] + [olid(200 + i, "test", i % 2 == 0) for i in range(20)]
+    records += ([olid(i, "train", i % 3 == 0) for i in range(120)]
+                + [olid(200 + i, "test", i % 2 == 0) for i in range(20)])
     records += [olid(300, "train", True, "The SAME tweet, here!"), olid(301, "train", False, "the same   tweet here")]
     records += [ManifestRecord(f"hatexplain_all_{i}", "hatexplain", None, None, f"post {i} w{i * 3}",
                                {"annotators": [{"label": "normal" if i % 4 else "hatespeech", "annotator_id": a,
@@ -137,7 +141,8 @@ def test_hateful_memes_unseen_copies_dropped_and_unlabeled_kept(tmp_path, taxono
         record = ManifestRecord(f"hateful_memes_{split}_{n:05d}", "hateful_memes", split, f"img/{n:05d}.png", None,
                                 None if label is None else {"label": label})
         records.append(record)
-        ocr[record.id] = OcrRecord(record.id, record.dataset, split, record.image_path, (OcrLine(text),), "dataset_transcription")
+        ocr[record.id] = OcrRecord(record.id, record.dataset, split, record.image_path, (OcrLine(text),),
+                                   "dataset_transcription")
 
     for n in range(10):
         meme("dev_seen", n, n % 2, f"text {n}")
@@ -150,7 +155,8 @@ def test_hateful_memes_unseen_copies_dropped_and_unlabeled_kept(tmp_path, taxono
     meme("train", 70, 1, "train meme")
     meme("test_seen", 71, 1, "train meme")  # same text, other image: a cross-split group, kept
     result = run(records, ocr, taxonomy, tmp_path)
-    assert "hateful_memes_dev_unseen_00003" not in result.splits and result.splits["hateful_memes_dev_seen_00003"] == "val"
+    assert "hateful_memes_dev_unseen_00003" not in result.splits
+    assert result.splits["hateful_memes_dev_seen_00003"] == "val"
     assert result.splits["hateful_memes_dev_unseen_00050"] == "val"
     report = result.report
     assert report["exact_duplicates"]["dropped"] == 6
@@ -160,8 +166,10 @@ def test_hateful_memes_unseen_copies_dropped_and_unlabeled_kept(tmp_path, taxono
     assert report["cross_split_duplicates"]["by_splits"] == {"train|test": 1}
     assert report["checks"]["balance"]["pools"] == {}  # nothing created: no balance to judge
     crossed = run(records, ocr, taxonomy, tmp_path, drop_cross_split_duplicates=True)  # official test: kept, reported
-    assert crossed.splits["hateful_memes_test_seen_00071"] == "test" and crossed.splits["hateful_memes_train_00070"] == "train"
-    assert crossed.report["cross_split_duplicates"]["official_kept_in_later_split"]["examples"] == ["hateful_memes_test_seen_00071"]
+    assert crossed.splits["hateful_memes_test_seen_00071"] == "test"
+    assert crossed.splits["hateful_memes_train_00070"] == "train"
+    kept_in_later = crossed.report["cross_split_duplicates"]["official_kept_in_later_split"]
+    assert kept_in_later["examples"] == ["hateful_memes_test_seen_00071"]
     kept_copies = run(records, ocr, taxonomy, tmp_path, drop_exact_duplicates=False)
     assert kept_copies.splits["hateful_memes_dev_unseen_00003"] == "val"
 
@@ -184,7 +192,8 @@ def test_label_errors_missing_images_and_unknown_splits(tmp_path, taxonomy):
     img.mkdir()
     (img / "broken.png").write_bytes(b"not a png at all")
     records = [olid(i, "train", i % 2 == 0) for i in range(30)]
-    records.append(ManifestRecord("olid_train_bad", "olid", "train", None, "weird", {"subtask_a": "MAYBE", "subtask_b": "NULL", "subtask_c": "NULL"}))
+    records.append(ManifestRecord("olid_train_bad", "olid", "train", None, "weird",
+                                  {"subtask_a": "MAYBE", "subtask_b": "NULL", "subtask_c": "NULL"}))
     records += [mami(1, "training", True, "img/broken.png", "a")[0], mami(2, "training", False, "img/gone.png", "b")[0]]
     result = run(records, {}, taxonomy, tmp_path)
     assert "olid_train_bad" in result.splits  # kept: pack counts it as a failure

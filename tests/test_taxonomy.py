@@ -21,7 +21,8 @@ def taxonomy() -> Taxonomy:
 
 
 def rec(dataset: str, labels_raw, record_id: str = "x1", split: str | None = "train") -> ManifestRecord:
-    return ManifestRecord(id=record_id, dataset=dataset, split=split, image_path=None, text_raw="t", labels_raw=labels_raw)
+    return ManifestRecord(id=record_id, dataset=dataset, split=split, image_path=None, text_raw="t",
+                          labels_raw=labels_raw)
 
 
 def real_records(real_dataset, name: str) -> list[ManifestRecord]:
@@ -92,10 +93,12 @@ def test_unlabeled_record_maps_to_all_unknown(taxonomy):
 @pytest.mark.parametrize("dataset,raw,field,value", [
     ("memotion1", memotion1_raw(sarcasm="little_sarcastic"), "sarcasm", "little_sarcastic"),  # a Memotion 2 spelling
     ("olid", {"subtask_a": "off", "subtask_b": "NULL", "subtask_c": "NULL"}, "subtask_a", "off"),
-    ("olid", {"subtask_a": "NOT", "subtask_b": "NULL", "subtask_c": "XYZ"}, "subtask_c", "XYZ"),  # even where a cond skips it
+    # even where a cond skips it
+    ("olid", {"subtask_a": "NOT", "subtask_b": "NULL", "subtask_c": "XYZ"}, "subtask_c", "XYZ"),
     ("hateful_memes", {"label": 2}, "label", 2),
     ("mmhs150k", {"labels": [0, 7, 0], "labels_str": ["NotHate", "NotHate", "NotHate"]}, "labels[1]", 7),
-    ("hatexplain", {"annotators": [{"label": "normal", "target": ["Martians"]}] * 2 + [{"label": "offensive", "target": ["None"]}]},
+    ("hatexplain", {"annotators": [{"label": "normal", "target": ["Martians"]}] * 2
+                    + [{"label": "offensive", "target": ["None"]}]},
      "annotators[0].target", "Martians"),
     ("hatexplain", {"annotators": [{"label": "hateful", "target": ["None"]}]}, "annotators[0].label", "hateful"),
 ])
@@ -151,7 +154,8 @@ def test_hatexplain_no_majority_and_even_annotator_ties(taxonomy):
 
 
 def test_mami_with_and_without_subtype_columns(taxonomy):
-    full = taxonomy.map(rec("mami", {"misogynous": "1", "shaming": "0", "stereotype": "1", "objectification": "0", "violence": "0"}))
+    full = taxonomy.map(rec("mami", {"misogynous": "1", "shaming": "0", "stereotype": "1", "objectification": "0",
+                                     "violence": "0"}))
     assert full.fields == {"abuse_hate": 1, "offensive": None, "target_group": ("women",), "target_type": None}
     assert full.aux == {"shaming": 0, "stereotype": 1, "objectification": 0, "violence": 0}
     task_a_only = taxonomy.map(rec("mami", {"misogynous": "0"}))
@@ -161,7 +165,8 @@ def test_mami_with_and_without_subtype_columns(taxonomy):
 
 def test_to_json_shape_for_pack(taxonomy):
     out = taxonomy.map(rec("olid", {"subtask_a": "OFF", "subtask_b": "TIN", "subtask_c": "GRP"})).to_json()
-    assert out == {"labels": {"abuse_hate": None, "offensive": 1, "target_type": "group", "target_group": None}, "aux": {}}
+    assert out == {"labels": {"abuse_hate": None, "offensive": 1, "target_type": "group", "target_group": None},
+                   "aux": {}}
     json.dumps(out)
 
 

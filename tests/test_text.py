@@ -23,7 +23,8 @@ def test_ocr_repeating_the_caption_is_left_out():
     assert out.text == "[CAP] look at this dog [/CAP] <lang=en>"
     assert out.ocr_repeats_caption
     # different words are kept; punctuation-only OCR is not a "repeat" of a punctuation caption
-    assert "[OCR] look at this cat [/OCR]" in combine_text((OcrLine("look at this cat"),), "look at this dog", "en", 0.5).text
+    different = combine_text((OcrLine("look at this cat"),), "look at this dog", "en", 0.5)
+    assert "[OCR] look at this cat [/OCR]" in different.text
     assert combine_text((OcrLine("???"),), "!!!", "en", 0.5).text == "[OCR] ??? [/OCR] [CAP] !!! [/CAP] <lang=en>"
 
 

@@ -33,8 +33,10 @@ def test_memotion1_data_6512_real(real_dataset):
 def make_memotion1_official(root: Path) -> Path:
     write(root / "memotion_dataset_7k" / "labels.csv",
           ",image_name,text_ocr,text_corrected,humour,sarcasm,offensive,motivational,overall_sentiment\n"
-          "0,image_1.jpg,LOOK THERE MY FRIEND,LOOK THERE MY FRIEND,hilarious,general,not_offensive,not_motivational,very_positive\n"
-          '1,image_2.jpeg,"two<LF>lines ocr","first line<LF>second, line",not_funny,general,not_offensive,motivational,very_positive\n'
+          "0,image_1.jpg,LOOK THERE MY FRIEND,LOOK THERE MY FRIEND,"
+          "hilarious,general,not_offensive,not_motivational,very_positive\n"
+          '1,image_2.jpeg,"two<LF>lines ocr","first line<LF>second, line",'
+          "not_funny,general,not_offensive,motivational,very_positive\n"
           "2,image_3.JPG,only ocr,,very_funny,not_sarcastic,not_offensive,not_motivational,positive\n"
           "3,image_4.png,x,x,funny,general,slight,not_motivational,positivechandler_Friday-Mood-AF.-meme-Friends-ChandlerBing.jpg\n"
           "4,image_5.bmp,,,funny,general,slight,motivational,neutral\n", newline="\r\n")

@@ -13,7 +13,8 @@ def test_memotion2_synthetic(tmp_path):
     root = tmp_path / "memotion2"
     header = "Id,Image url,ocr_text,humour,sarcastic,offensive,motivational,overall_sentiment,classification_based_on\n"
     write(root / "memotion_train.csv", header
-          + '1,http://i/1.jpg,"WHEN YOU ""FINALLY""\nGET IT",funny,little_sarcastic,slight,not_motivational,positive,image\n'
+          + '1,http://i/1.jpg,"WHEN YOU ""FINALLY""\nGET IT",'
+          "funny,little_sarcastic,slight,not_motivational,positive,image\n"
           + "2,http://i/2.jpg,,not_funny,not_sarcastic,not_offensive,motivational,neutral,text\n"
           + "3,http://i/3.jpg,TXT,funny,general,slight,not_motivational,positive,text\n", newline="\r\n")
     write(root / "memotion_val.csv", header + "7001,http://i/7001.jpg,HI,hilarious,very_sarcastic,"
