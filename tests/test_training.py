@@ -124,7 +124,8 @@ def test_read_split_counts_labels_nulls_and_datasets(shards):
     assert info.labeled == 53 and info.skipped_null == 3
     assert info.class_counts == (27, 26)
     names = [Path(shard).name for shard in info.shards]
-    assert names == sorted(n for n in names if n.startswith("shard-")) + sorted(n for n in names if n.startswith("textonly-"))
+    assert names == (sorted(n for n in names if n.startswith("shard-"))
+                     + sorted(n for n in names if n.startswith("textonly-")))
     with_image = sum(r["has_image"] for r in written["train"])
     assert len(names) == -(-with_image // 7) + -(-(56 - with_image) // 7)   # 7 examples per tar
     by_dataset = {}
@@ -144,7 +145,8 @@ def test_bad_label_value_names_shard_key_and_value(tmp_path):
     meta = {"id": "olid_train_1", "dataset": "olid", "labels": {"abuse_hate": "yes"}}
     with wds.TarWriter(str(folder / "textonly-00000.tar"), mtime=0) as sink:
         sink.write({"__key__": "olid_train_1", "txt": b"hi", "json": json.dumps(meta).encode()})
-    with pytest.raises(training.TrainingInputError, match=r"textonly-00000.tar: olid_train_1: labels.abuse_hate = 'yes'"):
+    with pytest.raises(training.TrainingInputError,
+                       match=r"textonly-00000.tar: olid_train_1: labels.abuse_hate = 'yes'"):
         training.read_split(tmp_path, "train", ALL, HATE)
     with pytest.raises(training.TrainingInputError, match="no 'labels.offensive'"):
         training.read_split(tmp_path, "train", ALL, OFFENSIVE)
@@ -389,7 +391,8 @@ def test_a_cached_hub_model_loads_from_the_cache_only(tmp_path, monkeypatch):
 def test_train_text_with_an_unreachable_hub_stops_at_once_with_one_line(tmp_path):
     """The stage as `dvc repro` runs it, without network: no minute of retries, no wall of warnings."""
     params = tmp_path / "params.yaml"
-    outputs = {key: str(tmp_path / "out" / key) for key in ("out_model", "metrics", "live_dir", "predictions", "scratch")}
+    outputs = {key: str(tmp_path / "out" / key)
+               for key in ("out_model", "metrics", "live_dir", "predictions", "scratch")}
     params.write_text(json.dumps({"train": {}, "text": {"model": HUB_ID, **outputs}}))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_CACHE": str(tmp_path / "hub"),
            "HF_ENDPOINT": "http://127.0.0.1:9"}
