@@ -11,7 +11,7 @@ with a params file of its own, then prints per dataset and label field the test 
       (train_vision with the repo's `vision` recipe, multi-head over the binary fields and the
       dataset's aux fields), the image baseline (logistic regression on the frozen ImageNet
       backbone's pooled features) and the late fusion of text and image expert (stages/fuse.py,
-      fitted on val, per seed);
+      fitted on val's fit part, per seed);
 beside chance (guessing at the train rate), the train-majority baseline and published reference
 numbers; then, on each dataset's main metric (AUROC on Hateful Memes, macro-F1 elsewhere), the
 differences multi-head - single-task and expert - TF-IDF with 95% paired bootstrap intervals over

@@ -1,6 +1,6 @@
 """The real_data benchmark's scores and tables: the baselines fitted on a run's packed data (TF-IDF +
 logistic regression, chance, logistic regression on the frozen ImageNet backbone's pooled image
-features), the late fusion of each seed's text and image expert (stages/fuse.py, fitted on val),
+features), the late fusion of each seed's text and image expert (stages/fuse.py, fitted on val's fit part),
 the experts' metrics averaged over seeds, paired bootstrap intervals of the differences that
 matter, and the HateCheck table beside the paper's. benchmarks/real_data.py
 runs the stages and calls these; they read only a run's shards, metrics and predictions files."""
@@ -186,7 +186,7 @@ def image_baseline(shards: Path, fields: list[str], vision: dict, cache_dir: Pat
 
 def fusion_runs(text_files: list[Path], image_files: list[Path], fields: list[str],
                 text_task: str | None = None) -> tuple[list[dict], list[dict]]:
-    """Per seed (text and image expert runs paired in order): fit on val, apply to test; each seed's
+    """Per seed (text and image expert runs paired in order): fit on val's fit part, apply to test; each seed's
     metrics (tfidf_baseline's layout; a dataset with one modality scores that expert alone) and its
     test predictions (field -> id -> (dataset, label, P(1)))."""
     from stages import fuse
