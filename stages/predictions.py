@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from stages.errors import InputError
+from stages.scores import val_part
 
 
 class FuseError(InputError):
@@ -78,3 +79,21 @@ def is_binary_prob(value: Any) -> bool:
 
 def binary_fields(rows: dict[str, PredictionRow]) -> set[str]:
     return {name for row in rows.values() for name, value in row.probs.items() if is_binary_prob(value)}
+
+
+# ---------------------------------------------------------------- rows of both experts
+
+EXPERTS = ("text", "vision")
+EVALUATED_SPLITS = ("val_fit", "test")   # val_fit: val's fit part (scores.val_part), the only val fusion is fit on
+
+
+def in_split(row_split: str, example_id: str, split: str) -> bool:
+    """Whether an example of `row_split` is scored in `split` of EVALUATED_SPLITS ("val_fit": val's fit part)."""
+    if split == "val_fit":
+        return row_split == "val" and val_part(example_id) == "fit"
+    return row_split == split
+
+
+def contributors(text: PredictionRow | None, vision: PredictionRow | None, name: str) -> tuple[str, ...]:
+    return tuple(expert for expert, row in zip(EXPERTS, (text, vision))
+                 if row is not None and is_binary_prob(row.probs.get(name)))
