@@ -33,3 +33,21 @@ def real_dataset(real_samples):
             pytest.skip(f"no real samples for {name}")
         return folder
     return get
+
+
+def ingested_pilot(root: Path, datasets: tuple[str, ...], examples_per_dataset: int):
+    """The pilot's releases of `datasets` through ingest into `root`: (manifest, ocr, the split config
+    from params.yaml reading them, one worker)."""
+    from stages.common import load_params
+    from stages.config import build
+    from stages.ingest import ingest
+    from stages.pilot import PilotConfig, write_pilot
+    from stages.split import PARTS
+
+    pilot = write_pilot(PilotConfig(out=root / "pilot", examples_per_dataset=examples_per_dataset, datasets=datasets))
+    manifest, ocr = root / "manifest.jsonl", root / "ocr.jsonl"
+    ingest({name: pilot.out / name for name in datasets}, manifest, ocr, root=root,
+           report_out=root / "ingest_report.json", metrics_out=root / "metrics" / "ingest.json")
+    split_config, _ = build(PARTS, load_params(None, REPO_ROOT / "params.yaml"),
+                            overrides={"split.workers": 1, "split.manifest": manifest, "split.ocr": ocr})
+    return manifest, ocr, split_config

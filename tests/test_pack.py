@@ -339,20 +339,13 @@ PILOT_DATASETS = ("hateful_memes", "mami", "memotion1", "olid", "hatexplain")   
 def pilot_pack_inputs(tmp_path_factory) -> tuple[Path, PackConfig]:
     """The pilot's releases of five datasets through ingest and split: a manifest that lists one
     dataset after another, as ingest writes it."""
-    from stages.common import load_params, write_json
-    from stages.config import build
-    from stages.ingest import ingest
-    from stages.pilot import PilotConfig, write_pilot
+    from stages.common import write_json
     from stages.records import load_ocr_index, read_manifest
-    from stages.split import PARTS, make_splits
+    from stages.split import make_splits
+    from tests.conftest import ingested_pilot
 
     root = tmp_path_factory.mktemp("mixed")
-    pilot = write_pilot(PilotConfig(out=root / "pilot", examples_per_dataset=60, datasets=PILOT_DATASETS))
-    manifest, ocr = root / "manifest.jsonl", root / "ocr.jsonl"
-    ingest({name: pilot.out / name for name in PILOT_DATASETS}, manifest, ocr, root=root,
-           report_out=root / "ingest_report.json", metrics_out=root / "metrics" / "ingest.json")
-    split_config, _ = build(PARTS, load_params(None, REPO_ROOT / "params.yaml"),
-                            overrides={"split.workers": 1, "split.manifest": manifest, "split.ocr": ocr})
+    manifest, ocr, split_config = ingested_pilot(root, PILOT_DATASETS, 60)
     result = make_splits(list(read_manifest(manifest)), load_ocr_index(ocr), Taxonomy.load(TAXONOMY), split_config,
                          image_root=root)
     write_json(root / "splits.json", result.splits)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.common import REPO_ROOT, load_params
+from stages.common import REPO_ROOT
 from stages.taxonomy import Taxonomy, TaxonomyError
 
 TAXONOMY = REPO_ROOT / "Step_3" / "label_taxonomy.json"
@@ -34,22 +34,15 @@ def toy_spec() -> dict:
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory) -> dict:
     """A two-dataset pilot through ingest, split and pack with the toy taxonomy."""
-    from stages.config import build
     from stages.images import ImageSpec
-    from stages.ingest import ingest
     from stages.pack import PackConfig, pack
-    from stages.pilot import PilotConfig, write_pilot
-    from stages.split import PARTS, SplitPaths, split
+    from stages.split import SplitPaths, split
+    from tests.conftest import ingested_pilot
 
     root = tmp_path_factory.mktemp("toy")
     taxonomy = root / "label_taxonomy.json"
     taxonomy.write_text(json.dumps(toy_spec(), indent=1), encoding="utf-8")
-    pilot = write_pilot(PilotConfig(out=root / "pilot", examples_per_dataset=40, datasets=PILOT))
-    manifest, ocr = root / "manifest.jsonl", root / "ocr.jsonl"
-    ingest({name: pilot.out / name for name in PILOT}, manifest, ocr, root=root,
-           report_out=root / "ingest_report.json", metrics_out=root / "metrics" / "ingest.json")
-    split_config, _ = build(PARTS, load_params(None, REPO_ROOT / "params.yaml"),
-                            overrides={"split.workers": 1, "split.manifest": manifest, "split.ocr": ocr})
+    manifest, ocr, split_config = ingested_pilot(root, PILOT, 40)
     split(split_config, SplitPaths(manifest=manifest, ocr=ocr, label_taxonomy=taxonomy, splits=root / "splits.json",
                                    report=root / "split_report.json", image_root=root))
     stats = pack(PackConfig(manifest=manifest, ocr=ocr, output_dir=root / "shards", stats=root / "stats.json",
