@@ -450,7 +450,7 @@ def report(work: Path, console: Console) -> dict:
     rows = scores.result_rows(systems, run["fields"] + [f for f in scored if f not in run["fields"]])
     diagnostic = scores.diagnostic_rows(systems)
     differences = scores.difference_rows(predictions, binary)
-    if text and run.get("image_datasets"):
+    if run.get("image_datasets"):     # image - chance and - baseline need no text expert; fusion does
         differences += scores.modality_rows(predictions, scored, run["image_datasets"], text, IMAGE_EXPERT)
     results = {**run, "seeds_found": {label: len(found) for label, found in folders.items()},
                "fusion_text_expert": text, "rows": rows, "differences": differences, "diagnostic": diagnostic,

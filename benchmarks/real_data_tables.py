@@ -365,11 +365,12 @@ def seed_mean_score(predictions: list[dict], field: str, dataset: str, metric: s
                           for run in runs if run]))
 
 
-def modality_rows(predictions: dict[str, list[dict]], fields: list[str], datasets: list[str], text: str, image: str,
-                  resamples: int = BOOTSTRAP_RESAMPLES) -> list[dict]:
+def modality_rows(predictions: dict[str, list[dict]], fields: list[str], datasets: list[str], text: str | None,
+                  image: str, resamples: int = BOOTSTRAP_RESAMPLES) -> list[dict]:
     """On the datasets with images, AUROC and macro-F1: image expert - chance (AUROC 0.5: a constant
     score), image expert - image baseline, and fusion - the better expert (the one with the higher
-    seed-mean test score; the other expert's gap follows from the tables)."""
+    seed-mean test score; the other expert's gap follows from the tables). Without a text expert
+    (text None, or no runs of it) the fusion row is left out, the image rows are not."""
     rows = []
     for field in fields:
         images = predictions.get(image, [])

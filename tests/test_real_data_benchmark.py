@@ -254,6 +254,9 @@ def test_modality_rows_tell_an_image_signal_from_chance_and_compare_fusion_with_
     assert by[("auroc", "image multi-head - image baseline")]["difference"] > 0
     assert ("f1_macro", "image multi-head - chance") not in by      # guessing has no constant F1
     assert not scores.modality_rows(predictions, ["offensive"], ["olid"], "multi-head", "image multi-head")
+    image_only = scores.modality_rows({k: v for k, v in predictions.items() if k not in ("multi-head", "fusion")},
+                                      ["offensive"], ["memotion1"], None, "image multi-head", resamples=200)
+    assert {r["comparison"] for r in image_only} == {"image multi-head - chance", "image multi-head - image baseline"}
 
 
 def test_image_baseline_learns_the_synthetic_images_colour_cue_per_dataset(tmp_path):
