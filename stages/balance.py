@@ -6,12 +6,13 @@ and val). In every split such a pool feeds, each class's share of the labelled e
 within `tolerance` of the pool's overall share. A split part with fewer than `min_examples`
 labelled examples is recorded but not judged (too few to say anything). Official splits are kept
 as released and never judged: their class counts are reported, not a verdict. The class is the
-stratum (abuse_hate when the example has it, else offensive), as the split stage stratifies.
+stratum: the first of the taxonomy's `stratify_on` fields the example has (abuse_hate, else
+offensive), as the split stage stratifies.
 """
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from stages.records import SPLITS
 
@@ -22,16 +23,16 @@ DEFAULT_TOLERANCE, DEFAULT_MIN_EXAMPLES = 0.05, 20
 NOT_JUDGED = ("unlabeled", "label_error")  # strata outside the check
 
 
-def stratum(labeled: bool | None, abuse_hate: int | None, offensive: int | None) -> str:
-    """The class an example is stratified and balance-checked on (labeled None: labels unmappable)."""
+def stratum(labeled: bool | None, labels: Mapping[str, Any] | None, stratify_on: Sequence[str]) -> str:
+    """The class an example is stratified and balance-checked on: `<field>=<value>` of the first of
+    the `stratify_on` fields (Taxonomy.stratify_on) it has (labeled None: labels unmappable)."""
     if labeled is None:
         return "label_error"
     if not labeled:
         return "unlabeled"
-    if abuse_hate is not None:
-        return f"abuse_hate={abuse_hate}"
-    if offensive is not None:
-        return f"offensive={offensive}"
+    for field in stratify_on:
+        if labels[field] is not None:
+            return f"{field}={labels[field]}"
     return "no_binary_label"
 
 

@@ -48,6 +48,7 @@ class PackStats:
         self.config = config
         self.group_fields = taxonomy.fields_of_type("multilabel")
         self.class_fields = tuple(name for name in taxonomy.fields if name not in self.group_fields)
+        self.stratify_on = taxonomy.stratify_on
         self.total = self.excluded = self.ocr_lines_dropped = self.ocr_repeats = 0
         self.failures = {reason: _examples_entry() for reason in FAILURE_REASONS}
         self.skipped = {reason: _examples_entry() for reason in SKIP_REASONS}
@@ -127,8 +128,7 @@ class PackStats:
             groups = labels[name]
             self.classes[split][name].update(["unlabeled"] if groups is None else groups or ["(none)"])
         if task.pool:
-            self.pools[task.pool][split][balance.stratum(task.meta["labeled"], labels["abuse_hate"],
-                                                         labels["offensive"])] += 1
+            self.pools[task.pool][split][balance.stratum(task.meta["labeled"], labels, self.stratify_on)] += 1
         self.langs[task.meta["lang"]] += 1
         self.ocr_lines_dropped += task.ocr_lines_dropped
         self.ocr_repeats += task.ocr_repeats_caption
@@ -183,6 +183,7 @@ class PackStats:
                                                    self.carved_or_created, "packed"),
             **self._diagnostic_json(shard_counts),
             "duplicates_across_splits": self.duplicates,
+            "stratify_on": list(self.stratify_on),
             "balance": check,
             "image": {"format": config.image.image_format, "size": [config.image.image_size, config.image.image_size],
                       "resize": config.image.resize, "max_pixels": config.image.max_image_pixels,
@@ -231,11 +232,13 @@ def failure_message(summary: dict[str, Any], max_rate: float) -> str:
 
 
 def print_summary(summary: dict[str, Any], console: Console) -> None:
-    rows = [(split, *_split_cells(s)) for split, s in summary["splits"].items()]
+    fields = summary["stratify_on"]   # the headline classes: the ones splits are stratified on
+    rows = [(split, *_split_cells(s, fields)) for split, s in summary["splits"].items()]
     if DIAGNOSTIC_SPLIT in summary:
-        rows.append((f"{DIAGNOSTIC_SPLIT} (eval only)", *_split_cells(summary[DIAGNOSTIC_SPLIT])))
-    stage_console.summary("Step 3 pack", ("split", "examples", "with image", "text-only", "abuse_hate 0/1/?",
-                                          "offensive 0/1/?", "shards"), rows, labels=0, console=console)
+        rows.append((f"{DIAGNOSTIC_SPLIT} (eval only)", *_split_cells(summary[DIAGNOSTIC_SPLIT], fields)))
+    stage_console.summary("Step 3 pack", ("split", "examples", "with image", "text-only",
+                                          *(f"{field} 0/1/?" for field in fields), "shards"),
+                          rows, labels=0, console=console)
     failures = [(name, entry["count"], ", ".join(e["id"] for e in entry["examples"][:3]))
                 for name, entry in summary["failures"].items() if entry["count"]]
     failures += [(f"{name} (skipped, not a failure)", entry["count"], ", ".join(e["id"] for e in entry["examples"][:3]))
@@ -258,11 +261,10 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         if "test" in splits))
 
 
-def _split_cells(s: dict[str, Any]) -> tuple:
-    ah, off = s["classes"]["abuse_hate"], s["classes"]["offensive"]
+def _split_cells(s: dict[str, Any], fields: list[str]) -> tuple:
+    classes = [s["classes"][field] for field in fields]
     return (s["examples"], s["with_image"], s["text_only"],
-            f"{ah.get('0', 0)}/{ah.get('1', 0)}/{ah.get('unlabeled', 0)}",
-            f"{off.get('0', 0)}/{off.get('1', 0)}/{off.get('unlabeled', 0)}",
+            *(f"{c.get('0', 0)}/{c.get('1', 0)}/{c.get('unlabeled', 0)}" for c in classes),
             f"{s['shards']['image']}+{s['shards']['textonly']}")
 
 

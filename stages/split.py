@@ -6,8 +6,8 @@
 1. Official splits are kept (params `releases.official`: dataset -> {original split -> train|val|test|
    carve|create}). `carve` divides that original split into train plus every split the dataset's
    mapping does not provide (`carve_ratio` each); `create` (and a null original split) divides it
-   80/10/10 (`ratios`). Both are stratified on the unified label (abuse_hate, else offensive) and
-   seeded.
+   80/10/10 (`ratios`). Both are stratified on the unified label (the taxonomy's `stratify_on`:
+   abuse_hate, else offensive) and seeded.
 2. Content groups (union-find): same image bytes (sha256), perceptual hash within
    `phash_threshold` bits, or the same normalised text (text_raw + OCR, casefolded, punctuation
    and whitespace collapsed; empty text never groups). A group is assigned as a unit wherever
@@ -124,11 +124,11 @@ class SplitResult:
 # ------------------------------------------------------------------ assignment
 
 
-def stratum(labels: UnifiedLabels | None) -> str:
+def stratum(labels: UnifiedLabels | None, stratify_on: tuple[str, ...]) -> str:
     """The class a record is stratified and balance-checked on (balance.stratum)."""
     if labels is None:
-        return balance.stratum(None, None, None)
-    return balance.stratum(labels.labeled, labels["abuse_hate"], labels["offensive"])
+        return balance.stratum(None, None, stratify_on)
+    return balance.stratum(labels.labeled, labels.fields, stratify_on)
 
 
 def pool_targets(dataset: str, kind: str, config: SplitConfig) -> dict[str, float]:
@@ -256,7 +256,7 @@ def make_training_splits(records: list[ManifestRecord], ocr: dict[str, OcrRecord
                          image_dirs: list[Path] | None = None) -> SplitResult:
     check_official_mapping(records, config)
     labels, label_errors = _map_labels(records, taxonomy)
-    strata = [stratum(lab) for lab in labels]
+    strata = [stratum(lab, taxonomy.stratify_on) for lab in labels]
     texts = [record_text(r, ocr.get(r.id)) for r in records]
     paths = sorted({r.image_path for r in records if r.image_path})
     by_path = dict(zip(paths, hash_images(paths, image_root, config.workers, progress, image_dirs)))
@@ -267,7 +267,7 @@ def make_training_splits(records: list[ManifestRecord], ocr: dict[str, OcrRecord
     state.duplicates = drop_duplicates(state, config)
     splits = {records[i].id: split_of[i] for i in sorted(range(len(records)), key=lambda i: records[i].id)
               if state.kept[i]}
-    report = build_report(state, config)
+    report = {"stratify_on": list(taxonomy.stratify_on), **build_report(state, config)}
     report["eval_labeled"] = eval_labeled(state, taxonomy.fields_of_type("binary"), config.min_eval_labeled,
                                           report["warnings"])
     for message in report["warnings"]:
@@ -303,7 +303,7 @@ def add_diagnostic(result: SplitResult, diagnostic: list[ManifestRecord], record
     labels, label_errors = _map_labels(diagnostic, taxonomy)
     counts: dict = defaultdict(Counter)
     for record, label in zip(diagnostic, labels):
-        counts[record.dataset][stratum(label)] += 1
+        counts[record.dataset][stratum(label, taxonomy.stratify_on)] += 1
     training_text = {}
     for r in records:
         if result.splits.get(r.id) in SPLITS:
@@ -352,7 +352,8 @@ def print_summary(result: SplitResult) -> None:
             neg = sum(n for c, n in classes.items() if c.endswith("=0"))
             rows.append((dataset, split, sum(classes.values()), pos, neg, classes.get("unlabeled", 0)))
     console = Console()
-    stage_console.summary("Step 3 splits (kept examples; positives = abuse_hate=1, else offensive=1)",
+    positives = ", else ".join(f"{field}=1" for field in report["stratify_on"])
+    stage_console.summary(f"Step 3 splits (kept examples; positives = {positives})",
                           ("dataset", "split", "examples", "positives", "negatives", "unlabeled"), rows, labels=2,
                           console=console)
     checks = report["checks"]

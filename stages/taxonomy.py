@@ -261,6 +261,11 @@ class Taxonomy:
         """The unified fields, name -> declaration (`type`, `values` / `vocabulary`), in declaration order."""
         return unified_fields(self.spec)
 
+    @property
+    def stratify_on(self) -> tuple[str, ...]:
+        """The binary fields an example's stratum comes from, first present wins (balance.stratum)."""
+        return tuple(self.spec["stratify_on"]["fields"])
+
     def fields_of_type(self, kind: str) -> tuple[str, ...]:
         """The unified fields of one `type`: binary | categorical | multilabel."""
         return fields_of_type(self.spec, kind)

@@ -1,7 +1,7 @@
 """The shape of Step_3/label_taxonomy.json, checked when it loads (stages/taxonomy.py interprets it):
 the unified fields (`unified_fields`: the one reader of their declarations, which every other
-module asks), the rule language, and `validate_spec`, which names the file and the JSON location
-of the first problem."""
+module asks), the fields splits are stratified on (`stratify_on`), the rule language, and
+`validate_spec`, which names the file and the JSON location of the first problem."""
 from __future__ import annotations
 
 from typing import Any
@@ -46,6 +46,14 @@ def _validate_field(name: str, decl: Any, fail) -> None:
         fail(f"{where}.vocabulary", "missing or empty (a multilabel field's names)")
 
 
+def _validate_stratify_on(decl: Any, binary: tuple[str, ...], fail) -> None:
+    chosen = decl.get("fields") if isinstance(decl, dict) else None
+    if (not isinstance(chosen, list) or not chosen or len(set(map(str, chosen))) != len(chosen)
+            or any(name not in binary for name in chosen)):
+        fail("stratify_on", f"needs `fields`: a list of distinct binary unified fields ({', '.join(binary)}), "
+                            f"got {chosen!r}")
+
+
 def validate_spec(spec: Any, source: str) -> None:
     def fail(where: str, problem: str):
         raise TaxonomyError(source, where, problem)
@@ -59,6 +67,7 @@ def validate_spec(spec: Any, source: str) -> None:
         _validate_field(name, decl, fail)
     fields = unified_fields(spec)
     names = tuple(fields)
+    _validate_stratify_on(spec.get("stratify_on"), fields_of_type(spec, "binary"), fail)
     vocabularies = {name: decl["vocabulary"] for name, decl in fields.items() if decl["type"] == "multilabel"}
     aux_declared = spec.get("aux", {})
     for dataset, dspec in spec["datasets"].items():

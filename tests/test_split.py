@@ -1,6 +1,7 @@
 """Split stage: official splits, created/carved stratified splits, content groups, checks."""
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import random
@@ -127,6 +128,22 @@ def test_carved_and_created_splits_are_stratified(tmp_path, taxonomy):
     assert abs(share(val) - share(olid_train)) <= 0.05
     created = Counter(splits[r.id] for r in records if r.dataset == "hatexplain")
     assert created == {"train": 32, "val": 4, "test": 4}
+
+
+def test_the_taxonomy_names_the_fields_splits_are_stratified_on(tmp_path, taxonomy):
+    records, ocr = planted(tmp_path)
+    default = run(records, ocr, taxonomy, tmp_path).report
+    spec = copy.deepcopy(taxonomy.spec)
+    spec["stratify_on"]["fields"] = ["offensive"]
+    offensive_only = run(records, ocr, Taxonomy.from_dict(spec), tmp_path).report
+
+    def strata(report, dataset):
+        return {stratum for per_split in report["counts"][dataset].values() for stratum in per_split}
+    assert default["stratify_on"] == ["abuse_hate", "offensive"] and offensive_only["stratify_on"] == ["offensive"]
+    assert strata(default, "mami") == {"abuse_hate=0", "abuse_hate=1"}          # MAMI annotates both
+    assert strata(default, "olid") == {"offensive=0", "offensive=1"}            # OLID: offensive only
+    assert strata(offensive_only, "mami") == {"no_binary_label"}    # MAMI annotates misogyny (abuse_hate) only
+    assert strata(offensive_only, "olid") == strata(default, "olid")
 
 
 def test_hateful_memes_unseen_copies_dropped_and_unlabeled_kept(tmp_path, taxonomy):

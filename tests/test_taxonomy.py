@@ -69,6 +69,11 @@ def test_malformed_taxonomies_are_rejected_with_location(taxonomy):
     spec["datasets"]["olid"]["labels"]["offensive"]["map"]["OFF"] = "yes"
     with pytest.raises(TaxonomyError, match="offensive values are 0, 1 or null"):
         Taxonomy.from_dict(spec)
+    for chosen in (["target_group"], [], ["offensive", "offensive"], "abuse_hate"):   # binary fields only, distinct
+        spec = copy.deepcopy(taxonomy.spec)
+        spec["stratify_on"]["fields"] = chosen
+        with pytest.raises(TaxonomyError, match=r"stratify_on.*binary unified fields \(abuse_hate, offensive"):
+            Taxonomy.from_dict(spec)
 
 
 def test_invalid_json_names_file_and_line(tmp_path):
