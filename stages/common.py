@@ -52,6 +52,12 @@ def load_params(group: str | None = None, path: str | Path = "params.yaml") -> d
     return params if group is None else dict(params.get(group) or {})
 
 
+def project_path(group: str, key: str) -> Path:
+    """A path the project's params.yaml sets (e.g. split.label_taxonomy): its one home, for code that
+    runs outside a stage's command line (tests, benchmarks, a flag left unset)."""
+    return REPO_ROOT / load_params(group, REPO_ROOT / "params.yaml")[key]
+
+
 INTERPOLATION = re.compile(r"\$\{\s*([\w.-]+)\s*\}")   # DVC's `${group.key}` in dvc.yaml
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from stages import heads
-from stages.common import REPO_ROOT
+from stages.common import project_path
 from stages.config import Part, check_fields, knob
 from stages.errors import InputError
 from stages.taxonomy import Taxonomy
@@ -18,7 +18,6 @@ from stages.taxonomy import Taxonomy
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-PROJECT_TAXONOMY = REPO_ROOT / "Step_3" / "label_taxonomy.json"   # when --label-taxonomy is not given
 LEARNING_RATE_LIMITS = {"above": 0.0, "max": 1.0}   # > 0; above 1 is a typo (5e5 for 5e-5), not a learning rate
 
 
@@ -51,7 +50,7 @@ class Tasks(NamedTuple):
             raise TrainingInputError(f"train.head_weights: {given} must map fields of train.tasks "
                                      f"to weights >= 0 (not learned: {', '.join(unknown) or '-'})")
         weights = {name: float(given.get(name, 1.0)) for name in names}
-        label_taxonomy = label_taxonomy or str(PROJECT_TAXONOMY)
+        label_taxonomy = label_taxonomy or str(project_path("split", "label_taxonomy"))
         if len(names) == 1 and names[0] in binary_fields(label_taxonomy):
             return cls(weights, None)
         try:
