@@ -444,8 +444,7 @@ def report(work: Path, console: Console) -> dict:
         if text and folders.get(IMAGE_EXPERT):
             systems["fusion"], predictions["fusion"] = scores.fusion_runs(
                 [f / "predictions.jsonl" for f in folders[text]],
-                [f / "predictions.jsonl" for f in folders[IMAGE_EXPERT]], scored,
-                text_task=run["experts"][text][0] if text.startswith("single") else None)
+                [f / "predictions.jsonl" for f in folders[IMAGE_EXPERT]], scored)
     rows = scores.result_rows(systems, run["fields"] + [f for f in scored if f not in run["fields"]])
     diagnostic = scores.diagnostic_rows(systems)
     differences = scores.difference_rows(predictions, binary)

@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 
 from stages import diagnostic as diagnostic_report
 from stages.console import summary
+from stages.predictions import read_predictions
 from stages.scores import main_metric, predicted_class
 from stages.shards import iter_examples
 from stages.training import classification_metrics
@@ -184,8 +185,7 @@ def image_baseline(shards: Path, fields: list[str], vision: dict, cache_dir: Pat
 
 # ---------------------------------------------------------------- late fusion (stages/fuse.py), per seed
 
-def fusion_runs(text_files: list[Path], image_files: list[Path], fields: list[str],
-                text_task: str | None = None) -> tuple[list[dict], list[dict]]:
+def fusion_runs(text_files: list[Path], image_files: list[Path], fields: list[str]) -> tuple[list[dict], list[dict]]:
     """Per seed (text and image expert runs paired in order): fit on val's fit part, apply to test; each seed's
     metrics (tfidf_baseline's layout; a dataset with one modality scores that expert alone) and its
     test predictions (field -> id -> (dataset, label, P(1)))."""
@@ -193,7 +193,7 @@ def fusion_runs(text_files: list[Path], image_files: list[Path], fields: list[st
 
     systems, predictions = [], []
     for seed, (text_file, image_file) in enumerate(zip(text_files, image_files)):
-        text, image = fuse.read_predictions(text_file, text_task), fuse.read_predictions(image_file)
+        text, image = fuse.read_predictions(text_file), fuse.read_predictions(image_file)
         names = [f for f in fields if f in fuse.fusable_fields(text, image)]
         model = fuse.fit_fusion({k: r for k, r in text.items() if r.split == "val"},
                                 {k: r for k, r in image.items() if r.split == "val"}, names, seed)
@@ -259,19 +259,12 @@ def result_rows(systems: dict[str, list[dict]], fields: list[str]) -> list[dict]
 
 
 def read_test_predictions(path: Path, fields: list[str]) -> dict[str, dict[str, tuple[str, int, float]]]:
-    """field -> id -> (dataset, gold label, P(class 1)) for an expert's labelled test rows; a
-    single-task file (label/prob) is read for its one field."""
+    """field -> id -> (dataset, gold label, P(class 1)) for an expert's labelled test rows."""
     out: dict[str, dict] = {field: {} for field in fields}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            if row["split"] != "test":
-                continue
-            for field in fields:
-                label, prob = ((row["labels"].get(field), row["probs"].get(field)) if "probs" in row
-                               else (row["label"], row["prob"]))
-                if label is not None:
-                    out[field][row["id"]] = (row["dataset"], int(label), float(prob))
+    for row in read_predictions(path).values():
+        for field in fields:
+            if row.split == "test" and row.labels.get(field) is not None:
+                out[field][row.id] = (row.dataset, int(row.labels[field]), float(row.probs[field]))
     return out
 
 

@@ -33,7 +33,7 @@ also halves what fusion fits on: on a small val the weights are noisier (the shr
 
 The functions up to `fuse` are pure (rows in, rows and plain data out); `main` reads and writes.
 
-    python -m stages.fuse --text-predictions P --vision-predictions P --text-report R --vision-report R
+    python -m stages.fuse --text-predictions P --vision-predictions P
         [--C 1.0] [--folds 5]
         [--fuse-predictions Step_4/predictions/fusion.jsonl] [--metrics Step_4/metrics/fusion.json]
         [--fuse-report Step_4/reports/fusion.json] [--params params.yaml] [--verbose]
@@ -58,7 +58,7 @@ from stages.config import Part, check_fields, knob, parse
 from stages.console import setup_logging, summary
 from stages.fusion_report import full_report, headline_metrics
 from stages.predictions import (EVALUATED_SPLITS, EXPERTS, FuseError, PredictionRow, binary_fields, contributors,
-                                expert_task, in_split, is_binary_prob, read_predictions)
+                                in_split, is_binary_prob, read_predictions)
 from stages.scores import main_metric
 
 PROB_FLOOR = 1e-6        # the experts round probabilities to 6 decimals: 0 and 1 occur
@@ -109,8 +109,6 @@ class FusePaths:
     """What fuse reads (the experts' outputs: flags, dvc.yaml's cmd passes them) and writes (the `fuse` group)."""
     text_predictions: Path = knob(help="the text expert's predictions", cli_only=True)
     vision_predictions: Path = knob(help="the image expert's predictions", cli_only=True)
-    text_report: Path = knob(help="the text expert's full report: names a single-task expert's field", cli_only=True)
-    vision_report: Path = knob(help="the image expert's full report", cli_only=True)
     predictions: Path = knob(help="fused predictions per example (Step 5's first input)", flag="fuse_predictions")
     metrics: Path = knob(help="headline numbers (a DVC metric)")
     report: Path = knob(help="full detail: weights, every metric per split and dataset, counts", flag="fuse_report")
@@ -290,13 +288,6 @@ def fuse(text_rows: dict[str, PredictionRow], vision_rows: dict[str, PredictionR
 
 # ---------------------------------------------------------------- the stage
 
-def read_json_file(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise FuseError(f"cannot read {path}: {err}") from None
-
-
 def write_outputs(paths: FusePaths, fused: list[dict[str, Any]], report: dict[str, Any]) -> None:
     """Predictions, report and metrics, each to a temp beside it, renamed once all are complete (metrics last)."""
     with contextlib.ExitStack() as stack:
@@ -333,8 +324,7 @@ def print_summary(report: dict[str, Any]) -> None:
 
 
 def run(settings: FuseConfig, paths: FusePaths) -> dict[str, Any]:
-    text_rows = read_predictions(paths.text_predictions, expert_task(read_json_file(paths.text_report)))
-    vision_rows = read_predictions(paths.vision_predictions, expert_task(read_json_file(paths.vision_report)))
+    text_rows, vision_rows = read_predictions(paths.text_predictions), read_predictions(paths.vision_predictions)
     _, fused, report = fuse(text_rows, vision_rows, settings)
     write_outputs(paths, fused, report)
     return report

@@ -26,51 +26,38 @@ class PredictionRow:
     probs: dict[str, Any]      # field -> P(class 1) (binary) or the head's probabilities
 
 
-def parse_prediction_line(line: str, where: str, task: str | None) -> PredictionRow:
-    """One line of Step_4/predictions/<expert>.jsonl (stages/training/outputs.py writes them): a
-    single-task row {id, dataset, split, label, prob} (its field is `task`) or a multi-head row
+def parse_prediction_line(line: str, where: str) -> PredictionRow:
+    """One line of Step_4/predictions/<expert>.jsonl (stages/training/outputs.py writes them):
     {id, dataset, split, labels: {field: ...}, probs: {field: ...}}."""
     try:
         row = json.loads(line)
-        if "probs" in row:
-            labels, probs = dict(row["labels"]), dict(row["probs"])
-        elif task is None:
-            raise FuseError(f"{where}: a single-task row, and the expert's report names no task")
-        else:
-            labels, probs = {task: row["label"]}, {task: row["prob"]}
-        return PredictionRow(str(row["id"]), str(row["dataset"]), str(row["split"]), labels, probs)
+        return PredictionRow(str(row["id"]), str(row["dataset"]), str(row["split"]), dict(row["labels"]),
+                             dict(row["probs"]))
     except json.JSONDecodeError as err:
         raise FuseError(f"{where}: not JSON ({err.msg})") from None
     except (KeyError, TypeError, ValueError) as err:
-        if isinstance(err, FuseError):
-            raise
         raise FuseError(f"{where}: not a prediction row (missing or bad {err})") from None
 
 
-def parse_predictions(lines: Iterable[str], source: str, task: str | None = None) -> dict[str, PredictionRow]:
+def parse_predictions(lines: Iterable[str], source: str) -> dict[str, PredictionRow]:
     rows: dict[str, PredictionRow] = {}
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        row = parse_prediction_line(line, f"{source}:{number}", task)
+        row = parse_prediction_line(line, f"{source}:{number}")
         if row.id in rows:
             raise FuseError(f"{source}:{number}: id {row.id!r} appears twice")
         rows[row.id] = row
     return rows
 
 
-def read_predictions(path: str | Path, task: str | None = None) -> dict[str, PredictionRow]:
-    """An expert's predictions by example id; `task`: the field of a single-task expert's rows."""
+def read_predictions(path: str | Path) -> dict[str, PredictionRow]:
+    """An expert's predictions by example id."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise FuseError(f"cannot read predictions {path}: {err}") from None
-    return parse_predictions(text.splitlines(), str(path), task)
-
-
-def expert_task(metrics: dict[str, Any]) -> str | None:
-    """The field a single-task expert learned (its report's `task`); None for a multi-head expert."""
-    return metrics.get("task") if "tasks" not in metrics else None
+    return parse_predictions(text.splitlines(), str(path))
 
 
 def is_binary_prob(value: Any) -> bool:

@@ -129,8 +129,8 @@ def test_diagnostic_report_per_functionality_group_and_class(packed, trained):
     for case_id, row in cases.items():
         label = int(row["label_gold"] == "hateful")
         prediction = diagnostic_rows[case_id]
-        assert prediction["label"] == label
-        right = int(prediction["prob"] > 0.5) == label
+        assert prediction["labels"] == {"abuse_hate": label}
+        right = int(prediction["probs"]["abuse_hate"] > 0.5) == label
         gold_of[row["functionality"]].add("abuse_hate" if label else "not_abuse_hate")
         for key in ("all", f"class{label}", ("f", row["functionality"]), ("g", GROUP[row["target_ident"]])):
             tallies[key][0] += 1

@@ -26,8 +26,8 @@ TASK = "abuse_hate"
 
 def expert_line(example_id: str, dataset: str, split: str, label: int, logit: float) -> str:
     """A single-task expert's prediction row, as stages/training/outputs.py writes it."""
-    return json.dumps({"dataset": dataset, "id": example_id, "label": label,
-                       "prob": round(1 / (1 + math.exp(-logit)), 6), "split": split}, sort_keys=True)
+    return json.dumps({"dataset": dataset, "id": example_id, "labels": {TASK: label},
+                       "probs": {TASK: round(1 / (1 + math.exp(-logit)), 6)}, "split": split}, sort_keys=True)
 
 
 def synthetic_predictions(text_signal: float, vision_signal: float, *, seed: int = 0, per_split: int = 240,
@@ -51,8 +51,7 @@ def synthetic_predictions(text_signal: float, vision_signal: float, *, seed: int
 
 def parsed(lines: tuple[list[str], list[str]]):
     text, vision = lines
-    return (predictions.parse_predictions(text, "text.jsonl", TASK),
-            predictions.parse_predictions(vision, "vision.jsonl", TASK))
+    return predictions.parse_predictions(text, "text.jsonl"), predictions.parse_predictions(vision, "vision.jsonl")
 
 
 def run_fuse(lines, **settings):
@@ -61,7 +60,7 @@ def run_fuse(lines, **settings):
 
 def relabel(lines: list[str], label_of) -> list[str]:
     """The lines with each row's gold label replaced by `label_of(row)`."""
-    return [json.dumps({**row, "label": label_of(row)}, sort_keys=True) for row in map(json.loads, lines)]
+    return [json.dumps({**row, "labels": {TASK: label_of(row)}}, sort_keys=True) for row in map(json.loads, lines)]
 
 
 def flip_labels(lines: list[str], split: str, share: float = 1.0, seed: int = 1, part: str | None = None) -> list[str]:
@@ -70,7 +69,7 @@ def flip_labels(lines: list[str], split: str, share: float = 1.0, seed: int = 1,
     def label_of(row):
         chosen = np.random.default_rng([seed, int(row["id"].rsplit("-", 1)[1])]).random() < share
         chosen = chosen and (part is None or val_part(row["id"]) == part)
-        return 1 - row["label"] if row["split"] == split and chosen else row["label"]
+        return 1 - row["labels"][TASK] if row["split"] == split and chosen else row["labels"][TASK]
     return relabel(lines, label_of)
 
 
@@ -193,16 +192,13 @@ def test_an_example_with_one_modality_uses_that_expert_alone_counted():
     assert row["labels"][TASK] == text_rows[row["id"]].labels[TASK]
 
 
-def write_expert(tmp_path, name: str, lines: list[str], metrics: dict) -> list[str]:
+def write_expert(tmp_path, name: str, lines: list[str]) -> list[str]:
     (tmp_path / f"{name}.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    (tmp_path / f"{name}.json").write_text(json.dumps(metrics), encoding="utf-8")
-    return [f"--{name}-predictions", str(tmp_path / f"{name}.jsonl"),
-            f"--{name}-report", str(tmp_path / f"{name}.json")]
+    return [f"--{name}-predictions", str(tmp_path / f"{name}.jsonl")]
 
 
 def stage_args(tmp_path, out: str, lines) -> list[str]:
-    return [*write_expert(tmp_path, "text", lines[0], {"task": TASK}),
-            *write_expert(tmp_path, "vision", lines[1], {"task": TASK}),
+    return [*write_expert(tmp_path, "text", lines[0]), *write_expert(tmp_path, "vision", lines[1]),
             "--fuse-predictions", str(tmp_path / out / "fusion.jsonl"),
             "--metrics", str(tmp_path / out / "metrics.json"), "--fuse-report", str(tmp_path / out / "report.json")]
 
@@ -240,12 +236,12 @@ def test_bad_predictions_stop_the_stage_with_one_line(tmp_path):
     text, vision = synthetic_predictions(0.8, 0.6, per_split=40)
     with pytest.raises(InputError, match=r"^.*text\.jsonl:2: not JSON"):
         fuse.main(stage_args(tmp_path, "out", ([text[0], "{oops", *text[2:]], vision)))
-    disagreeing = [line.replace('"label": 1', '"label": 0') for line in vision]
+    disagreeing = [line.replace(f'"labels": {{"{TASK}": 1}}', f'"labels": {{"{TASK}": 0}}') for line in vision]
     with pytest.raises(InputError, match=r"^example .*disagree on the gold abuse_hate"):
         fuse.main(stage_args(tmp_path, "out", (text, disagreeing)))
     first_val = min(json.loads(line)["id"] for line in text if '"split": "val"' in line)
     def one_val_positive(row):
-        return int(row["id"] == first_val) if row["split"] == "val" else row["label"]
+        return int(row["id"] == first_val) if row["split"] == "val" else row["labels"][TASK]
     with pytest.raises(InputError, match=r"^field 'abuse_hate' has \d+ examples in val's fit part .*, [01] positive"):
         fuse.main(stage_args(tmp_path, "out", (relabel(text, one_val_positive), relabel(vision, one_val_positive))))
     with pytest.raises(InputError, match=r"^fuse.fields: offensive not predicted"):
@@ -254,21 +250,24 @@ def test_bad_predictions_stop_the_stage_with_one_line(tmp_path):
 
 
 def test_reads_what_the_experts_write():
-    """Single-task and multi-head rows of stages/training/outputs.py; only binary fields are fused."""
+    """Single-task and multi-head experts write one row shape (their fields named); only binary fields are fused."""
     from stages import heads
+    from stages.training import Tasks
     from stages.training.metrics import Predictions
     from stages.training.outputs import prediction_rows
 
     single = prediction_rows([Predictions("val", ["b", "a"], ["mami", "olid"], np.array([1, 0]),
-                                          np.array([0.9, 0.2]))])
-    rows = predictions.parse_predictions([json.dumps(row) for row in single], "text.jsonl", TASK)
+                                          np.array([0.9, 0.2]))], Tasks.read([TASK]))
+    rows = predictions.parse_predictions([json.dumps(row) for row in single], "text.jsonl")
     assert rows["b"] == fuse.PredictionRow("b", "mami", "val", {TASK: 1}, {TASK: 0.9})
     layout = heads.HeadLayout((heads.Head(TASK, "binary", (f"not_{TASK}", TASK)),
                                heads.Head("sentiment", "categorical", ("negative", "neutral", "positive"))))
     multi = prediction_rows([Predictions("test", ["m"], ["memotion1"], np.array([[heads.MISSING, 2.0]]),
-                                         np.array([[0.3, 0.7, 0.1, 0.2, 0.7]]))], layout)
+                                         np.array([[0.3, 0.7, 0.1, 0.2, 0.7]]))],
+                            Tasks({TASK: 1.0, "sentiment": 1.0}, layout))
     rows = predictions.parse_predictions([json.dumps(row) for row in multi], "vision.jsonl")
     assert rows["m"].labels == {TASK: None, "sentiment": 2}
     assert rows["m"].probs[TASK] == 0.7 and fuse.binary_fields(rows) == {TASK}
-    with pytest.raises(fuse.FuseError, match="text.jsonl:1: a single-task row"):
-        predictions.parse_predictions([json.dumps(single[0])], "text.jsonl")
+    unnamed = {"id": "b", "dataset": "mami", "split": "val", "label": 1, "prob": 0.9}   # which field?
+    with pytest.raises(fuse.FuseError, match="text.jsonl:1: not a prediction row .*'labels'"):
+        predictions.parse_predictions([json.dumps(unnamed)], "text.jsonl")

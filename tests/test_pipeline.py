@@ -244,12 +244,12 @@ def assert_pilot_fusion(repo: Path) -> None:
     for name in ("text", "vision"):
         lines = [json.loads(line) for line in (repo / f"Step_4/predictions/{name}.jsonl").open()]
         (flipped / f"{name}.jsonl").write_text("".join(
-            json.dumps({**row, "label": 1 - row["label"] if row["split"] == "test" else row["label"]}) + "\n"
+            json.dumps({**row, "labels": {f: 1 - y if row["split"] == "test" and y in (0, 1) else y
+                                          for f, y in row["labels"].items()}}) + "\n"
             for row in lines))
     run([sys.executable, "-m", "stages.fuse", "--text-predictions", "flipped/text.jsonl", "--vision-predictions",
          "flipped/vision.jsonl", "--fuse-predictions", "flipped/fusion.jsonl", "--metrics", "flipped/metrics.json",
-         "--fuse-report", "flipped/report.json", "--text-report", "Step_4/reports/text.json", "--vision-report",
-         "Step_4/reports/vision.json"], repo)   # the reports name the field; dvc.yaml's cmd passes them too
+         "--fuse-report", "flipped/report.json"], repo)
     flipped_report = json.loads((flipped / "report.json").read_text())
     shutil.rmtree(flipped)
     assert flipped_report["model"] == report["model"]

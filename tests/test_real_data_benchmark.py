@@ -123,9 +123,11 @@ def test_paired_bootstrap_interval_separates_a_real_gap_from_none():
 def test_difference_rows_pair_the_experts_and_tfidf_on_the_examples_they_share(tmp_path):
     rows = [("olid", f"olid_{n}", n % 2) for n in range(40)]
     single_task = tmp_path / "single.jsonl"
-    single_task.write_text("".join(json.dumps({"dataset": d, "id": i, "label": y, "prob": 0.3 + 0.4 * y,
-                                               "split": "test"}) + "\n" for d, i, y in rows) +
-                           json.dumps({"dataset": "olid", "id": "v", "label": 1, "prob": 0.9, "split": "val"}) + "\n")
+    single_task.write_text("".join(json.dumps({"dataset": d, "id": i, "labels": {"offensive": y},
+                                               "probs": {"offensive": 0.3 + 0.4 * y}, "split": "test"}) + "\n"
+                                   for d, i, y in rows) +
+                           json.dumps({"dataset": "olid", "id": "v", "labels": {"offensive": 1},
+                                       "probs": {"offensive": 0.9}, "split": "val"}) + "\n")
     multi = []
     for seed, wrong in enumerate((0, 10)):       # seed 1 decides its first 10 examples wrong
         path = tmp_path / f"multi{seed}.jsonl"

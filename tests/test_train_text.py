@@ -95,7 +95,9 @@ def test_tiny_deberta_trains_and_writes_every_output(first_run, shards):
     assert [(r["split"], r["id"]) for r in rows] == sorted((r["split"], r["id"]) for r in rows)
     for split in ("val", "test"):
         assert {r["id"] for r in rows if r["split"] == split} == labeled_ids(written[split])
-    assert all(set(r) == {"id", "dataset", "split", "label", "prob"} and 0 <= r["prob"] <= 1 for r in rows)
+    assert all(set(r) == {"id", "dataset", "split", "labels", "probs"} for r in rows)
+    assert all(set(r["labels"]) == set(r["probs"]) == {HATE.single} and 0 <= r["probs"][HATE.single] <= 1
+               for r in rows)
     assert (paths.out_model / "model.safetensors").is_file() and (paths.out_model / "tokenizer.json").is_file()
     config = json.loads((paths.out_model / "config.json").read_text())
     assert config["id2label"] == {"0": "not_abuse_hate", "1": "abuse_hate"} and config["model_type"] == "deberta-v2"
@@ -121,7 +123,7 @@ def test_saved_expert_reloads_with_from_pretrained_and_reproduces_test_metrics(f
     test = ShardStream(splits["test"], HATE, ("txt",), decode, 4, distributed=False)
     preds = training.predict(model, test, DataCollatorWithPadding(tokenizer), batch_size=4)
     assert training.split_metrics(preds, splits["train"]) == metrics["test"]
-    rows = {r["id"]: r["prob"] for r in map(json.loads, paths.predictions.read_text().splitlines())}
+    rows = {r["id"]: r["probs"][HATE.single] for r in map(json.loads, paths.predictions.read_text().splitlines())}
     assert np.allclose([rows[i] for i in preds.ids], preds.probs, atol=1e-6)
 
 
@@ -165,7 +167,7 @@ def test_task_offensive_trains_on_its_own_labels(shards, tiny_deberta, tmp_path)
     written = shards[1]
     rows = [json.loads(line) for line in paths.predictions.read_text().splitlines()]
     truth = {r["id"]: r["labels"]["offensive"] for split in ("val", "test") for r in written[split]}
-    assert all(row["label"] == truth[row["id"]] for row in rows) and len(rows) == 30
+    assert all(row["labels"] == {"offensive": truth[row["id"]]} for row in rows) and len(rows) == 30
     config = json.loads((paths.out_model / "config.json").read_text())
     assert config["id2label"] == {"0": "not_offensive", "1": "offensive"}
 

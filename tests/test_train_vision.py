@@ -76,7 +76,7 @@ def test_tiny_siglip_trains_saves_and_reloads_to_the_same_test_metrics(shards, t
     assert type(model).__name__ == "SiglipForImageClassification"
     assert model.config.id2label == {0: "not_abuse_hate", 1: "abuse_hate"}
     assert reloaded == metrics["test"]
-    probs = {r["id"]: r["prob"] for r in rows}
+    probs = {r["id"]: r["probs"]["abuse_hate"] for r in rows}
     assert np.allclose([probs[i] for i in preds.ids], preds.probs, atol=1e-6)
 
 

@@ -47,17 +47,17 @@ def predict(model: PreTrainedModel, stream: ShardStream, collate: Callable, batc
     return Predictions(stream.split.name, ids, datasets, np.concatenate(labels), np.concatenate(probs))
 
 
-def prediction_rows(preds: Iterable[Predictions], layout: heads.HeadLayout | None = None) -> list[dict[str, Any]]:
-    """One row per example, sorted by split and id: its gold label and P(class 1); multi-head: every
-    head's gold label (null when not annotated) and probabilities (a binary head's P(class 1), a
+def prediction_rows(preds: Iterable[Predictions], tasks: Tasks) -> list[dict[str, Any]]:
+    """One row per example, sorted by split and id, the same shape for every expert: per field learned,
+    its gold label (null when not annotated) and probabilities (a binary field's P(class 1), a
     categorical head's distribution, a multi-label head's P(label) per label; order: config.json)."""
     def single(label, probs) -> dict[str, Any]:
-        return {"label": int(label), "prob": rounded(probs)}
+        return {"labels": {tasks.single: int(label)}, "probs": {tasks.single: rounded(probs)}}
 
     def multi(labels, probs) -> dict[str, Any]:
-        return {"labels": layout.decode_labels(labels), "probs": head_probabilities(layout, probs)}
+        return {"labels": tasks.layout.decode_labels(labels), "probs": head_probabilities(tasks.layout, probs)}
 
-    targets = single if layout is None else multi
+    targets = single if tasks.layout is None else multi
     rows = [{"id": i, "dataset": d, "split": p.split, **targets(y, q)}
             for p in preds for i, d, y, q in zip(p.ids, p.datasets, p.labels, p.probs)]
     return sorted(rows, key=lambda row: (row["split"], row["id"]))

@@ -172,7 +172,7 @@ def train_expert(expert: Expert, data: ExpertData, paths: ExpertPaths, train: Tr
     if main:
         metrics = outputs.metrics_record(expert, train, splits, data.selection, weights, epoch_summary(trainer.state),
                                          preds, report)
-        outputs.write_outputs(expert, metrics, outputs.prediction_rows(preds, tasks.layout), live_work, paths)
+        outputs.write_outputs(expert, metrics, outputs.prediction_rows(preds, tasks), live_work, paths)
     trainer.accelerator.wait_for_everyone()
     if main:
         shutil.rmtree(run_dir, ignore_errors=True)   # done: checkpoints are no longer needed
