@@ -452,9 +452,10 @@ def report(work: Path, console: Console) -> dict:
         differences += scores.modality_rows(predictions, scored, run["image_datasets"], text, IMAGE_EXPERT)
     results = {**run, "seeds_found": {label: len(found) for label, found in folders.items()},
                "fusion_text_expert": text, "rows": rows, "differences": differences, "diagnostic": diagnostic,
-               "fusion_weights": [m["weights"] for m in systems.get("fusion", [])]}
+               "fusion_weights": [m["weights"] for m in systems.get("fusion", [])],
+               **({"image_baseline_backbone": scores.backbone_name(vision)} if run.get("image_datasets") else {})}
     (work / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    text = results_header(run, results["seeds_found"]) + scores.markdown(rows, differences, diagnostic)
+    text = results_header(results) + scores.markdown(rows, differences, diagnostic)
     (work / "results.md").write_text(text, encoding="utf-8")
     scores.print_tables(rows, differences, diagnostic, console)
     console.print(f"packed {run['packed']}; seeds per expert {results['seeds_found']}; seconds {run['seconds']}\n"
@@ -462,8 +463,9 @@ def report(work: Path, console: Console) -> dict:
     return results
 
 
-def results_header(run: dict, seeds_found: dict) -> str:
-    """What the tables were measured on: commit, date, datasets, settings, seeds, speed, seconds."""
+def results_header(run: dict) -> str:
+    """What the tables were measured on: commit, date, datasets, settings, seeds, the image baseline's
+    backbone, speed, seconds (`run`: results.json's content)."""
     def git(*args) -> str:
         return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True).stdout.strip()
     dirty = " (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else ""
@@ -471,7 +473,9 @@ def results_header(run: dict, seeds_found: dict) -> str:
     lines = [f"Measured on commit {git('rev-parse', '--short', 'HEAD')}{dirty}, "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, by `benchmarks/real_data.py`.",
              f"Datasets {run['datasets']} (with images: {run.get('image_datasets', [])}); packed {run['packed']}.",
-             f"Settings {settings}; seeds found per expert {seeds_found}.",
+             f"Settings {settings}; seeds found per expert {run['seeds_found']}.",
+             *([f"Image baseline: logistic regression on the frozen pooled features of "
+                f"{run['image_baseline_backbone']}."] if "image_baseline_backbone" in run else []),
              f"Image expert speed: {run.get('speed')}.", f"Seconds: {run['seconds']}."]
     return "\n".join(f"- {line}" for line in lines) + "\n\n"
 

@@ -157,11 +157,28 @@ def pooled_features(shards: Path, split: str, vision: dict, cache: Path) -> tupl
     return examples, features
 
 
+BACKBONE_KEYS = ("model", "weights", "image_size")   # what decides the pooled features (params' vision group)
+
+
+def backbone_name(vision: dict) -> str:
+    """The image baseline's frozen backbone, as the results header names it."""
+    return ", ".join(f"{key} {vision.get(key)}" for key in BACKBONE_KEYS)
+
+
+def feature_cache(cache_dir: Path, vision: dict) -> Path:
+    """The folder of one backbone's cached features: another model, weights or input size never
+    reuses them (their example ids alone would match)."""
+    key = json.dumps({k: vision.get(k) for k in BACKBONE_KEYS}, sort_keys=True)
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(vision["model"]))
+    return cache_dir / f"{name}-{zlib.crc32(key.encode()):08x}"
+
+
 def image_baseline(shards: Path, fields: list[str], vision: dict, cache_dir: Path) -> dict:
-    """Per binary field: logistic regression (balanced) on the train images' frozen pooled features,
-    scored per test dataset; the layout of tfidf_baseline."""
-    train, train_x = pooled_features(shards, "train", vision, cache_dir / "train.npz")
-    test, test_x = pooled_features(shards, "test", vision, cache_dir / "test.npz")
+    """Per binary field: logistic regression (balanced) on the train images' frozen pooled features
+    (cached per backbone under `cache_dir`), scored per test dataset; the layout of tfidf_baseline."""
+    cache = feature_cache(cache_dir, vision)
+    train, train_x = pooled_features(shards, "train", vision, cache / "train.npz")
+    test, test_x = pooled_features(shards, "test", vision, cache / "test.npz")
     out: dict = {"test": {}, "predictions": {}}
     for field in fields:
         rows = [i for i, ex in enumerate(train) if field_label(ex.meta, field) is not None]

@@ -268,8 +268,14 @@ def test_image_baseline_learns_the_synthetic_images_colour_cue_per_dataset(tmp_p
     by_dataset = out["test"]["abuse_hate"]["by_dataset"]
     assert sum(v["support"] for v in by_dataset.values()) == len(written["test"])
     assert all(v["auroc"] > 0.8 for v in by_dataset.values() if v["support"] >= 10)
-    cached = scores.pooled_features(tmp_path, "test", vision, tmp_path / "features" / "test.npz")[1]
+    cache = scores.feature_cache(tmp_path / "features", vision)
+    assert sorted(p.name for p in cache.iterdir()) == ["test.npz", "train.npz"]
+    cached = scores.pooled_features(tmp_path, "test", vision, cache / "test.npz")[1]
     assert cached.shape == (len(written["test"]), 1280)
+    # another backbone (model, weights or input size) never reads these features: same ids, other numbers
+    assert scores.feature_cache(tmp_path / "features", dict(vision)) == cache
+    for key, value in (("model", "resnet18"), ("weights", "imagenet"), ("image_size", 224)):
+        assert scores.feature_cache(tmp_path / "features", {**vision, key: value}) != cache
 
 
 def test_the_bootstraps_scores_equal_sklearns_on_resampled_data_with_ties():
