@@ -45,9 +45,10 @@ def thread_count(environ: Mapping[str, str], cores: int) -> int:
 # MKL's (matrix products) AVX-512 code sums in another order than their AVX2 code, so a pipeline
 # run on an AVX-512 host and on an AVX2-only host would give different models. AVX2 is on every
 # x86 server of the last decade; on AMD's double-pumped AVX-512 it costs little (see README).
-# MKL's STRICT: without it MKL's AVX2 mode may still sum in an order that depends on where its
-# inputs lie in memory; seen on a Sapphire Rapids host, where two runs of the pilot's text expert
-# differed in the 8th digit from the second step on.
+# MKL's STRICT mode: Intel documents bitwise-identical results whatever the inputs' memory
+# alignment only with it. Without it, one Sapphire Rapids host trained the pilot's text expert to
+# two different models (8th digit, from step 2 on) at different times in the same environment;
+# with it, every run there was identical (cause not pinned down: a plain matmul test showed none).
 X86_ISA = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2,STRICT"}
 
 
