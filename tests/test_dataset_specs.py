@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stages import pilot, releases
-from stages.common import REPO_ROOT, load_params
+from stages.common import REPO_ROOT, load_params, project_path
 from stages.images import ImageSpec
 from stages.ingest import ingest
 from stages.pack import PackConfig, pack
@@ -22,7 +22,7 @@ from stages.shards import iter_examples
 from stages.split import SplitConfig, make_splits
 from stages.taxonomy import Taxonomy, raw_key
 
-TAXONOMY_FILE = REPO_ROOT / "Step_3" / "label_taxonomy.json"
+TAXONOMY_FILE = project_path("split", "label_taxonomy")
 # Raw fields the adapter passes through unchecked: the taxonomy's `values` are their only check.
 UNCHECKED = {"hatecheck": {"functionality"}, "hatexplain": {"annotators[].target"}}
 

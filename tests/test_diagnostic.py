@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from stages import training
-from stages.common import REPO_ROOT, load_params, write_json
+from stages.common import REPO_ROOT, load_params, project_path, write_json
 from stages.records import load_ocr_index, make_id, read_manifest
 from stages.shards import INDEX, iter_examples, write_index
 from stages.taxonomy import Taxonomy
 from tests.test_train_text import outputs, run, tiny_deberta  # noqa: F401 - fixture
 
-TAXONOMY = REPO_ROOT / "Step_3" / "label_taxonomy.json"
+TAXONOMY = project_path("split", "label_taxonomy")
 DATASETS = ("hatexplain", "olid", "hatecheck")
 HATE, OFFENSIVE = training.Tasks.read(["abuse_hate"]), training.Tasks.read(["offensive"])
 GROUP = {"women": "women", "trans people": "lgbtq", "gay people": "lgbtq", "black people": "black",

@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from stages import heads, training
+from stages.common import project_path
 from stages.training.metrics import categorical_metrics, multilabel_metrics
 from stages.heads import MISSING, HeadCounts, HeadLayoutError, MultiHeadLoss, head_layout, load_expert
 from stages.config import ConfigError, Part, build
@@ -22,7 +23,7 @@ from tests.test_train_vision import tiny_siglip  # noqa: F401 - fixture
 from tests.test_training import write_shards
 
 REPO = Path(__file__).resolve().parent.parent
-TAXONOMY = str(REPO / "Step_3/label_taxonomy.json")
+TAXONOMY = str(project_path("split", "label_taxonomy"))
 UNIFIED = ["abuse_hate", "offensive", "target_type", "target_group"]
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.common import REPO_ROOT, load_params, write_json
+from stages.common import REPO_ROOT, load_params, project_path, write_json
 from stages.images import ImageSpec
 from stages.ingest import ingest
 from stages.pack import PackConfig, pack
@@ -21,7 +21,7 @@ from stages.taxonomy import Taxonomy
 from stages.text import comparison_key
 from tests.test_split import config, olid
 
-TAXONOMY = REPO_ROOT / "Step_3" / "label_taxonomy.json"
+TAXONOMY = project_path("split", "label_taxonomy")
 OFFICIAL = load_params("releases", REPO_ROOT / "params.yaml")["official"]   # the documented defaults
 
 

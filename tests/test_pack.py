@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 
-from stages.common import OUTPUT_MARKER, REPO_ROOT
+from stages.common import OUTPUT_MARKER, REPO_ROOT, project_path
 from stages.errors import GateError
 from stages.images import ImageSpec
 from stages.pack import PackConfig, PackError, PackFailed, main, pack
@@ -40,7 +40,7 @@ from tests.test_images import (
     write_truncated_jpeg,
 )
 
-TAXONOMY = REPO_ROOT / "Step_3" / "label_taxonomy.json"
+TAXONOMY = project_path("split", "label_taxonomy")
 OLID_OFF = {"subtask_a": "OFF", "subtask_b": "TIN", "subtask_c": "GRP"}
 OLID_NOT = {"subtask_a": "NOT", "subtask_b": "NULL", "subtask_c": "NULL"}
 LONG_CAPTION = ("all work and no play " * 5000)[:100_000]

@@ -17,14 +17,14 @@ from rich.console import Console
 from stages import balance
 from stages import pack as pack_stage
 from stages import split as split_stage
-from stages.common import load_params
+from stages.common import load_params, project_path
 from stages.config import build, parse
 from stages.images import ImageSpec
 from stages.pack import PackConfig, PackFailed, pack
 from tests.test_images import write_rgb
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TAXONOMY = REPO_ROOT / "Step_3" / "label_taxonomy.json"
+TAXONOMY = project_path("split", "label_taxonomy")
 OLID_NOT = {"subtask_a": "NOT", "subtask_b": "NULL", "subtask_c": "NULL"}
 SPLIT_INPUTS = {"split.manifest": "m.jsonl", "split.ocr": "o.jsonl"}   # required flags; make_splits takes the records
 PACK_INPUTS = ["--manifest", "m.jsonl", "--ocr", "o.jsonl", "--label-taxonomy", "t.json", "--splits", "s.json"]

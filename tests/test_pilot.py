@@ -22,6 +22,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from stages import pilot, releases
+from stages.common import project_path
 from stages.errors import ConfigError
 from stages.pilot import PilotConfig, write_pilot
 from stages.releases import DATASETS, Skip, read_release
@@ -282,7 +283,7 @@ def test_planted_duplicates(pilot_run):
 def test_every_adapter_ingests_the_pilot_with_the_expected_counts_and_labels(pilot_run):
     from stages.taxonomy import Taxonomy
 
-    taxonomy = Taxonomy.load(REPO_ROOT / "Step_3" / "label_taxonomy.json")
+    taxonomy = Taxonomy.load(project_path("split", "label_taxonomy"))
     config = PilotConfig(out=pilot_run.out)
     for dataset in DATASETS:
         items = ingest(pilot_run.out, dataset)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.common import stage_command
+from stages.common import project_path, stage_command
 from tests.conftest import REPO_ROOT
 
 RELEASE = ("memotion1_official", "memotion_dataset_7k")
@@ -44,7 +44,7 @@ def run_stage(work: Path, name: str) -> None:
 def write_params(work: Path, release: Path) -> None:
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
     params["ingest"]["datasets"] = {"memotion1": str(release)}
-    params["split"].update(label_taxonomy=str(REPO_ROOT / "Step_3" / "label_taxonomy.json"), diagnostic_datasets=[])
+    params["split"].update(label_taxonomy=str(project_path("split", "label_taxonomy")), diagnostic_datasets=[])
     params["releases"]["official"]["memotion1"] = {"train": "carve"}   # no test images: carve val and test
     params["releases"]["image_dirs"] = [str(release)]
     params["pack"]["image_size"] = 32

@@ -24,14 +24,14 @@ import torch
 import yaml
 
 from stages import training
-from stages.common import dvc_yaml, load_params, write_json
+from stages.common import dvc_yaml, load_params, project_path, write_json
 from stages.train_vision import SHARD_KINDS as VISION_KINDS
 from stages.training import IMAGE_FIELDS
 from tests.test_train_text import tiny_deberta  # noqa: F401 - module fixture: a tiny DeBERTa-v2 folder
 from tests.test_training import labeled_ids, write_shards
 
 REPO = Path(__file__).resolve().parent.parent
-TAXONOMY = REPO / "Step_3" / "label_taxonomy.json"
+TAXONOMY = project_path("split", "label_taxonomy")
 TEMP_NAME = re.compile(r"^\.(shards|stats\.json)\..+\.tmp$")   # atomic_dir / atomic_file temp names
 KILL_TIMEOUT = 120
 HATE = training.Tasks.read(["abuse_hate"])

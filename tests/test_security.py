@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from stages import training
+from stages.common import project_path
 from stages.images import ImageSpec
 from stages.pack import PackConfig, pack
 from stages.records import safe_key
@@ -29,7 +30,7 @@ from tests.test_train_text import tiny_deberta  # noqa: F401 - module fixture: a
 from tests.test_training import write_shards
 
 REPO = Path(__file__).resolve().parent.parent
-TAXONOMY = REPO / "Step_3" / "label_taxonomy.json"
+TAXONOMY = project_path("split", "label_taxonomy")
 HATE = training.Tasks.read(["abuse_hate"])
 PIPELINE_CODE = ("stages", "benchmarks", "Step_3", "Step_4")   # every folder whose .py files the pipeline runs
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")   # formats that can unpickle

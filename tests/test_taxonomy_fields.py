@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from stages.common import REPO_ROOT
+from stages.common import project_path
 from stages.taxonomy import Taxonomy, TaxonomyError
 
-TAXONOMY = REPO_ROOT / "Step_3" / "label_taxonomy.json"
+TAXONOMY = project_path("split", "label_taxonomy")
 TOY = "toy_insult"
 PILOT = ("olid", "hateful_memes")   # olid annotates the toy field (text-only), hateful_memes does not (images)
 OLID_TOY = {"OFF": 1, "NOT": 0}

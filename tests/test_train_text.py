@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from stages import training
+from stages.common import project_path
 from stages.errors import ConfigError, InputError
 from stages.scores import val_part
 from stages.train_text import TextConfig, TextDecoder, train_text
@@ -192,7 +193,7 @@ def torchrun_text(shards_dir: Path, params: Path, out: Path, trace: Path) -> sub
            "--metrics", str(out / "text.json"), "--live-dir", str(out / "live"),
            "--predictions", str(out / "text.jsonl"), "--scratch", str(out / "scratch"),
            "--report", str(out / "report.json"), "--params", str(params), "--trace-ids", str(trace),
-           "--label-taxonomy", str(REPO / "Step_3/label_taxonomy.json")]   # as dvc.yaml's cmd gives it
+           "--label-taxonomy", str(project_path("split", "label_taxonomy"))]   # as dvc.yaml's cmd gives it
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -231,7 +232,7 @@ def test_cli_user_errors_exit_with_one_clear_message(shards, tmp_path):
     with pytest.raises(ConfigError, match=r"^train.tasks: 'hate' is neither a unified field "
                                          r"\(abuse_hate, offensive, target_group, target_type\) nor an aux label"):
         main(["--params", str(params), "--shards", str(shards[0]), "--label-taxonomy",
-              str(REPO / "Step_3/label_taxonomy.json")])
+              str(project_path("split", "label_taxonomy"))])
     params.write_text("train: {}\ntext:\n  max_len: 64\n")
     with pytest.raises(ConfigError, match=r"^params group 'text': unknown key max_len$"):
         main(["--params", str(params), "--shards", str(shards[0])])
