@@ -31,12 +31,17 @@ def parse_prediction_line(line: str, where: str) -> PredictionRow:
     {id, dataset, split, labels: {field: ...}, probs: {field: ...}}."""
     try:
         row = json.loads(line)
-        return PredictionRow(str(row["id"]), str(row["dataset"]), str(row["split"]), dict(row["labels"]),
-                             dict(row["probs"]))
+        parsed = PredictionRow(str(row["id"]), str(row["dataset"]), str(row["split"]), row["labels"], row["probs"])
     except json.JSONDecodeError as err:
         raise FuseError(f"{where}: not JSON ({err.msg})") from None
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError) as err:
         raise FuseError(f"{where}: not a prediction row (missing or bad {err})") from None
+    if not (isinstance(parsed.labels, dict) and isinstance(parsed.probs, dict)
+            and set(parsed.labels) == set(parsed.probs)):
+        raise FuseError(f"{where}: `labels` and `probs` must be objects naming the same fields")
+    if not all(label is None or type(label) is int or isinstance(label, list) for label in parsed.labels.values()):
+        raise FuseError(f"{where}: a gold label must be null, a class index or a 0/1 list, got {parsed.labels}")
+    return parsed
 
 
 def parse_predictions(lines: Iterable[str], source: str) -> dict[str, PredictionRow]:

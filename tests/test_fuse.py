@@ -271,3 +271,9 @@ def test_reads_what_the_experts_write():
     unnamed = {"id": "b", "dataset": "mami", "split": "val", "label": 1, "prob": 0.9}   # which field?
     with pytest.raises(fuse.FuseError, match="text.jsonl:1: not a prediction row .*'labels'"):
         predictions.parse_predictions([json.dumps(unnamed)], "text.jsonl")
+    good = {"id": "b", "dataset": "mami", "split": "val", "labels": {TASK: 1}, "probs": {TASK: 0.9}}
+    for bad, message in (({"labels": [[TASK, 1]]}, "must be objects naming the same fields"),
+                         ({"probs": {"offensive": 0.9}}, "must be objects naming the same fields"),
+                         ({"labels": {TASK: "yes"}}, "a gold label must be null, a class index or a 0/1 list")):
+        with pytest.raises(fuse.FuseError, match=f"^text.jsonl:2: .*{message}"):
+            predictions.parse_predictions([json.dumps(good), json.dumps({**good, **bad})], "text.jsonl")
