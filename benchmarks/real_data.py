@@ -264,13 +264,19 @@ def training_settings(args, earlier: dict) -> dict:
     return settings
 
 
+def read_run(work: Path, flag: str) -> dict:
+    """A finished or started run's facts (its run.json); SystemExit naming the flag when there is none."""
+    if not (work / RUN_FILE).is_file():
+        raise SystemExit(f"{flag}: {work / RUN_FILE} not found; the work dir of an earlier run is needed")
+    return json.loads((work / RUN_FILE).read_text(encoding="utf-8"))
+
+
 def work_dir(requested: Path | None, resume: bool = False) -> Path:
     work = (requested or Path(tempfile.mkdtemp(prefix="real_data_"))).absolute()
     if work == REPO_ROOT or REPO_ROOT in work.parents:
         raise SystemExit(f"--work-dir {work} is inside the repo; give a folder outside {REPO_ROOT}")
     if resume:
-        if not (work / RUN_FILE).is_file():
-            raise SystemExit(f"--resume: {work / RUN_FILE} not found; the work dir of an earlier run is needed")
+        read_run(work, "--resume")
         return work
     if work.exists() and any(work.iterdir()):
         raise SystemExit(f"--work-dir {work} is not empty; give a new or empty folder (or --resume)")
@@ -284,7 +290,7 @@ def main(argv: list[str] | None = None) -> dict:
         return report(args.report_only.absolute(), Console())
     if args.speed_only:
         work = args.speed_only.absolute()
-        run = json.loads((work / RUN_FILE).read_text(encoding="utf-8"))
+        run = read_run(work, "--speed-only")
         run["speed"] = image_speed(work / "Step_3" / "shards", work / "params.yaml", Console())
         write_run(work, run)
         return run
@@ -347,8 +353,8 @@ def prepare_data(work: Path, found: dict[str, Path], args, console: Console) -> 
             in_place[name] = str(sub)
         else:
             copy_release(name, folder, work / "release" / name)
-    shutil.copyfile(project_path("split", "label_taxonomy"), work / "label_taxonomy.json")
     repo_params = yaml.safe_load(args.params.read_text(encoding="utf-8"))
+    shutil.copyfile(REPO_ROOT / repo_params["split"]["label_taxonomy"], work / "label_taxonomy.json")
     datasets = list(found)
     write_params(work, "params.yaml", data_params(repo_params, work, datasets, args.limit, in_place))
     seconds = run_stages(work, ["ingest"], console)
@@ -417,7 +423,7 @@ def full_record(folder: Path) -> Path:
 
 def report(work: Path, console: Console) -> dict:
     """The tables of a finished run (its run.json, metrics and predictions files); the baselines are fitted here."""
-    run = json.loads((work / RUN_FILE).read_text(encoding="utf-8"))
+    run = read_run(work, "--report-only")
     binary = [f for f in run["fields"] if f in binary_fields()]
     scored = scored_fields(run)
     folders = {label: [work / expert_folder(label, seed) for seed in run.get("seeds", [0])]
@@ -488,4 +494,5 @@ def fusion_partner(folders: dict[str, list[Path]]) -> str | None:
 
 
 if __name__ == "__main__":
-    main()
+    from stages import cli
+    cli.run("real_data", main)   # bad input (a taxonomy, a predictions file) is one line, not a traceback
