@@ -42,7 +42,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def load_params(group: str | None = None, path: str | Path = "params.yaml") -> dict[str, Any]:
-    """Read params.yaml (or one group of it); a duplicate key is a yaml error. Only stage `main()`s call this."""
+    """Read params.yaml (or one group of it); a duplicate key is a yaml error. Stage `main()`s call this;
+    project_path reads the repo's own params.yaml for code that runs outside a stage."""
     with open(path, encoding="utf-8") as f:
         loader = _UniqueKeyLoader(f)   # a SafeLoader: plain data only
         try:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.common import REPO_ROOT
+from stages.common import REPO_ROOT, project_path
 from stages.dedupe import hash_image, near_phash_pairs
 from stages.errors import InputError
 from stages.records import ManifestRecord, OcrLine, OcrRecord
@@ -31,7 +31,7 @@ OFFICIAL = {"hateful_memes": {"train": "train", "dev_seen": "val", "dev_unseen":
 
 @pytest.fixture(scope="module")
 def taxonomy() -> Taxonomy:
-    return Taxonomy.load(REPO_ROOT / "Step_3" / "label_taxonomy.json")
+    return Taxonomy.load(project_path("split", "label_taxonomy"))
 
 
 def config(**over) -> SplitConfig:
@@ -140,7 +140,7 @@ def test_the_taxonomy_names_the_fields_splits_are_stratified_on(tmp_path, taxono
     def strata(report, dataset):
         return {stratum for per_split in report["counts"][dataset].values() for stratum in per_split}
     assert default["stratify_on"] == ["abuse_hate", "offensive"] and offensive_only["stratify_on"] == ["offensive"]
-    assert strata(default, "mami") == {"abuse_hate=0", "abuse_hate=1"}          # MAMI annotates both
+    assert strata(default, "mami") == {"abuse_hate=0", "abuse_hate=1"}          # MAMI: abuse_hate (misogyny)
     assert strata(default, "olid") == {"offensive=0", "offensive=1"}            # OLID: offensive only
     assert strata(offensive_only, "mami") == {"no_binary_label"}    # MAMI annotates misogyny (abuse_hate) only
     assert strata(offensive_only, "olid") == strata(default, "olid")
@@ -253,7 +253,7 @@ def test_main_writes_sorted_outputs_and_fails_cleanly(tmp_path, taxonomy):
     params = tmp_path / "params.yaml"
     params.write_text((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     args = ["--manifest", str(tmp_path / "m.jsonl"), "--ocr", str(tmp_path / "o.jsonl"),
-            "--label-taxonomy", str(REPO_ROOT / "Step_3" / "label_taxonomy.json"), "--params", str(params),
+            "--label-taxonomy", str(project_path("split", "label_taxonomy")), "--params", str(params),
             "--image-root", str(tmp_path), "--workers", "1"]
     main(args + ["--splits", str(tmp_path / "s.json"), "--report", str(tmp_path / "r.json")])
     splits = json.loads((tmp_path / "s.json").read_text())
