@@ -276,8 +276,7 @@ def work_dir(requested: Path | None, resume: bool = False) -> Path:
     if work == REPO_ROOT or REPO_ROOT in work.parents:
         raise SystemExit(f"--work-dir {work} is inside the repo; give a folder outside {REPO_ROOT}")
     if resume:
-        read_run(work, "--resume")
-        return work
+        return work                      # main reads its run.json (read_run)
     if work.exists() and any(work.iterdir()):
         raise SystemExit(f"--work-dir {work} is not empty; give a new or empty folder (or --resume)")
     work.mkdir(parents=True, exist_ok=True)
@@ -296,7 +295,7 @@ def main(argv: list[str] | None = None) -> dict:
         return run
     console, work, started = Console(), work_dir(args.work_dir, args.resume), time.perf_counter()
     if args.resume:
-        run = json.loads((work / RUN_FILE).read_text(encoding="utf-8"))
+        run = read_run(work, "--resume")
         if args.ignored_on_resume:
             console.print(f"[yellow]ignored on --resume (the data are the earlier run's): "
                           f"{', '.join(args.ignored_on_resume)}")
